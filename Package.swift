@@ -1,0 +1,76 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layers, bottom to top (dependencies point down only):
+//   C modules (CLZ4, CRdKafka, CLibPQ, CWALSupport)
+//   WALCore      the payload-agnostic segment log
+//   walctl       the operator's CLI
+// Each C module is imported by exactly one Swift target.
+let package = Package(
+    name: "walctl",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "WALCore", targets: ["WALCore"]),
+        .executable(name: "walctl", targets: ["walctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // MARK: - C libraries from Debian, as system-library modules
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        // What Swift cannot see: CRC32C with SSE4.2, fallocate.
+        .target(
+            name: "CWALSupport",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+
+        // MARK: - The log
+        .target(
+            name: "WALCore",
+            dependencies: [
+                "CLZ4",
+                "CWALSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+
+        // MARK: - Test support, shared by tests and benchmarks
+        .target(
+            name: "WALTestKit",
+            dependencies: ["WALCore"]
+        ),
+
+        // MARK: - CLI
+        .executableTarget(
+            name: "walctl",
+            dependencies: [
+                "WALCore",
+                "WALTestKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "WALCoreTests",
+            dependencies: ["WALCore", "WALTestKit", "walctl"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)

@@ -1,0 +1,134 @@
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The files of one log directory, seen read-only. Never takes the writer's lock.
+public struct LogDirectory: Sendable {
+    public let path: String
+
+    public init(path: String) {
+        self.path = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+    }
+
+    public var metaPath: String { path + "/" + LogFormat.metaFileName }
+    public var lockPath: String { path + "/" + LogFormat.lockFileName }
+    public var stagingPath: String { path + "/" + LogFormat.stagingFileName }
+    public var cursorDirectory: String { path + "/" + LogFormat.cursorDirectoryName }
+
+    public func segmentPath(firstSeq: UInt64) -> String { path + "/" + LogFormat.segmentFileName(firstSeq: firstSeq) }
+
+    /// A segment file as listed in the directory.
+    public struct SegmentFile: Sendable, Equatable {
+        public var firstSeq: UInt64
+        public var path: String
+        public var name: String { String(path.split(separator: "/").last ?? "") }
+    }
+
+    /// Segment files in sequence order (by the first sequence number in their name).
+    public func segments() throws(WALError) -> [SegmentFile] {
+        try FileSystem.list(path).compactMap { name in
+            LogFormat.parseSegmentFileName(name).map { SegmentFile(firstSeq: $0, path: path + "/" + name) }
+        }.sorted { $0.firstSeq < $1.firstSeq }
+    }
+
+    /// Reads the log's identity from `wal.meta`.
+    public func readMeta() throws(WALError) -> LogMeta {
+        guard FileSystem.exists(metaPath) else {
+            throw WALError(.notFound, "not a log directory (no \(LogFormat.metaFileName))", path: path)
+        }
+        let bytes = try FileSystem.readAll(metaPath, limit: LogFormat.metaSize)
+        return try bytes.withBytes { buffer throws(WALError) in try LogMeta.decode(buffer, path: metaPath) }
+    }
+
+    /// The pid written in the lock file by the current or last writer, if any.
+    public func lockHolderPID() -> Int32? {
+        guard let bytes = try? FileSystem.readAll(lockPath, limit: 64) else { return nil }
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmingWhitespace())
+    }
+
+    /// True when a live process holds the writer lock (probed with a non-blocking lock attempt).
+    public func isWriterActive() -> Bool {
+        guard let fd = try? FileSystem.open(lockPath, .readOnly) else { return false }
+        defer { try? fd.close() }
+        guard let acquired = try? fd.tryLockExclusive() else { return false }
+        return !acquired
+    }
+}
+
+/// The content of `wal.meta`: the log's identity, fixed at creation.
+public struct LogMeta: Sendable, Equatable {
+    public var logID: LogID
+    public var createdAtNanos: UInt64
+
+    func encode() -> [UInt8] {
+        var bytes = LogFormat.metaMagic
+        bytes.appendLE(LogFormat.version)
+        bytes.appendLE(UInt16(0))
+        bytes.appendLE(UInt32(0))
+        bytes.append(contentsOf: logID.bytes)
+        bytes.appendLE(createdAtNanos)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: 20))
+        bytes.appendLE(CRC32C.checksum(bytes))
+        return bytes
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer, path: String) throws(WALError) -> LogMeta {
+        guard bytes.count == LogFormat.metaSize, Array(bytes.prefix(8)) == LogFormat.metaMagic else {
+            throw WALError(.corrupt, "not a log meta file", path: path, offset: 0)
+        }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes.prefix(60))) == bytes.getLE(UInt32.self, at: 60)
+        else { throw WALError(.corrupt, "meta file checksum mismatch", path: path, offset: 60) }
+        guard bytes.getLE(UInt16.self, at: 8) == LogFormat.version else {
+            throw WALError(.incompatible, "log format version is not \(LogFormat.version)", path: path, offset: 8)
+        }
+        return LogMeta(logID: LogID(bytes: Array(bytes[16..<32])), createdAtNanos: bytes.getLE(at: 32) ?? 0)
+    }
+}
+
+/// The writer's exclusive hold on a directory: an advisory `flock` on `wal.lock`, which holds the writer's pid.
+final class DirectoryLock {
+    private let fd: FileDescriptor
+
+    init(directory: LogDirectory) throws(WALError) {
+        let fd = try FileSystem.open(
+            directory.lockPath,
+            .readWrite,
+            options: [.create],
+            permissions: [.ownerReadWrite]
+        )
+        do {
+            guard try fd.tryLockExclusive() else {
+                try? fd.close()
+                let holder = directory.lockHolderPID().map { "pid \($0)" } ?? "another process"
+                throw WALError(.locked, "the log is already open for writing by \(holder)", path: directory.lockPath)
+            }
+            try fd.setSize(0)
+            let text = Array("\(getpid())\n".utf8)
+            try text.withBytes { buffer throws(Errno) in try fd.writeFully(at: 0, from: buffer) }
+        } catch let error as WALError {
+            throw error
+        } catch {
+            try? fd.close()
+            throw WALError.io("cannot lock", path: directory.lockPath, error as? Errno ?? .ioError)
+        }
+        self.fd = fd
+    }
+
+    deinit {
+        // Closing the descriptor releases the flock.
+        try? fd.close()
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

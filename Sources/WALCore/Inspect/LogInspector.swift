@@ -1,0 +1,238 @@
+/// A read-only examination of a log directory: what `walctl inspect` and `walctl verify` print.
+///
+/// Never takes the writer's lock and never writes; safe on a live log, a crashed one, or a read-only copy.
+public struct LogSummary: Sendable, Codable, Equatable {
+    public struct SegmentInfo: Sendable, Codable, Equatable {
+        public var file: String
+        public var firstSeq: UInt64
+        public var lastSeq: UInt64?
+        public var frames: Int
+        public var records: UInt64
+        public var bytesOnDisk: Int64
+        public var bytesAllocated: Int64
+        public var bytesRaw: Int64
+        public var active: Bool
+        public var firstSealedAtNanos: UInt64?
+        public var lastSealedAtNanos: UInt64?
+    }
+
+    public struct Problem: Sendable, Codable, Equatable {
+        public var file: String
+        public var offset: Int64
+        public var length: Int64
+        public var reason: String
+    }
+
+    public struct Staged: Sendable, Codable, Equatable {
+        /// Records in the staging file not yet in a segment (a live writer seals them within its seal delay; after a
+        /// crash the next open seals them).
+        public var records: Int
+        public var firstSeq: UInt64?
+        public var lastSeq: UInt64?
+    }
+
+    public var logID: String
+    public var segments: Int
+    public var frames: Int
+    public var records: UInt64
+    public var firstSeq: UInt64?
+    public var lastSeq: UInt64?
+    public var bytesOnDisk: Int64
+    public var bytesAllocated: Int64
+    public var bytesRaw: Int64
+    public var corruptFrames: Int
+    public var tornTailBytes: Int64
+    public var gaps: [GapMarker]
+    public var cursors: [String: UInt64]
+    public var staged: Staged
+    public var writerPID: Int32?
+    public var damage: [Problem]
+    public var segmentList: [SegmentInfo]
+
+    enum CodingKeys: String, CodingKey {
+        case logID = "log_id"
+        case segments, frames, records
+        case firstSeq = "first_seq"
+        case lastSeq = "last_seq"
+        case bytesOnDisk = "bytes_on_disk"
+        case bytesAllocated = "bytes_allocated"
+        case bytesRaw = "bytes_raw"
+        case corruptFrames = "corrupt_frames"
+        case tornTailBytes = "torn_tail_bytes"
+        case gaps, cursors, staged
+        case writerPID = "writer_pid"
+        case damage
+        case segmentList = "segment_list"
+    }
+}
+
+extension GapMarker {
+    enum CodingKeys: String, CodingKey {
+        case fromSeq = "from_seq"
+        case toSeq = "to_seq"
+        case reason
+    }
+}
+
+extension LogSummary.SegmentInfo {
+    enum CodingKeys: String, CodingKey {
+        case file
+        case firstSeq = "first_seq"
+        case lastSeq = "last_seq"
+        case frames, records
+        case bytesOnDisk = "bytes_on_disk"
+        case bytesAllocated = "bytes_allocated"
+        case bytesRaw = "bytes_raw"
+        case active
+        case firstSealedAtNanos = "first_sealed_at_ns"
+        case lastSealedAtNanos = "last_sealed_at_ns"
+    }
+}
+
+public enum LogInspector {
+    /// Examines every segment. With `decodeRecords`, also decompresses every frame and checks its record layout
+    /// (what `verify` does); otherwise checks checksums only.
+    public static func examine(path: String, decodeRecords: Bool = false) throws(WALError) -> LogSummary {
+        let directory = LogDirectory(path: path)
+        let meta = try directory.readMeta()
+        let files = try directory.segments()
+        var summary = LogSummary(
+            logID: meta.logID.description,
+            segments: files.count,
+            frames: 0,
+            records: 0,
+            bytesOnDisk: 0,
+            bytesAllocated: 0,
+            bytesRaw: 0,
+            corruptFrames: 0,
+            tornTailBytes: 0,
+            gaps: [],
+            cursors: [:],
+            staged: .init(records: 0),
+            writerPID: directory.isWriterActive() ? directory.lockHolderPID() : nil,
+            damage: [],
+            segmentList: []
+        )
+        var decoder = FrameDecoder()
+        var lastSealed: UInt64 = 0
+        for (index, file) in files.enumerated() {
+            let reader: SegmentFileReader
+            do {
+                reader = try SegmentFileReader(path: file.path)
+            } catch where error.code == .notFound {
+                continue  // Deleted by retention while we looked.
+            } catch {
+                summary.corruptFrames += 1
+                let size = FileSystem.size(file.path) ?? 0
+                summary.damage.append(.init(file: file.path, offset: 0, length: size, reason: error.message))
+                continue
+            }
+            var info = LogSummary.SegmentInfo(
+                file: file.name,
+                firstSeq: reader.header.firstSeq,
+                frames: 0,
+                records: 0,
+                bytesOnDisk: 0,
+                bytesAllocated: 0,
+                bytesRaw: 0,
+                active: index == files.count - 1
+            )
+            var decodeProblems: [LogSummary.Problem] = []
+            let scan = SegmentScan.scan(reader) { frame, stored in
+                info.frames += 1
+                info.firstSealedAtNanos = info.firstSealedAtNanos ?? frame.header.sealedAtNanos
+                info.lastSealedAtNanos = frame.header.sealedAtNanos
+                info.lastSeq = frame.header.lastSeq
+                switch frame.header.type {
+                case .gap:
+                    let reason = String(decoding: stored, as: UTF8.self)
+                    summary.gaps.append(GapMarker(fromSeq: frame.header.firstSeq, toSeq: frame.header.lastSeq, reason: reason))
+                case .data:
+                    info.records += UInt64(frame.header.recordCount)
+                    info.bytesRaw += Int64(frame.header.rawLength) - 4 * Int64(frame.header.recordCount)
+                    if summary.firstSeq == nil { summary.firstSeq = frame.header.firstSeq }
+                    if decodeRecords {
+                        let problem = decoder.forEachRecord(header: frame.header, stored: stored, from: 0) { _, _ in }
+                        if let problem {
+                            decodeProblems.append(
+                                .init(file: file.path, offset: frame.offset, length: Int64(frame.header.frameLength), reason: problem)
+                            )
+                        }
+                    }
+                }
+                lastSealed = max(lastSealed, frame.header.lastSeq)
+            }
+            info.bytesOnDisk = scan.dataEnd + scan.tornTailBytes
+            info.bytesAllocated = scan.allocatedBytes
+            summary.frames += info.frames
+            summary.records += info.records
+            summary.bytesRaw += info.bytesRaw
+            summary.bytesOnDisk += info.bytesOnDisk
+            summary.bytesAllocated += info.bytesAllocated
+            for damage in scan.damage {
+                summary.damage.append(.init(file: damage.path, offset: damage.offset, length: damage.length, reason: damage.reason))
+            }
+            summary.damage.append(contentsOf: decodeProblems)
+            if scan.tornTailBytes > 0 {
+                if info.active {
+                    summary.tornTailBytes += scan.tornTailBytes
+                } else {
+                    summary.damage.append(
+                        .init(
+                            file: file.path,
+                            offset: scan.tornTailOffset ?? scan.dataEnd,
+                            length: scan.tornTailBytes,
+                            reason: "unreadable bytes at the end of a sealed segment"
+                        )
+                    )
+                }
+            }
+            summary.segmentList.append(info)
+        }
+        summary.corruptFrames = summary.damage.count
+        summary.lastSeq = lastSealed > 0 ? lastSealed : nil
+        summary.bytesAllocated += FileSystem.size(directory.stagingPath) ?? 0
+        summary.staged = stagedRecords(directory: directory, after: lastSealed)
+        let (cursors, damagedCursors) = try CursorStore(directory: directory).all()
+        for cursor in cursors { summary.cursors[cursor.name] = cursor.seq }
+        for error in damagedCursors {
+            summary.damage.append(.init(file: error.path ?? "", offset: 0, length: 0, reason: error.message))
+        }
+        summary.corruptFrames = summary.damage.count
+        return summary
+    }
+
+    /// Records in the staging file after `lastSealed`, contiguous (read with pread, never mapped).
+    static func stagedRecords(directory: LogDirectory, after lastSealed: UInt64) -> LogSummary.Staged {
+        guard let bytes = try? FileSystem.readAll(directory.stagingPath, limit: 1 << 30) else {
+            return .init(records: 0)
+        }
+        return bytes.withUnsafeBytes { file -> LogSummary.Staged in
+            guard let geometry = try? StagingGeometry.decode(file, path: directory.stagingPath) else {
+                return .init(records: 0)
+            }
+            var found: [(seq: UInt64, last: UInt64, data: Bool)] = []
+            for index in 0..<geometry.blockCount {
+                let start = LogFormat.stagingHeaderSize + index * geometry.blockSize
+                guard start + geometry.blockSize <= file.count else { break }
+                let block = UnsafeRawBufferPointer(rebasing: file[start..<start + geometry.blockSize])
+                for record in StagedRecord.scan(block: block) {
+                    let last = record.lastSeq(in: block)
+                    if last > lastSealed { found.append((record.seq, last, record.kind == .data)) }
+                }
+            }
+            found.sort { $0.seq < $1.seq }
+            var expected = lastSealed + 1
+            var result = LogSummary.Staged(records: 0)
+            for item in found {
+                if item.last < expected { continue }
+                guard item.seq <= expected else { break }
+                if item.data { result.records += 1 }
+                result.firstSeq = result.firstSeq ?? item.seq
+                result.lastSeq = item.last
+                expected = item.last + 1
+            }
+            return result
+        }
+    }
+}

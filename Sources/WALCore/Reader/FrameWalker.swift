@@ -1,0 +1,187 @@
+/// Walks valid frames across the segments of a directory in sequence order, reporting what it cannot read.
+///
+/// Two modes, as in Prometheus' `reader.go` vs `live_reader.go`: a static walk treats the end of the last
+/// segment as the end (and reports torn bytes there); a live walk treats "no more bytes yet" as a reason to wait,
+/// and only calls something damage when a valid frame follows it.
+final class FrameWalker {
+    let directory: LogDirectory
+    let live: Bool
+    /// The next sequence number expected.
+    private(set) var nextSeq: UInt64
+    private var segment: SegmentFileReader?
+    private var offset: Int64 = 0
+    private var payload: [UInt8] = []
+    private var heldFrame: FrameHeader?
+    private var invalidSince: UInt64?
+    /// After this long of an invalid frame at the live end with nothing after it, look for a valid frame beyond.
+    var liveDamageGraceNanos: UInt64 = 1_000_000_000
+
+    enum Step {
+        /// A valid frame; its stored payload is in `storedPayload` until the next call.
+        case frame(FrameHeader)
+        /// Bytes that hold no valid frame, followed by a valid one (or by a newer segment).
+        case damage(SegmentScan.Damage)
+        /// Sequence numbers that are not in the log (segment deleted by retention, or lost in damage).
+        case missing(from: UInt64, to: UInt64, reason: String)
+        /// End of data (static), or nothing new yet (live). `tornTail` counts unreadable bytes at the very end.
+        case end(tornTail: Int64)
+    }
+
+    init(directory: LogDirectory, from seq: UInt64, live: Bool) {
+        self.directory = directory
+        self.nextSeq = max(seq, 1)
+        self.live = live
+    }
+
+    var storedPayload: UnsafeRawBufferPointer {
+        payload.withUnsafeBytes { UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count) }
+    }
+
+    /// Where the walker is, for error messages.
+    var position: (path: String, offset: Int64)? { segment.map { ($0.path, offset) } }
+
+    func step() throws(WALError) -> Step {
+        while true {
+            if segment == nil {
+                let files = try directory.segments()
+                guard !files.isEmpty else { return .end(tornTail: 0) }
+                let index = files.lastIndex { $0.firstSeq <= nextSeq } ?? 0
+                let file = files[index]
+                do {
+                    segment = try SegmentFileReader(path: file.path)
+                } catch where error.code == .notFound {
+                    continue  // Deleted by retention between listing and opening.
+                } catch {
+                    if index + 1 < files.count {
+                        // An unreadable segment header: report the whole file, move on.
+                        let next = files[index + 1]
+                        let damage = SegmentScan.Damage(
+                            path: file.path,
+                            offset: 0,
+                            length: FileSystem.size(file.path) ?? 0,
+                            reason: error.message
+                        )
+                        if next.firstSeq > nextSeq {
+                            nextSeq = next.firstSeq
+                        }
+                        return .damage(damage)
+                    }
+                    if live { return .end(tornTail: 0) }
+                    throw error
+                }
+                offset = Int64(LogFormat.segmentHeaderSize)
+                if file.firstSeq > nextSeq {
+                    let from = nextSeq
+                    nextSeq = file.firstSeq
+                    return .missing(from: from, to: file.firstSeq - 1, reason: "segment deleted by retention")
+                }
+            }
+            guard let current = segment else { continue }
+            if let header = heldFrame {
+                heldFrame = nil
+                return deliver(header)
+            }
+            let probe = current.probe(at: offset, payload: &payload)
+            if case .frame(let header) = probe {
+                invalidSince = nil
+                offset += Int64(header.frameLength)
+                if header.lastSeq < nextSeq { continue }  // Before the start position.
+                if header.firstSeq > nextSeq {
+                    heldFrame = header
+                    let from = nextSeq
+                    nextSeq = header.firstSeq
+                    return .missing(from: from, to: header.firstSeq - 1, reason: "not found in \(current.path)")
+                }
+                return deliver(header)
+            }
+            let reason: String
+            if case .invalid(let why) = probe { reason = why } else { reason = "zeroed bytes where a frame should start" }
+            let newer = try directory.segments().first { $0.firstSeq > current.header.firstSeq }
+            if live && newer == nil {
+                // The writer may be in the middle of this write; only a valid frame after it proves damage.
+                guard case .invalid = probe else { return .end(tornTail: 0) }
+                let now = monotonicNanos()
+                let since = invalidSince ?? now
+                invalidSince = since
+                guard now - since >= liveDamageGraceNanos else { return .end(tornTail: 0) }
+            }
+            let (next, nonZeroEnd) = current.resynchronize(after: offset)
+            if let next {
+                let damage = SegmentScan.Damage(path: current.path, offset: offset, length: next - offset, reason: reason)
+                offset = next
+                invalidSince = nil
+                return .damage(damage)
+            }
+            invalidSince = nil
+            if let newer {
+                segment = nil
+                if nonZeroEnd > offset {
+                    let damage = SegmentScan.Damage(
+                        path: current.path,
+                        offset: offset,
+                        length: nonZeroEnd - offset,
+                        reason: reason + " (torn end of a sealed segment)"
+                    )
+                    if newer.firstSeq > nextSeq { nextSeq = newer.firstSeq }
+                    return .damage(damage)
+                }
+                continue
+            }
+            return .end(tornTail: live ? 0 : max(0, nonZeroEnd - offset))
+        }
+    }
+
+    private func deliver(_ header: FrameHeader) -> Step {
+        nextSeq = header.lastSeq + 1
+        return .frame(header)
+    }
+}
+
+/// Decodes the records of a data frame.
+struct FrameDecoder {
+    private var raw: [UInt8] = []
+
+    /// Calls `body` with each record of the frame whose sequence number is at least `from`.
+    /// Returns a reason when the payload does not decode exactly as its header says.
+    mutating func forEachRecord(
+        header: FrameHeader,
+        stored: UnsafeRawBufferPointer,
+        from: UInt64,
+        _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void
+    ) rethrows -> String? {
+        let rawCount = Int(header.rawLength)
+        let data: UnsafeRawBufferPointer
+        switch header.codec {
+        case .none:
+            guard stored.count >= rawCount else { return "stored payload shorter than its raw length" }
+            data = UnsafeRawBufferPointer(rebasing: stored.prefix(rawCount))
+        case .lz4Block:
+            if raw.count < rawCount { raw = [UInt8](repeating: 0, count: rawCount) }
+            let ok = raw.withUnsafeMutableBytes { buffer in
+                LZ4Codec.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(rawCount)))
+            }
+            guard ok else { return "LZ4 payload does not decompress to \(rawCount) bytes" }
+            data = raw.withUnsafeBytes { UnsafeRawBufferPointer(start: $0.baseAddress, count: rawCount) }
+        }
+        // Validate the whole layout before delivering anything.
+        var offset = 0
+        for _ in 0..<header.recordCount {
+            guard let length = data.getLE(UInt32.self, at: offset), Int(length) <= data.count - offset - 4 else {
+                return "record lengths run past the frame"
+            }
+            offset += 4 + Int(length)
+        }
+        guard offset == data.count else { return "frame has \(data.count - offset) bytes after its last record" }
+        offset = 0
+        var seq = header.firstSeq
+        for _ in 0..<header.recordCount {
+            let length = Int(data.getLE(UInt32.self, at: offset) ?? 0)
+            if seq >= from {
+                try body(seq, UnsafeRawBufferPointer(rebasing: data[offset + 4..<offset + 4 + length]))
+            }
+            offset += 4 + length
+            seq += 1
+        }
+        return nil
+    }
+}

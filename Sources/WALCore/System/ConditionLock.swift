@@ -1,0 +1,84 @@
+import CWALSupport
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A pthread mutex with one condition variable on the monotonic clock.
+///
+/// Uncontended lock/unlock is two atomic operations and no system call. Used where waiting is needed
+/// (full staging area, group commit, the sealer's wake-ups); everything else uses it as a plain mutex.
+final class ConditionLock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        condition = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
+
+    @inline(__always)
+    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
+    /// Waits (lock held) until signalled or until the monotonic deadline; returns false on timeout.
+    @discardableResult
+    func wait(untilMonotonicNanos deadline: UInt64) -> Bool {
+        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return pthread_cond_timedwait(condition, mutex, &ts) == 0
+    }
+
+    /// Waits (lock held) until signalled.
+    func wait() { pthread_cond_wait(condition, mutex) }
+
+    func broadcast() { pthread_cond_broadcast(condition) }
+}
+
+/// Starts a detached-from-the-cooperative-pool OS thread running `body`; returns a handle to join it.
+final class OSThread: @unchecked Sendable {
+    private var thread = pthread_t()
+    private let body: () -> Void
+
+    private init(body: @escaping () -> Void) { self.body = body }
+
+    static func start(name: String, _ body: @escaping () -> Void) -> OSThread {
+        let handle = OSThread(body: body)
+        let context = Unmanaged.passRetained(handle).toOpaque()
+        pthread_create(
+            &handle.thread,
+            nil,
+            { raw in
+                guard let raw else { return nil }
+                let handle = Unmanaged<OSThread>.fromOpaque(raw).takeRetainedValue()
+                handle.body()
+                return nil
+            },
+            context
+        )
+        walsupport_set_thread_name(handle.thread, String(name.prefix(15)))
+        return handle
+    }
+
+    func join() { pthread_join(thread, nil) }
+}

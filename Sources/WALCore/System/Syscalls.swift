@@ -1,0 +1,247 @@
+import CWALSupport
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - errno plumbing
+
+/// Runs a system call that returns -1 and sets errno on failure, retrying on EINTR when asked.
+@inline(__always)
+func valueOrErrno<I: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> I) -> Result<I, Errno> {
+    while true {
+        let value = body()
+        if value != -1 { return .success(value) }
+        let error = Errno(rawValue: errno)
+        if retryOnInterrupt && error == .interrupted { continue }
+        return .failure(error)
+    }
+}
+
+// MARK: - FileDescriptor extensions
+
+extension FileDescriptor {
+    /// Preallocates `length` bytes at `offset`, so later writes into the range cannot fail with ENOSPC.
+    ///
+    /// The corresponding C function is `fallocate` (mode 0). File systems that cannot preallocate fall back to
+    /// `posix_fallocate`, which writes zeroes.
+    func preallocate(offset: Int64, length: Int64) throws(Errno) {
+        let result = valueOrErrno { walsupport_fallocate(rawValue, off_t(offset), off_t(length)) }
+        switch result {
+        case .success: return
+        case .failure(let error) where error == .notSupported:
+            let rc = posix_fallocate(rawValue, off_t(offset), off_t(length))
+            if rc != 0 { throw Errno(rawValue: rc) }
+        case .failure(let error): throw error
+        }
+    }
+
+    /// Flushes the file's data (not all metadata) to stable storage. The corresponding C function is `fdatasync`.
+    func dataSync() throws(Errno) {
+        _ = try valueOrErrno { fdatasync(rawValue) }.get()
+    }
+
+    /// Flushes data and metadata. The corresponding C function is `fsync`.
+    func fullSync() throws(Errno) {
+        _ = try valueOrErrno { fsync(rawValue) }.get()
+    }
+
+    /// Takes an exclusive advisory lock without waiting. The corresponding C function is `flock(LOCK_EX|LOCK_NB)`.
+    /// Returns false when another open file description holds it.
+    func tryLockExclusive() throws(Errno) -> Bool {
+        switch valueOrErrno(retryOnInterrupt: true, { flock(rawValue, LOCK_EX | LOCK_NB) }) {
+        case .success: return true
+        case .failure(let error) where error == .wouldBlock: return false
+        case .failure(let error): throw error
+        }
+    }
+
+    /// The file's size in bytes. The corresponding C function is `fstat`.
+    func size() throws(Errno) -> Int64 {
+        var info = Glibc.stat()
+        _ = try valueOrErrno { fstat(rawValue, &info) }.get()
+        return Int64(info.st_size)
+    }
+
+    /// Bytes the file occupies on disk (allocated blocks).
+    func allocatedSize() throws(Errno) -> Int64 {
+        var info = Glibc.stat()
+        _ = try valueOrErrno { fstat(rawValue, &info) }.get()
+        return Int64(info.st_blocks) * 512
+    }
+
+    /// Changes the file's size. The corresponding C function is `ftruncate`.
+    func setSize(_ size: Int64) throws(Errno) {
+        _ = try valueOrErrno { ftruncate(rawValue, off_t(size)) }.get()
+    }
+
+    /// Reads until `buffer` is full or end of file; returns the count read (short only at end of file).
+    func readFully(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let base = buffer.baseAddress! + done
+            let n = try valueOrErrno { Glibc.pread(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }.get()
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Writes all of `buffer` at `offset`, retrying short writes.
+    func writeFully(at offset: Int64, from buffer: UnsafeRawBufferPointer) throws(Errno) {
+        var done = 0
+        while done < buffer.count {
+            let base = buffer.baseAddress! + done
+            let n = try valueOrErrno { Glibc.pwrite(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }.get()
+            done += n
+        }
+    }
+}
+
+// MARK: - Paths and directories
+
+enum FileSystem {
+    /// Opens a file, mapping the error into a `WALError` naming the path.
+    static func open(
+        _ path: String,
+        _ mode: FileDescriptor.AccessMode,
+        options: FileDescriptor.OpenOptions = [],
+        permissions: FilePermissions? = nil
+    ) throws(WALError) -> FileDescriptor {
+        do {
+            return try FileDescriptor.open(
+                FilePath(path),
+                mode,
+                options: options.union(.closeOnExec),
+                permissions: permissions
+            )
+        } catch let error as Errno {
+            if error == .noSuchFileOrDirectory {
+                throw WALError(.notFound, "no such file", path: path, cause: error)
+            }
+            throw WALError.io("cannot open", path: path, error)
+        } catch {
+            throw WALError(.io, "cannot open: \(error)", path: path)
+        }
+    }
+
+    /// Creates a directory with mode 0700 if it does not exist.
+    static func makeDirectory(_ path: String) throws(WALError) {
+        if mkdir(path, 0o700) == 0 { return }
+        let error = Errno(rawValue: errno)
+        if error == .fileExists {
+            var info = stat()
+            if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { return }
+            throw WALError(.invalidArgument, "exists and is not a directory", path: path)
+        }
+        throw WALError.io("cannot create directory", path: path, error)
+    }
+
+    /// Names in a directory, excluding `.` and `..`.
+    static func list(_ path: String) throws(WALError) -> [String] {
+        guard let dir = opendir(path) else {
+            let error = Errno(rawValue: errno)
+            if error == .noSuchFileOrDirectory { throw WALError(.notFound, "no such directory", path: path) }
+            throw WALError.io("cannot list directory", path: path, error)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
+    /// Size in bytes, or nil when the file is gone.
+    static func size(_ path: String) -> Int64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int64(info.st_size) : nil
+    }
+
+    /// Last modification time in nanoseconds since the epoch, or nil when the file is gone.
+    static func modificationNanos(_ path: String) -> UInt64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt64(info.st_mtim.tv_sec) * 1_000_000_000 + UInt64(info.st_mtim.tv_nsec)
+    }
+
+    /// Removes a file; a file already gone is not an error.
+    static func remove(_ path: String) throws(WALError) {
+        if unlink(path) == 0 { return }
+        let error = Errno(rawValue: errno)
+        if error == .noSuchFileOrDirectory { return }
+        throw WALError.io("cannot remove", path: path, error)
+    }
+
+    static func rename(_ from: String, _ to: String) throws(WALError) {
+        if Glibc.rename(from, to) != 0 {
+            throw WALError.io("cannot rename to \(to)", path: from, Errno(rawValue: errno))
+        }
+    }
+
+    /// fsyncs a directory so that creations, renames and removals in it survive power loss.
+    static func syncDirectory(_ path: String) throws(WALError) {
+        let fd = try open(path, .readOnly, options: [.directory])
+        defer { try? fd.close() }
+        do { try fd.fullSync() } catch { throw WALError.io("cannot fsync directory", path: path, error) }
+    }
+
+    /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+    static func writeAtomically(_ path: String, directory: String, bytes: [UInt8]) throws(WALError) {
+        let temporary = path + ".tmp.\(getpid())"
+        let fd = try open(temporary, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite])
+        do {
+            try bytes.withBytes { buffer throws(Errno) in try fd.writeFully(at: 0, from: buffer) }
+            try fd.fullSync()
+            try fd.close()
+        } catch {
+            try? fd.close()
+            try? remove(temporary)
+            throw WALError.io("cannot write", path: temporary, error as? Errno ?? .ioError)
+        }
+        try rename(temporary, path)
+        try syncDirectory(directory)
+    }
+
+    /// Reads a whole small file.
+    static func readAll(_ path: String, limit: Int = 1 << 20) throws(WALError) -> [UInt8] {
+        let fd = try open(path, .readOnly)
+        defer { try? fd.close() }
+        do {
+            let size = Int(min(try fd.size(), Int64(limit)))
+            var bytes = [UInt8](repeating: 0, count: size)
+            let n = try bytes.withMutableBytes { buffer throws(Errno) in try fd.readFully(at: 0, into: buffer) }
+            bytes.removeSubrange(n...)
+            return bytes
+        } catch {
+            throw WALError.io("cannot read", path: path, error)
+        }
+    }
+}
+
+/// Wall-clock time in nanoseconds since the Unix epoch.
+@inline(__always)
+func wallClockNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// Monotonic time in nanoseconds, for intervals and deadlines.
+@inline(__always)
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}

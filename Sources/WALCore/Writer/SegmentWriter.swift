@@ -1,0 +1,243 @@
+import SystemPackage
+
+/// Builds frames and writes them at the end of the active segment, rolling to a new segment when one is full.
+///
+/// Owned by one thread at a time (the sealer, or `open` during recovery); `ioLock` in the writer serialises it with
+/// `sync()`. A frame is written with one `pwrite` into preallocated space, so it cannot fail with ENOSPC; ENOSPC can
+/// only happen while preallocating a new segment, and is reported as a stall, not a crash.
+final class SegmentWriter {
+    let directory: LogDirectory
+    let logID: LogID
+    let segmentSize: Int64
+
+    private(set) var fd: FileDescriptor
+    private(set) var segmentPath: String
+    private(set) var segmentFirstSeq: UInt64
+    private(set) var writeOffset: Int64
+    private(set) var capacity: Int64
+    /// The last sequence number written to a segment.
+    private(set) var sealedSeq: UInt64
+    /// Bytes all segment files occupy (sizes as on disk, preallocation included).
+    var segmentBytes: Int64
+    /// Why the last frame could not be written (no room and no new segment possible), or nil.
+    private(set) var stallReason: String?
+
+    /// Asked before a new segment is allocated; returns a reason to refuse (size budget exceeded).
+    var admitNewSegment: (Int64) -> String? = { _ in nil }
+    /// Told after a segment was sealed and a new one started.
+    var didRoll: () -> Void = {}
+
+    private var raw: [UInt8] = []
+    private var rawCount = 0
+    private var pendingFirstSeq: UInt64 = 0
+    private var pendingRecords: UInt32 = 0
+    private var frameBuffer: [UInt8] = []
+
+    init(
+        directory: LogDirectory,
+        logID: LogID,
+        segmentSize: Int64,
+        blockSize: Int,
+        fd: FileDescriptor,
+        segmentPath: String,
+        segmentFirstSeq: UInt64,
+        writeOffset: Int64,
+        capacity: Int64,
+        sealedSeq: UInt64,
+        segmentBytes: Int64
+    ) {
+        self.directory = directory
+        self.logID = logID
+        self.segmentSize = segmentSize
+        self.fd = fd
+        self.segmentPath = segmentPath
+        self.segmentFirstSeq = segmentFirstSeq
+        self.writeOffset = writeOffset
+        self.capacity = capacity
+        self.sealedSeq = sealedSeq
+        self.segmentBytes = segmentBytes
+        self.raw = [UInt8](repeating: 0, count: blockSize + 64)
+        self.frameBuffer = [UInt8](repeating: 0, count: LogFormat.frameHeaderSize + LZ4Codec.bound(blockSize + 64) + 8)
+    }
+
+    deinit { try? fd.close() }
+
+    // MARK: - Creating segments
+
+    /// Creates a new, preallocated segment file whose first record will be `firstSeq`; returns its descriptor.
+    /// On ENOSPC the half-made file is removed and the error is thrown with code `.io`, cause `.noSpace`.
+    static func createSegment(
+        directory: LogDirectory,
+        logID: LogID,
+        firstSeq: UInt64,
+        size: Int64
+    ) throws(WALError) -> (FileDescriptor, String) {
+        let path = directory.segmentPath(firstSeq: firstSeq)
+        let fd = try FileSystem.open(path, .readWrite, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite])
+        do {
+            try fd.preallocate(offset: 0, length: size)
+            let header = SegmentHeader(logID: logID, firstSeq: firstSeq, createdAtNanos: wallClockNanos()).encode()
+            try header.withBytes { buffer throws(Errno) in try fd.writeFully(at: 0, from: buffer) }
+        } catch {
+            try? fd.close()
+            try? FileSystem.remove(path)
+            throw WALError.io("cannot create segment", path: path, error)
+        }
+        try FileSystem.syncDirectory(directory.path)
+        return (fd, path)
+    }
+
+    // MARK: - Frames
+
+    /// Adds a record to the data frame being built. Records at or below `sealedSeq` are skipped (already written:
+    /// a retry after a stall, or recovery re-reading staging).
+    func add(seq: UInt64, bytes: UnsafeRawBufferPointer) throws(WALError) -> Bool {
+        guard seq > sealedSeq else { return true }
+        if rawCount + 4 + bytes.count > raw.count - 64 {
+            guard try flush() else { return false }
+        }
+        if pendingRecords == 0 { pendingFirstSeq = seq }
+        raw.withUnsafeMutableBytes { buffer in
+            let base = buffer.baseAddress! + rawCount
+            base.putLE(UInt32(bytes.count), at: 0)
+            if let source = bytes.baseAddress, bytes.count > 0 { (base + 4).copyMemory(from: source, byteCount: bytes.count) }
+        }
+        rawCount += 4 + bytes.count
+        pendingRecords += 1
+        return true
+    }
+
+    /// Writes the data frame being built, if any. Returns false on a stall (nothing written, state kept).
+    func flush() throws(WALError) -> Bool {
+        guard pendingRecords > 0 else { return true }
+        let count = rawCount
+        let frameLength: Int = frameBuffer.withUnsafeMutableBytes { frame in
+            let payloadArea = UnsafeMutableRawBufferPointer(rebasing: frame[LogFormat.frameHeaderSize...])
+            let source = raw.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0.prefix(count)) }
+            var stored = LZ4Codec.compress(source, into: payloadArea)
+            var codec = FrameCodec.lz4Block
+            if stored <= 0 || stored >= count {
+                payloadArea.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: count)
+                stored = count
+                codec = .none
+            }
+            let header = FrameHeader(
+                type: .data,
+                codec: codec,
+                firstSeq: pendingFirstSeq,
+                recordCount: pendingRecords,
+                rawLength: UInt32(count),
+                storedLength: UInt32(stored),
+                payloadCRC: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payloadArea.prefix(stored))),
+                sealedAtNanos: wallClockNanos()
+            )
+            header.encode(into: frame.baseAddress!)
+            let total = header.frameLength
+            frame.baseAddress!.advanced(by: LogFormat.frameHeaderSize + stored)
+                .initializeMemory(as: UInt8.self, repeating: 0, count: total - LogFormat.frameHeaderSize - stored)
+            return total
+        }
+        guard try writeFrame(length: frameLength, firstSeq: pendingFirstSeq) else { return false }
+        sealedSeq = pendingFirstSeq + UInt64(pendingRecords) - 1
+        pendingRecords = 0
+        rawCount = 0
+        return true
+    }
+
+    /// Writes a gap marker frame for `from...to` (after flushing pending records). Returns false on a stall.
+    func gap(from: UInt64, to: UInt64, reason: String) throws(WALError) -> Bool {
+        guard try flush() else { return false }
+        var from = from
+        if to <= sealedSeq { return true }
+        from = max(from, sealedSeq + 1)
+        while from <= to {
+            let count = UInt32(min(to - from + 1, UInt64(UInt32.max)))
+            let text = Array(reason.utf8.prefix(1024))
+            let frameLength: Int = frameBuffer.withUnsafeMutableBytes { frame in
+                let payload = frame.baseAddress! + LogFormat.frameHeaderSize
+                text.withUnsafeBytes { payload.copyMemory(from: $0.baseAddress!, byteCount: text.count) }
+                let header = FrameHeader(
+                    type: .gap,
+                    codec: .none,
+                    firstSeq: from,
+                    recordCount: count,
+                    rawLength: UInt32(text.count),
+                    storedLength: UInt32(text.count),
+                    payloadCRC: CRC32C.checksum(UnsafeRawPointer(payload), count: text.count),
+                    sealedAtNanos: wallClockNanos()
+                )
+                header.encode(into: frame.baseAddress!)
+                let total = header.frameLength
+                (payload + text.count).initializeMemory(as: UInt8.self, repeating: 0, count: total - 48 - text.count)
+                return total
+            }
+            guard try writeFrame(length: frameLength, firstSeq: from) else { return false }
+            sealedSeq = from + UInt64(count) - 1
+            from = sealedSeq + 1
+        }
+        return true
+    }
+
+    private func writeFrame(length: Int, firstSeq: UInt64) throws(WALError) -> Bool {
+        if writeOffset + Int64(length) > capacity {
+            guard try roll(firstSeq: firstSeq, needing: Int64(length)) else { return false }
+        }
+        do {
+            try frameBuffer.withBytes { buffer throws(Errno) in
+                try fd.writeFully(at: writeOffset, from: UnsafeRawBufferPointer(rebasing: buffer.prefix(length)))
+            }
+        } catch {
+            stallReason = "write failed: \(error)"
+            throw WALError.io("cannot write frame", path: segmentPath, error)
+        }
+        writeOffset += Int64(length)
+        stallReason = nil
+        return true
+    }
+
+    /// Seals the active segment (trimmed to its data, synced) and starts a new one beginning at `firstSeq`.
+    private func roll(firstSeq: UInt64, needing: Int64) throws(WALError) -> Bool {
+        let size = max(segmentSize, Int64(LogFormat.segmentHeaderSize) + needing)
+        if let refusal = admitNewSegment(size) {
+            stallReason = refusal
+            return false
+        }
+        let created: (FileDescriptor, String)
+        do {
+            created = try Self.createSegment(directory: directory, logID: logID, firstSeq: firstSeq, size: size)
+        } catch {
+            stallReason =
+                error.cause == .noSpace ? "no space left on device" : "cannot create segment: \(error.description)"
+            return false
+        }
+        // The old segment is complete: trim its preallocated tail, make it durable, then switch.
+        let oldSize = capacity
+        do {
+            try fd.setSize(writeOffset)
+            try fd.dataSync()
+        } catch {
+            // Trimming is an optimisation; a failure leaves zeroes that readers treat as the end.
+        }
+        try? fd.close()
+        segmentBytes += size - (oldSize - writeOffset)
+        fd = created.0
+        segmentPath = created.1
+        segmentFirstSeq = firstSeq
+        writeOffset = Int64(LogFormat.segmentHeaderSize)
+        capacity = size
+        didRoll()
+        return true
+    }
+
+    /// fdatasync of the active segment.
+    func sync() throws(WALError) {
+        do { try fd.dataSync() } catch { throw WALError.io("fdatasync failed", path: segmentPath, error) }
+    }
+
+    /// Trims the active segment to its data (clean close).
+    func trimForClose() {
+        // The active segment keeps its preallocation so that the next writer appends without a new file; only
+        // sync it.
+        try? fd.dataSync()
+    }
+}

@@ -1,0 +1,735 @@
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The writer of a log directory: an append-only, LZ4-compressed, CRC32C-checked segment log.
+///
+/// `append` copies a record into an mmap'd staging block under a mutex and returns its sequence number; a
+/// background sealer thread compresses full (or `sealDelay`-aged) blocks into frames of the active segment.
+/// One writer per directory (an advisory lock); readers need no lock.
+///
+/// Thread-safety: every method may be called from any thread. `append` and `sync` are synchronous.
+public final class WAL: @unchecked Sendable {
+    public let directory: LogDirectory
+    public let configuration: WALConfiguration
+    public let logID: LogID
+    /// What opening the log found and repaired.
+    public let recovery: RecoveryReport
+
+    // Hot-path state, behind a pointer: no exclusivity checks, no retain/release.
+    private let state: UnsafeMutablePointer<WriterState>
+    private let lock = ConditionLock()
+    private let staging: StagingArea
+    private let blockSize: Int
+    private let blockCount: Int
+    private let synchronous: Bool
+
+    // Sealer-side state: `segments` is touched by the sealer thread, and by `sync()` under `ioLock`.
+    private let ioLock = ConditionLock()
+    private let segments: SegmentWriter
+    private var sealer: OSThread?
+    private let directoryLock: DirectoryLock
+
+    struct WriterState {
+        var nextSeq: UInt64
+        var writeBlock = 0
+        var writeOffset = 0
+        var sealBlock = 0
+        var closedCount = 0
+        var hasPendingGap = false
+        var closed = false
+        var draining = false
+        var sealRequested = false
+        var pendingGapFrom: UInt64 = 0
+        var pendingGapTo: UInt64 = 0
+        var pendingGapReason = ""
+        var appended: UInt64 = 0
+        var dropped: UInt64 = 0
+        var sealedSeq: UInt64 = 0
+        var durableSeq: UInt64 = 0
+        var syncInProgress = false
+        var segmentBytes: Int64 = 0
+        var stallReason: String?
+        var lastError: String?
+    }
+
+    // MARK: - Opening
+
+    /// Opens (creating if needed) the log in `path` for writing, recovering what a crash left behind.
+    ///
+    /// Recovery cost is bounded by one segment plus the staging area, whatever the size of the log.
+    /// Throws `.locked` when another process writes to the directory.
+    public static func open(path: String, configuration: WALConfiguration = WALConfiguration()) throws(WALError) -> WAL
+    {
+        try configuration.validate()
+        let started = monotonicNanos()
+        let directory = LogDirectory(path: path)
+        try FileSystem.makeDirectory(directory.path)
+        let directoryLock = try DirectoryLock(directory: directory)
+        var report = RecoveryReport()
+
+        // Identity.
+        let meta: LogMeta
+        if FileSystem.exists(directory.metaPath) {
+            meta = try directory.readMeta()
+        } else {
+            guard try directory.segments().isEmpty else {
+                throw WALError(.incompatible, "segments exist but \(LogFormat.metaFileName) is missing", path: path)
+            }
+            meta = LogMeta(logID: .random(), createdAtNanos: wallClockNanos())
+            try FileSystem.writeAtomically(directory.metaPath, directory: directory.path, bytes: meta.encode())
+            report.created = true
+        }
+
+        // The active segment: the last one, scanned for its end.
+        let (segments, sealedSeq) = try openActiveSegment(
+            directory: directory,
+            meta: meta,
+            configuration: configuration,
+            report: &report
+        )
+
+        // Staging: re-seal what was staged but not sealed, then start empty.
+        let geometry = StagingGeometry(
+            blockSize: configuration.blockSize,
+            blockCount: configuration.blockCount,
+            logID: meta.logID
+        )
+        let staging = try recoverStaging(
+            directory: directory,
+            geometry: geometry,
+            segments: segments,
+            report: &report
+        )
+        try staging.sync()
+        report.durationNanos = monotonicNanos() - started
+        return WAL(
+            directory: directory,
+            configuration: configuration,
+            logID: meta.logID,
+            recovery: report,
+            staging: staging,
+            segments: segments,
+            directoryLock: directoryLock,
+            sealedSeq: max(sealedSeq, segments.sealedSeq)
+        )
+    }
+
+    private init(
+        directory: LogDirectory,
+        configuration: WALConfiguration,
+        logID: LogID,
+        recovery: RecoveryReport,
+        staging: StagingArea,
+        segments: SegmentWriter,
+        directoryLock: DirectoryLock,
+        sealedSeq: UInt64
+    ) {
+        self.directory = directory
+        self.configuration = configuration
+        self.logID = logID
+        self.recovery = recovery
+        self.staging = staging
+        self.blockSize = staging.blockSize
+        self.blockCount = staging.blockCount
+        self.segments = segments
+        self.directoryLock = directoryLock
+        self.synchronous = configuration.durability == .synchronous
+        self.closedLengths = [Int](repeating: 0, count: staging.blockCount)
+        state = .allocate(capacity: 1)
+        state.initialize(to: WriterState(nextSeq: sealedSeq + 1))
+        state.pointee.sealedSeq = sealedSeq
+        state.pointee.durableSeq = sealedSeq
+        state.pointee.segmentBytes = segments.segmentBytes
+        segments.admitNewSegment = { [unowned self] size in self.admitNewSegment(size: size) }
+        sealer = OSThread.start(name: "wal-sealer") { [self] in self.sealerLoop() }
+    }
+
+    deinit {
+        try? close()
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+
+    /// Finds the end of the last segment (creating the first if there is none), cutting a torn tail.
+    private static func openActiveSegment(
+        directory: LogDirectory,
+        meta: LogMeta,
+        configuration: WALConfiguration,
+        report: inout RecoveryReport
+    ) throws(WALError) -> (SegmentWriter, UInt64) {
+        var files = try directory.segments()
+        var totalBytes: Int64 = 0
+        for file in files { totalBytes += FileSystem.size(file.path) ?? 0 }
+        // A crash while creating a segment can leave one whose header was never written: it holds nothing.
+        while let last = files.last {
+            let size = FileSystem.size(last.path) ?? 0
+            if size < Int64(LogFormat.segmentHeaderSize) || (try? SegmentFileReader(path: last.path)) == nil {
+                let bytes = (try? FileSystem.readAll(last.path, limit: LogFormat.segmentHeaderSize)) ?? []
+                guard bytes.allSatisfy({ $0 == 0 }) else {
+                    _ = try SegmentFileReader(path: last.path)  // throws the precise error
+                    break
+                }
+                try FileSystem.remove(last.path)
+                totalBytes -= size
+                files.removeLast()
+                continue
+            }
+            break
+        }
+        guard let last = files.last else {
+            let (fd, path) = try SegmentWriter.createSegment(
+                directory: directory,
+                logID: meta.logID,
+                firstSeq: 1,
+                size: Int64(configuration.segmentSize)
+            )
+            return (
+                SegmentWriter(
+                    directory: directory,
+                    logID: meta.logID,
+                    segmentSize: Int64(configuration.segmentSize),
+                    blockSize: configuration.blockSize,
+                    fd: fd,
+                    segmentPath: path,
+                    segmentFirstSeq: 1,
+                    writeOffset: Int64(LogFormat.segmentHeaderSize),
+                    capacity: Int64(configuration.segmentSize),
+                    sealedSeq: 0,
+                    segmentBytes: Int64(configuration.segmentSize)
+                ), 0
+            )
+        }
+        let reader = try SegmentFileReader(path: last.path)
+        guard reader.header.logID == meta.logID else {
+            throw WALError(.incompatible, "segment belongs to another log (log id differs)", path: last.path)
+        }
+        let scan = SegmentScan.scan(reader)
+        report.damage = scan.damage
+        var sealedSeq = reader.header.firstSeq - 1
+        if let lastFrame = scan.frames.last { sealedSeq = lastFrame.header.lastSeq }
+        let fd = try FileSystem.open(last.path, .readWrite)
+        if let torn = scan.tornTailOffset, scan.tornTailBytes > 0 {
+            // Zero the torn bytes so that the frames written next are not followed by stale garbage.
+            let zeros = [UInt8](repeating: 0, count: Int(scan.tornTailBytes))
+            do {
+                try zeros.withBytes { buffer throws(Errno) in try fd.writeFully(at: torn, from: buffer) }
+                try fd.dataSync()
+            } catch {
+                try? fd.close()
+                throw WALError.io("cannot cut the torn tail", path: last.path, error)
+            }
+            report.tornTailBytes = scan.tornTailBytes
+        }
+        let capacity: Int64
+        do { capacity = try fd.size() } catch { throw WALError.io("cannot stat", path: last.path, error) }
+        return (
+            SegmentWriter(
+                directory: directory,
+                logID: meta.logID,
+                segmentSize: Int64(configuration.segmentSize),
+                blockSize: configuration.blockSize,
+                fd: fd,
+                segmentPath: last.path,
+                segmentFirstSeq: reader.header.firstSeq,
+                writeOffset: scan.dataEnd,
+                capacity: capacity,
+                sealedSeq: sealedSeq,
+                segmentBytes: totalBytes
+            ), sealedSeq
+        )
+    }
+
+    /// Seals the records a crash left in staging (those after the last sealed one, contiguous), then returns a
+    /// staging area with every block empty, in the configured geometry.
+    private static func recoverStaging(
+        directory: LogDirectory,
+        geometry: StagingGeometry,
+        segments: SegmentWriter,
+        report: inout RecoveryReport
+    ) throws(WALError) -> StagingArea {
+        let path = directory.stagingPath
+        guard FileSystem.exists(path) else { return try StagingArea.create(path: path, geometry: geometry) }
+        let old: StagingArea
+        do {
+            old = try StagingArea.open(path: path)
+        } catch {
+            // Unreadable header: keep the file for forensics, start a new one.
+            let aside = path + ".damaged-\(wallClockNanos())"
+            try FileSystem.rename(path, aside)
+            report.quarantined.append(aside)
+            return try StagingArea.create(path: path, geometry: geometry)
+        }
+        // Gather every valid record of every block, keep the contiguous run after the last sealed record.
+        var found: [(block: Int, record: StagedRecord, last: UInt64)] = []
+        for index in 0..<old.blockCount {
+            let block = UnsafeRawBufferPointer(start: old.block(index), count: old.blockSize)
+            for record in StagedRecord.scan(block: block) {
+                let last = record.lastSeq(in: block)
+                if last > segments.sealedSeq { found.append((index, record, last)) }
+            }
+        }
+        found.sort { $0.record.seq < $1.record.seq }
+        var expected = segments.sealedSeq + 1
+        for item in found {
+            if item.last < expected { continue }
+            guard item.record.seq <= expected else { break }
+            let block = UnsafeRawBufferPointer(start: old.block(item.block), count: old.blockSize)
+            let payload = UnsafeRawBufferPointer(rebasing: block[item.record.payloadOffset..<item.record.payloadOffset + item.record.count])
+            let written: Bool
+            switch item.record.kind {
+            case .data:
+                written = try segments.add(seq: item.record.seq, bytes: payload)
+                report.resealedRecords += 1
+            case .gap:
+                let reason = String(decoding: payload.dropFirst(8), as: UTF8.self)
+                written = try segments.gap(from: item.record.seq, to: item.last, reason: reason)
+            }
+            guard written else {
+                throw WALError(
+                    .io,
+                    "cannot seal records recovered from staging: \(segments.stallReason ?? "no room")",
+                    path: segments.segmentPath
+                )
+            }
+            expected = item.last + 1
+        }
+        guard try segments.flush() else {
+            throw WALError(.io, "cannot seal recovered records: \(segments.stallReason ?? "no room")", path: path)
+        }
+        try segments.sync()
+        if geometry.blockSize == old.blockSize && geometry.blockCount == old.blockCount && geometry.logID == old.logID {
+            for index in 0..<old.blockCount { old.clear(block: index) }
+            return old
+        }
+        return try StagingArea.create(path: path, geometry: geometry)
+    }
+
+    // MARK: - Appending
+
+    /// Appends one record and returns its sequence number.
+    ///
+    /// On return the record is in the mmap'd staging file: it survives the process being killed. With
+    /// `.synchronous` durability it is also on stable storage. Costs one mutex, one CRC32C and one `memcpy`; no
+    /// system call (except `.synchronous`).
+    ///
+    /// Throws `.recordTooLarge` (no sequence number used), `.closed`, or `.dropped` when the `whenFull` policy
+    /// dropped it (the sequence number is used, and covered by a gap marker in the log).
+    @inline(__always)
+    public func append(_ bytes: UnsafeRawBufferPointer) throws(WALError) -> UInt64 {
+        let crc = CRC32C.checksum(bytes)
+        let need = align8(LogFormat.stagedRecordHeaderSize + bytes.count)
+        guard bytes.count <= configuration.maxRecordSize else {
+            throw WALError(.recordTooLarge, "record of \(bytes.count) bytes exceeds \(configuration.maxRecordSize)")
+        }
+        lock.lock()
+        let s = state
+        let offset = s.pointee.writeOffset
+        if _fastPath(!s.pointee.hasPendingGap && !s.pointee.closed && offset + need <= blockSize) {
+            let seq = s.pointee.nextSeq
+            s.pointee.nextSeq = seq &+ 1
+            s.pointee.writeOffset = offset + need
+            s.pointee.appended &+= 1
+            StagingArea.store(
+                at: staging.block(s.pointee.writeBlock) + offset,
+                kind: .data,
+                seq: seq,
+                payload: bytes.baseAddress,
+                count: bytes.count,
+                payloadCRC: crc
+            )
+            lock.unlock()
+            if synchronous { try sync() }
+            return seq
+        }
+        let seq = try appendSlowPath(bytes, crc: crc, need: need)
+        if synchronous { try sync() }
+        return seq
+    }
+
+    /// Appends a record given as an array (convenience; same guarantees as the buffer form).
+    @discardableResult
+    public func append(_ bytes: [UInt8]) throws(WALError) -> UInt64 {
+        try bytes.withBytes { buffer throws(WALError) in try append(buffer) }
+    }
+
+    /// Called with `lock` held; releases it.
+    private func appendSlowPath(_ bytes: UnsafeRawBufferPointer, crc: UInt32, need: Int) throws(WALError) -> UInt64 {
+        let s = state
+        var deadline: UInt64?
+        while true {
+            if s.pointee.closed {
+                lock.unlock()
+                throw WALError(.closed, "the log is closed", path: directory.path)
+            }
+            let gapNeed = s.pointee.hasPendingGap ? gapRecordSize(reason: s.pointee.pendingGapReason) : 0
+            if s.pointee.writeOffset + gapNeed + need <= blockSize {
+                if s.pointee.hasPendingGap { stagePendingGap() }
+                let seq = s.pointee.nextSeq
+                s.pointee.nextSeq = seq + 1
+                s.pointee.appended += 1
+                StagingArea.store(
+                    at: staging.block(s.pointee.writeBlock) + s.pointee.writeOffset,
+                    kind: .data,
+                    seq: seq,
+                    payload: bytes.baseAddress,
+                    count: bytes.count,
+                    payloadCRC: crc
+                )
+                s.pointee.writeOffset += need
+                lock.unlock()
+                return seq
+            }
+            if s.pointee.writeOffset > 0 && rotate() { continue }
+            // Staging is full. A healthy sealer that is merely behind frees a block within one frame's work: wait.
+            // A stalled one (size limit, no space, I/O error) will not: apply the whenFull policy.
+            if s.pointee.stallReason == nil && s.pointee.lastError == nil {
+                lock.wait(untilMonotonicNanos: monotonicNanos() + 10_000_000)
+                continue
+            }
+            switch configuration.whenFull {
+            case .dropNewest:
+                break
+            case .block(let timeout):
+                let now = monotonicNanos()
+                let limit = deadline ?? now + UInt64(timeout) * 1_000_000
+                deadline = limit
+                if now < limit {
+                    lock.wait(untilMonotonicNanos: limit)
+                    continue
+                }
+            }
+            let seq = s.pointee.nextSeq
+            s.pointee.nextSeq = seq + 1
+            s.pointee.dropped += 1
+            if s.pointee.hasPendingGap {
+                s.pointee.pendingGapTo = seq
+            } else {
+                s.pointee.hasPendingGap = true
+                s.pointee.pendingGapFrom = seq
+                s.pointee.pendingGapTo = seq
+                s.pointee.pendingGapReason =
+                    "dropped by whenFull policy: " + (s.pointee.stallReason ?? s.pointee.lastError ?? "log full")
+            }
+            let reason = s.pointee.pendingGapReason
+            lock.unlock()
+            throw WALError(.dropped, "record \(seq) dropped (\(reason))", path: directory.path)
+        }
+    }
+
+    private func gapRecordSize(reason: String) -> Int {
+        align8(LogFormat.stagedRecordHeaderSize + 8 + min(reason.utf8.count, configuration.gapRecordReserve - 32))
+    }
+
+    /// Writes the pending gap marker into the current block. Lock held; caller checked the room.
+    private func stagePendingGap() {
+        let s = state
+        var payload: [UInt8] = []
+        payload.appendLE(s.pointee.pendingGapTo)
+        payload.append(contentsOf: s.pointee.pendingGapReason.utf8.prefix(configuration.gapRecordReserve - 32))
+        payload.withUnsafeBytes { buffer in
+            StagingArea.store(
+                at: staging.block(s.pointee.writeBlock) + s.pointee.writeOffset,
+                kind: .gap,
+                seq: s.pointee.pendingGapFrom,
+                payload: buffer.baseAddress,
+                count: buffer.count,
+                payloadCRC: CRC32C.checksum(buffer)
+            )
+        }
+        s.pointee.writeOffset += align8(LogFormat.stagedRecordHeaderSize + payload.count)
+        s.pointee.hasPendingGap = false
+    }
+
+    /// Closes the current block for the sealer and moves to the next free one. Lock held.
+    private func rotate() -> Bool {
+        let s = state
+        guard s.pointee.closedCount + 1 < blockCount else { return false }
+        closedLengths[s.pointee.writeBlock] = s.pointee.writeOffset
+        s.pointee.closedCount += 1
+        s.pointee.writeBlock = (s.pointee.writeBlock + 1) % blockCount
+        s.pointee.writeOffset = 0
+        lock.broadcast()
+        return true
+    }
+
+    /// Used length of each closed block, indexed by block. Guarded by `lock`.
+    private var closedLengths: [Int]
+
+    // MARK: - Durability
+
+    /// Returns once every record appended before the call is on stable storage: the staging file is `msync`ed and
+    /// the active segment `fdatasync`ed. Concurrent callers are group-committed: one flush serves all whose records
+    /// it covers.
+    public func sync() throws(WALError) {
+        lock.lock()
+        let target = state.pointee.nextSeq - 1
+        while state.pointee.durableSeq < target {
+            if state.pointee.syncInProgress {
+                lock.wait()
+                continue
+            }
+            state.pointee.syncInProgress = true
+            let covering = state.pointee.nextSeq - 1
+            lock.unlock()
+            var failure: WALError?
+            do {
+                try staging.sync()
+                try ioLock.withLock { () throws(WALError) in try segments.sync() }
+            } catch {
+                failure = error
+            }
+            lock.lock()
+            state.pointee.syncInProgress = false
+            if failure == nil { state.pointee.durableSeq = max(state.pointee.durableSeq, covering) }
+            lock.broadcast()
+            if let failure {
+                state.pointee.lastError = failure.description
+                lock.unlock()
+                throw failure
+            }
+        }
+        lock.unlock()
+    }
+
+    // MARK: - Sealer
+
+    private func sealerLoop() {
+        let sealDelay = UInt64(configuration.sealDelayMilliseconds) * 1_000_000
+        let tick = max(sealDelay / 4, 1_000_000)
+        let retentionEvery = UInt64(configuration.retentionIntervalMilliseconds) * 1_000_000
+        var periodicEvery: UInt64?
+        if case .periodic(let ms) = configuration.durability { periodicEvery = UInt64(ms) * 1_000_000 }
+        var observedNonEmptyAt: UInt64?
+        var lastRetention = monotonicNanos()
+        var lastPeriodicSync = monotonicNanos()
+        var stalledUntil: UInt64 = 0
+        let s = state
+
+        lock.lock()
+        while true {
+            let now = monotonicNanos()
+            // Age out a partly filled block, or write a lone gap marker.
+            if s.pointee.closedCount == 0 {
+                if s.pointee.hasPendingGap,
+                    s.pointee.writeOffset + gapRecordSize(reason: s.pointee.pendingGapReason) <= blockSize
+                {
+                    stagePendingGap()
+                }
+                if s.pointee.writeOffset > 0 {
+                    let since = observedNonEmptyAt ?? now
+                    observedNonEmptyAt = since
+                    if now - since >= sealDelay || s.pointee.draining || s.pointee.sealRequested {
+                        _ = rotate()
+                        observedNonEmptyAt = nil
+                        s.pointee.sealRequested = false
+                    }
+                } else {
+                    observedNonEmptyAt = nil
+                }
+            }
+            if s.pointee.closedCount > 0 && now >= stalledUntil {
+                let first = s.pointee.sealBlock
+                let count = s.pointee.closedCount
+                let lengths = (0..<count).map { closedLengths[(first + $0) % blockCount] }
+                lock.unlock()
+                let (sealed, error) = sealBlocks(first: first, lengths: lengths)
+                lock.lock()
+                s.pointee.sealedSeq = segments.sealedSeq
+                s.pointee.segmentBytes = segments.segmentBytes
+                s.pointee.stallReason = segments.stallReason
+                if let error {
+                    s.pointee.lastError = error.description
+                } else if sealed == count {
+                    s.pointee.lastError = nil
+                }
+                if sealed > 0 {
+                    s.pointee.closedCount -= sealed
+                    s.pointee.sealBlock = (first + sealed) % blockCount
+                    lock.broadcast()
+                }
+                if sealed < count {
+                    // Stalled (size limit, no space, I/O error): retry soon, appenders apply whenFull meanwhile.
+                    stalledUntil = monotonicNanos() + 50_000_000
+                    lock.unlock()
+                    runRetention(underPressure: true)
+                    lock.lock()
+                }
+                continue
+            }
+            if s.pointee.draining && s.pointee.closedCount == 0 && s.pointee.writeOffset == 0
+                && !s.pointee.hasPendingGap
+            {
+                break
+            }
+            if s.pointee.draining && s.pointee.closedCount > 0 && drainDeadlinePassed() {
+                break  // Cannot seal (stalled): what is left stays in staging and is recovered on next open.
+            }
+            let periodicDue = periodicEvery.map { now - lastPeriodicSync >= $0 } ?? false
+            let retentionDue = now - lastRetention >= retentionEvery
+            if periodicDue || retentionDue {
+                lock.unlock()
+                if periodicDue {
+                    try? sync()
+                    lastPeriodicSync = monotonicNanos()
+                }
+                if retentionDue {
+                    runRetention(underPressure: false)
+                    lastRetention = monotonicNanos()
+                }
+                lock.lock()
+                continue
+            }
+            lock.wait(untilMonotonicNanos: monotonicNanos() + tick)
+        }
+        lock.unlock()
+    }
+
+    private var drainStarted: UInt64 = 0
+    private func drainDeadlinePassed() -> Bool { monotonicNanos() - drainStarted > 5_000_000_000 }
+
+    /// Seals closed blocks in order; returns how many were fully sealed, and the I/O error that stopped it.
+    private func sealBlocks(first: Int, lengths: [Int]) -> (Int, WALError?) {
+        var sealed = 0
+        for (index, length) in lengths.enumerated() {
+            let blockIndex = (first + index) % blockCount
+            let block = UnsafeRawBufferPointer(start: staging.block(blockIndex), count: blockSize)
+            do {
+                let done: Bool = try ioLock.withLock { () throws(WALError) -> Bool in
+                    for record in StagedRecord.scan(block: block, limit: length) {
+                        let payload = UnsafeRawBufferPointer(
+                            rebasing: block[record.payloadOffset..<record.payloadOffset + record.count]
+                        )
+                        switch record.kind {
+                        case .data:
+                            guard try segments.add(seq: record.seq, bytes: payload) else { return false }
+                        case .gap:
+                            let reason = String(decoding: payload.dropFirst(8), as: UTF8.self)
+                            guard try segments.gap(from: record.seq, to: record.lastSeq(in: block), reason: reason)
+                            else { return false }
+                        }
+                    }
+                    guard try segments.flush() else { return false }
+                    if configuration.durability != .processCrash || durableCovers(block: block) {
+                        // A block whose records were made durable in staging is reused only once its frames are.
+                        try segments.sync()
+                    }
+                    return true
+                }
+                guard done else { return (sealed, nil) }
+            } catch {
+                return (sealed, error)
+            }
+            staging.clear(block: blockIndex)
+            sealed += 1
+        }
+        return (sealed, nil)
+    }
+
+    private func durableCovers(block: UnsafeRawBufferPointer) -> Bool {
+        guard let firstSeq = block.getLE(UInt64.self, at: 8) else { return false }
+        return lock.withLock { state.pointee.durableSeq >= firstSeq }
+    }
+
+    // MARK: - Size limit and retention
+
+    private func admitNewSegment(size: Int64) -> String? {
+        guard let max = configuration.maxTotalBytes else { return nil }
+        let total = segments.segmentBytes + Int64(staging.fileSize) + size
+        if total <= max { return nil }
+        return "size limit of \(max) bytes reached"
+    }
+
+    /// Deletes sealed segments every registered cursor has passed, honouring keep-for-replay unless under pressure.
+    /// With no cursor registered nothing is deleted: nobody has consumed anything yet.
+    private func runRetention(underPressure: Bool) {
+        let store = CursorStore(directory: directory)
+        guard let (cursors, damaged) = try? store.all(), !cursors.isEmpty else { return }
+        if !damaged.isEmpty { return }  // A cursor we cannot read might be behind: delete nothing.
+        let minimum = cursors.map(\.seq).min() ?? 0
+        guard let files = try? directory.segments(), files.count > 1 else { return }
+        let sealedFiles = Array(files.dropLast())
+        var remainingSealedBytes = sealedFiles.reduce(Int64(0)) { $0 + (FileSystem.size($1.path) ?? 0) }
+        let now = wallClockNanos()
+        for (index, file) in sealedFiles.enumerated() {
+            let lastSeq = files[index + 1].firstSeq - 1
+            guard lastSeq <= minimum else { break }
+            let size = FileSystem.size(file.path) ?? 0
+            if !underPressure {
+                if let keepBytes = configuration.keepForReplayBytes, remainingSealedBytes - size < keepBytes { break }
+                if let keepSeconds = configuration.keepForReplaySeconds, let modified = FileSystem.modificationNanos(file.path),
+                    now < modified + UInt64(keepSeconds) * 1_000_000_000
+                {
+                    break
+                }
+            }
+            guard (try? FileSystem.remove(file.path)) != nil else { break }
+            remainingSealedBytes -= size
+            ioLock.withLock { segments.segmentBytes -= size }
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Seals everything staged, syncs, stops the sealer and releases the directory lock. Appends after `close`
+    /// throw `.closed`. Idempotent.
+    public func close() throws(WALError) {
+        lock.lock()
+        if state.pointee.closed {
+            lock.unlock()
+            return
+        }
+        state.pointee.closed = true
+        state.pointee.draining = true
+        drainStarted = monotonicNanos()
+        lock.broadcast()
+        lock.unlock()
+        sealer?.join()
+        sealer = nil
+        try? staging.sync()
+        ioLock.withLock { segments.trimForClose() }
+        if let error = lock.withLock({ state.pointee.closedCount > 0 ? state.pointee.stallReason : nil }) {
+            throw WALError(.io, "closed with records still in staging (\(error)); they are recovered on next open")
+        }
+    }
+
+    // MARK: - Observing
+
+    public var statistics: WALStatistics {
+        lock.withLock {
+            let s = state.pointee
+            return WALStatistics(
+                appended: s.appended,
+                dropped: s.dropped,
+                nextSeq: s.nextSeq,
+                sealedSeq: s.sealedSeq,
+                durableSeq: s.durableSeq,
+                segmentBytes: s.segmentBytes,
+                blocksWaiting: s.closedCount,
+                stallReason: s.stallReason,
+                lastError: s.lastError
+            )
+        }
+    }
+
+    /// Blocks until every record appended so far is sealed into a segment (visible to readers), or `timeout` passes.
+    /// Returns true when sealed.
+    @discardableResult
+    public func waitUntilSealed(timeoutMilliseconds: Int = 5000) -> Bool {
+        let deadline = monotonicNanos() + UInt64(timeoutMilliseconds) * 1_000_000
+        lock.lock()
+        defer { lock.unlock() }
+        let target = state.pointee.nextSeq - 1
+        state.pointee.sealRequested = true
+        lock.broadcast()
+        while state.pointee.sealedSeq < target {
+            if monotonicNanos() >= deadline { return false }
+            lock.wait(untilMonotonicNanos: min(deadline, monotonicNanos() + 5_000_000))
+        }
+        return true
+    }
+}

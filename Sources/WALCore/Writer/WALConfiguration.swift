@@ -1,0 +1,137 @@
+/// How hard `append` and the sealer work to put records on stable storage.
+public enum Durability: Sendable, Equatable, CustomStringConvertible {
+    /// Default. A record is in a `MAP_SHARED` mapping when `append` returns: it survives the process being killed
+    /// (SIGKILL, a crash), not the machine losing power. No system call per append.
+    case processCrash
+    /// As `processCrash`, and every `milliseconds` the staging file is `msync`ed and the active segment
+    /// `fdatasync`ed: after power loss at most the last interval of records is lost.
+    case periodic(milliseconds: Int)
+    /// Every `append` returns only once its record is on stable storage (`msync` of staging, group-committed:
+    /// concurrent appenders share one flush).
+    case synchronous
+
+    public var description: String {
+        switch self {
+        case .processCrash: return "process"
+        case .periodic(let ms): return "periodic:\(ms)"
+        case .synchronous: return "sync"
+        }
+    }
+
+    /// Parses `process`, `periodic:MS` or `sync`.
+    public init?(parsing text: String) {
+        switch text {
+        case "process", "mmap", "processCrash": self = .processCrash
+        case "sync", "synchronous": self = .synchronous
+        default:
+            guard text.hasPrefix("periodic:"), let ms = Int(text.dropFirst("periodic:".count)), ms > 0 else {
+                return nil
+            }
+            self = .periodic(milliseconds: ms)
+        }
+    }
+}
+
+/// What `append` does when the size limit is reached and the staging area is full.
+public enum WhenFull: Sendable, Equatable {
+    /// Drop the record at once (the call throws `.dropped`); emitters never wait.
+    case dropNewest
+    /// Wait up to `timeoutMilliseconds` for space, then drop.
+    case block(timeoutMilliseconds: Int)
+}
+
+/// Settings of a log writer. The defaults suit an agent emitting metrics.
+public struct WALConfiguration: Sendable {
+    /// Size of a segment file (preallocated). Default 64 MiB.
+    public var segmentSize: Int = 64 << 20
+    /// Size of one staging block: the unit of compression; a record must fit in one. Default 256 KiB.
+    public var blockSize: Int = 256 << 10
+    /// Number of staging blocks. Default 8.
+    public var blockCount: Int = 8
+    public var durability: Durability = .processCrash
+    /// A partly filled staging block is sealed at most this long after its first record. Default 40 ms.
+    public var sealDelayMilliseconds: Int = 40
+    /// Upper bound of all segment files plus the staging file; nil for no limit.
+    public var maxTotalBytes: Int64?
+    public var whenFull: WhenFull = .dropNewest
+    /// Sealed segments that every cursor has passed are still kept while younger than this (seconds), unless the
+    /// size limit needs the space.
+    public var keepForReplaySeconds: Int?
+    /// ...or while the sealed segments after them add up to less than this many bytes.
+    public var keepForReplayBytes: Int64?
+    /// How often retention runs. Default 1 s.
+    public var retentionIntervalMilliseconds: Int = 1000
+
+    public init() {}
+
+    /// The largest record `append` accepts.
+    public var maxRecordSize: Int { blockSize - LogFormat.stagedRecordHeaderSize - gapRecordReserve }
+
+    /// Room kept in every block for a gap record.
+    let gapRecordReserve = 256
+
+    func validate() throws(WALError) {
+        guard blockSize >= 4096, blockSize <= 16 << 20, blockSize % 4096 == 0 else {
+            throw WALError(.invalidArgument, "blockSize must be a multiple of 4096 between 4 KiB and 16 MiB")
+        }
+        guard blockCount >= 2, blockCount <= 1024 else {
+            throw WALError(.invalidArgument, "blockCount must be between 2 and 1024")
+        }
+        guard segmentSize >= 1 << 20, segmentSize >= 4 * blockSize else {
+            throw WALError(.invalidArgument, "segmentSize must be at least 1 MiB and 4 blocks")
+        }
+        if let maxTotalBytes {
+            let floor = Int64(LogFormat.stagingHeaderSize + blockSize * blockCount) + 2 * Int64(segmentSize)
+            guard maxTotalBytes >= floor else {
+                throw WALError(.invalidArgument, "maxTotalBytes must be at least staging + 2 segments (\(floor) bytes)")
+            }
+        }
+        if case .periodic(let ms) = durability, ms <= 0 {
+            throw WALError(.invalidArgument, "the periodic sync interval must be positive")
+        }
+        if case .block(let ms) = whenFull, ms < 0 {
+            throw WALError(.invalidArgument, "the whenFull block timeout must not be negative")
+        }
+        guard sealDelayMilliseconds >= 1, sealDelayMilliseconds <= 10_000 else {
+            throw WALError(.invalidArgument, "sealDelayMilliseconds must be between 1 and 10000")
+        }
+    }
+}
+
+/// Counters of a running writer. Read with `WAL.statistics`.
+public struct WALStatistics: Sendable, Equatable {
+    /// Records appended by this writer since it opened.
+    public var appended: UInt64
+    /// Records dropped by the `whenFull` policy since it opened (each recorded in a gap marker).
+    public var dropped: UInt64
+    /// The next sequence number `append` will assign.
+    public var nextSeq: UInt64
+    /// The last sequence number written into a segment (visible to readers).
+    public var sealedSeq: UInt64
+    /// The last sequence number known to be on stable storage (by `sync()` or the periodic flush).
+    public var durableSeq: UInt64
+    /// Bytes of all segment files.
+    public var segmentBytes: Int64
+    /// Staging blocks waiting for the sealer.
+    public var blocksWaiting: Int
+    /// Why the sealer cannot write (size limit, no space), or nil.
+    public var stallReason: String?
+    /// The last I/O error of the sealer, or nil.
+    public var lastError: String?
+}
+
+/// What `open` found and did.
+public struct RecoveryReport: Sendable, Equatable {
+    /// True when the log was created by this open.
+    public var created = false
+    /// Records found in staging that were not yet in a segment, and were sealed by the recovery.
+    public var resealedRecords = 0
+    /// Bytes of a torn write cut off the end of the last segment.
+    public var tornTailBytes: Int64 = 0
+    /// Damaged regions found in the last segment (kept in place; readers skip them).
+    public var damage: [SegmentScan.Damage] = []
+    /// Files moved aside because they could not be read (`*.damaged-<time>`).
+    public var quarantined: [String] = []
+    /// Wall time the recovery took.
+    public var durationNanos: UInt64 = 0
+}

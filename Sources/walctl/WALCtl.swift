@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct WALCtl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "walctl",
+        abstract: "Durable agent metrics: feed, inspect and verify a segment log.",
+        discussion: """
+            Exit codes: 0 success; 1 the operation failed or found damage; 2 usage error.
+            """,
+        subcommands: [Emit.self, Inspect.self, Verify.self]
+    )
+
+    /// Runs the command; usage errors exit 2 (ArgumentParser's default is 64), as documented.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                Output.error(fullMessage(for: error))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// Unbuffered writes to stdout and stderr (the `stdout` global is not concurrency-safe in Swift 6).
+enum Output {
+    static func line(_ text: String) {
+        write(1, text + "\n")
+    }
+
+    static func error(_ text: String) {
+        write(2, text.hasSuffix("\n") ? text : text + "\n")
+    }
+
+    private static func write(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { buffer in
+                Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if n <= 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+        }
+        bytes.removeAll()
+    }
+
+    /// Encodes a value as JSON (sorted keys, one line).
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
