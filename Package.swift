@@ -53,7 +53,8 @@ let package = Package(
         // MARK: - Test support, shared by tests and benchmarks
         .target(
             name: "WALTestKit",
-            dependencies: ["WALCore"]
+            dependencies: ["WALCore"],
+            path: "Sources/WALTestKit"
         ),
 
         // MARK: - CLI

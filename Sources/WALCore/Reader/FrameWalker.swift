@@ -13,6 +13,8 @@ final class FrameWalker {
     private var payload: [UInt8] = []
     private var heldFrame: FrameHeader?
     private var invalidSince: UInt64?
+    /// Set when the walker left a segment: the next one is the first after it.
+    private var finishedSegmentFirstSeq: UInt64?
     /// After this long of an invalid frame at the live end with nothing after it, look for a valid frame beyond.
     var liveDamageGraceNanos: UInt64 = 1_000_000_000
 
@@ -44,9 +46,24 @@ final class FrameWalker {
         while true {
             if segment == nil {
                 let files = try directory.segments()
-                guard !files.isEmpty else { return .end(tornTail: 0) }
-                let index = files.lastIndex { $0.firstSeq <= nextSeq } ?? 0
+                // After finishing a segment, the next is the first one after it; at the start, the one holding nextSeq.
+                let chosen: Int?
+                if let finished = finishedSegmentFirstSeq {
+                    chosen = files.firstIndex { $0.firstSeq > finished }
+                } else {
+                    chosen = files.isEmpty ? nil : (files.lastIndex { $0.firstSeq <= nextSeq } ?? 0)
+                }
+                guard let index = chosen else { return .end(tornTail: 0) }
                 let file = files[index]
+                if file.firstSeq > nextSeq {
+                    let from = nextSeq
+                    nextSeq = file.firstSeq
+                    let reason =
+                        finishedSegmentFirstSeq == nil
+                        ? "before the first segment (deleted by retention)"
+                        : "missing between \(LogFormat.segmentFileName(firstSeq: finishedSegmentFirstSeq ?? 0)) and \(file.name)"
+                    return .missing(from: from, to: file.firstSeq - 1, reason: reason)
+                }
                 do {
                     segment = try SegmentFileReader(path: file.path)
                 } catch where error.code == .notFound {
@@ -54,27 +71,21 @@ final class FrameWalker {
                 } catch {
                     if index + 1 < files.count {
                         // An unreadable segment header: report the whole file, move on.
-                        let next = files[index + 1]
-                        let damage = SegmentScan.Damage(
-                            path: file.path,
-                            offset: 0,
-                            length: FileSystem.size(file.path) ?? 0,
-                            reason: error.message
+                        finishedSegmentFirstSeq = file.firstSeq
+                        return .damage(
+                            SegmentScan.Damage(
+                                path: file.path,
+                                offset: 0,
+                                length: FileSystem.size(file.path) ?? 0,
+                                reason: error.message
+                            )
                         )
-                        if next.firstSeq > nextSeq {
-                            nextSeq = next.firstSeq
-                        }
-                        return .damage(damage)
                     }
                     if live { return .end(tornTail: 0) }
                     throw error
                 }
+                finishedSegmentFirstSeq = nil
                 offset = Int64(LogFormat.segmentHeaderSize)
-                if file.firstSeq > nextSeq {
-                    let from = nextSeq
-                    nextSeq = file.firstSeq
-                    return .missing(from: from, to: file.firstSeq - 1, reason: "segment deleted by retention")
-                }
             }
             guard let current = segment else { continue }
             if let header = heldFrame {
@@ -113,17 +124,18 @@ final class FrameWalker {
                 return .damage(damage)
             }
             invalidSince = nil
-            if let newer {
+            if newer != nil {
+                finishedSegmentFirstSeq = current.header.firstSeq
                 segment = nil
                 if nonZeroEnd > offset {
-                    let damage = SegmentScan.Damage(
-                        path: current.path,
-                        offset: offset,
-                        length: nonZeroEnd - offset,
-                        reason: reason + " (torn end of a sealed segment)"
+                    return .damage(
+                        SegmentScan.Damage(
+                            path: current.path,
+                            offset: offset,
+                            length: nonZeroEnd - offset,
+                            reason: reason + " (unreadable end of a sealed segment)"
+                        )
                     )
-                    if newer.firstSeq > nextSeq { nextSeq = newer.firstSeq }
-                    return .damage(damage)
                 }
                 continue
             }

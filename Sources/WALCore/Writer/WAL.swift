@@ -32,7 +32,8 @@ public final class WAL: @unchecked Sendable {
     private let ioLock = ConditionLock()
     private let segments: SegmentWriter
     private var sealer: OSThread?
-    private let directoryLock: DirectoryLock
+    /// Held from open to close; released (set to nil) by `close`.
+    private var directoryLock: DirectoryLock?
 
     struct WriterState {
         var nextSeq: UInt64
@@ -590,7 +591,7 @@ public final class WAL: @unchecked Sendable {
     }
 
     private var drainStarted: UInt64 = 0
-    private func drainDeadlinePassed() -> Bool { monotonicNanos() - drainStarted > 5_000_000_000 }
+    private func drainDeadlinePassed() -> Bool { monotonicNanos() - drainStarted > 1_000_000_000 }
 
     /// Seals closed blocks in order; returns how many were fully sealed, and the I/O error that stopped it.
     private func sealBlocks(first: Int, lengths: [Int]) -> (Int, WALError?) {
@@ -692,6 +693,7 @@ public final class WAL: @unchecked Sendable {
         sealer = nil
         try? staging.sync()
         ioLock.withLock { segments.trimForClose() }
+        directoryLock = nil
         if let error = lock.withLock({ state.pointee.closedCount > 0 ? state.pointee.stallReason : nil }) {
             throw WALError(.io, "closed with records still in staging (\(error)); they are recovered on next open")
         }

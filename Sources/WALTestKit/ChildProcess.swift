@@ -1,0 +1,81 @@
+import Foundation
+
+/// A child process whose stdout is read line by line, and which can be killed with any signal.
+public final class ChildProcess: @unchecked Sendable {
+    public let process = Process()
+    private let output = Pipe()
+    private let errors = Pipe()
+    private var buffer = Data()
+    private var pendingLines: [String] = []
+
+    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+
+    /// The next stdout line, or nil at end of output (the child exited).
+    public func readLine() -> String? {
+        while pendingLines.isEmpty {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty {
+                if buffer.isEmpty { return nil }
+                let last = String(decoding: buffer, as: UTF8.self)
+                buffer.removeAll()
+                return last
+            }
+            buffer.append(chunk)
+            while let newline = buffer.firstIndex(of: 0x0A) {
+                pendingLines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                buffer.removeSubrange(buffer.startIndex...newline)
+            }
+        }
+        return pendingLines.removeFirst()
+    }
+
+    /// Sends `signal` and waits for the process to end.
+    public func kill(_ signal: Int32 = SIGKILL) {
+        Foundation.kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    /// Waits for exit; returns the status (a signal number for a killed process).
+    @discardableResult
+    public func wait() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Everything the child wrote to stderr (call after it exited).
+    public func standardError() -> String {
+        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    /// All remaining stdout (call after it exited).
+    public func remainingOutput() -> String {
+        var lines: [String] = []
+        while let line = readLine() { lines.append(line) }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Finds the built `walctl` executable next to the test bundle (the same build directory).
+public enum BuiltProducts {
+    public static func executable(_ name: String) -> String {
+        if let override = ProcessInfo.processInfo.environment["WALCTL_BIN"], name == "walctl" { return override }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        // The XCTest runner may be inside `X.xctest/` on some layouts.
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        let selfExe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+        return URL(fileURLWithPath: selfExe).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+}

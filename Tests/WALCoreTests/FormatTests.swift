@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+import WALCore
+import WALTestKit
+
+@Suite struct FormatTests {
+    @Test(arguments: [
+        ("", UInt32(0)),
+        ("a", UInt32(0xC1D0_4330)),
+        ("123456789", UInt32(0xE306_9283)),
+        (String(repeating: "x", count: 1000), UInt32(0x6171_54C9)),
+    ])
+    func crc32cMatchesKnownVectors(input: String, expected: UInt32) {
+        #expect(CRC32C.checksum(Array(input.utf8)) == expected)
+    }
+
+    @Test func crc32cContinuesAcrossPieces() {
+        let bytes = Array("The quick brown fox jumps over the lazy dog".utf8)
+        for split in 0...bytes.count {
+            let first = CRC32C.checksum(Array(bytes[..<split]))
+            #expect(CRC32C.checksum(Array(bytes[split...]), continuing: first) == CRC32C.checksum(bytes))
+        }
+    }
+
+    @Test func segmentFileNamesEncodeTheFirstSequenceNumber() {
+        #expect(LogFormat.segmentFileName(firstSeq: 1) == "00000000000000000001.seg")
+        #expect(LogFormat.segmentFileName(firstSeq: UInt64.max) == "18446744073709551615.seg")
+        #expect(LogFormat.parseSegmentFileName("00000000000000000042.seg") == 42)
+        #expect(LogFormat.parseSegmentFileName("0000000000000000042.seg") == nil)
+        #expect(LogFormat.parseSegmentFileName("0000000000000000004a.seg") == nil)
+        #expect(LogFormat.parseSegmentFileName("00000000000000000042.seg.tmp") == nil)
+    }
+
+    @Test func durabilityModesParse() {
+        #expect(Durability(parsing: "process") == .processCrash)
+        #expect(Durability(parsing: "periodic:250") == .periodic(milliseconds: 250))
+        #expect(Durability(parsing: "sync") == .synchronous)
+        #expect(Durability(parsing: "periodic:0") == nil)
+        #expect(Durability(parsing: "fast") == nil)
+    }
+
+    /// The checked-in golden log (made by `tools/make-golden-fixture`) must read back exactly, forever: the format
+    /// is a public contract.
+    @Test func goldenFixtureReadsBackExactly() throws {
+        let fixture = try #require(Bundle.module.url(forResource: "Fixtures/golden-log", withExtension: nil))
+        let contents = try LogContents.read(fixture.path)
+        #expect(contents.damage.isEmpty)
+        #expect(contents.seqs == Array(1...1000).filter { !(501...510).contains($0) })
+        #expect(contents.gaps == [GapMarker(fromSeq: 501, toSeq: 510, reason: "golden gap")])
+        for record in contents.records {
+            #expect(record.bytes == Array("golden record \(record.seq)".utf8))
+        }
+        let meta = try LogDirectory(path: fixture.path).readMeta()
+        #expect(meta.logID.description == "00112233-4455-6677-8899-aabbccddeeff")
+        let summary = try LogInspector.examine(path: fixture.path, decodeRecords: true)
+        #expect(summary.damage.isEmpty)
+        #expect(summary.segments == 2)
+    }
+}
+
+@Suite struct LockTests {
+    @Test func aSecondWriterIsRefusedWithTheHoldersPID() throws {
+        try withTemporaryDirectory { directory in
+            let wal = try WAL.open(path: directory.file("log"), configuration: smallConfiguration())
+            #expect {
+                _ = try WAL.open(path: directory.file("log"), configuration: smallConfiguration())
+            } throws: { error in
+                guard let error = error as? WALError else { return false }
+                return error.code == .locked && error.message.contains("pid \(getpid())")
+            }
+            // Another process is refused too, with a clear message.
+            let result = try walctl(["emit", "--dir", directory.file("log"), "--count", "1"])
+            #expect(result.status == 1)
+            #expect(result.err.contains("already open for writing by pid \(getpid())"))
+            try wal.close()
+            let again = try WAL.open(path: directory.file("log"), configuration: smallConfiguration())
+            try again.close()
+        }
+    }
+
+    @Test func readersNeedNoLockWhileTheWriterRuns() throws {
+        try withTemporaryDirectory { directory in
+            let wal = try WAL.open(path: directory.file("log"), configuration: smallConfiguration())
+            try appendRecords(wal, 0..<5000)
+            #expect(wal.waitUntilSealed())
+            let contents = try LogContents.read(directory.file("log"))
+            #expect(contents.seqs == Array(1...5000))
+            let summary = try LogInspector.examine(path: directory.file("log"))
+            #expect(summary.writerPID == getpid())
+            try wal.close()
+        }
+    }
+}
+
+@Suite struct TailReaderTests {
+    @Test func tailReaderFollowsNewRecordsAcrossSegmentRolls() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            let tail = TailReader(path: path, after: 0)
+            var seen: [UInt64] = []
+            func drain() throws {
+                try tail.poll { entry in
+                    if case .record(let seq, let bytes) = entry {
+                        #expect(Array(bytes) == testRecord(seq - 1))
+                        seen.append(seq)
+                    }
+                }
+            }
+            for batch in 0..<10 {
+                let base = UInt64(batch) * 3000
+                try appendRecords(wal, base..<base + 3000)
+                #expect(try eventually { try drain(); return seen.count == Int(base) + 3000 })
+            }
+            #expect(seen == Array(1...30_000))
+            #expect(try LogDirectory(path: path).segments().count > 2)
+            try wal.close()
+        }
+    }
+
+    @Test func aRecordIsVisibleToTheTailWithinTheDocumentedBound() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: WALConfiguration())
+            let tail = TailReader(path: path, after: 0)
+            var worst: Double = 0
+            for value in 0..<20 {
+                let started = Date()
+                let seq = try wal.append(testRecord(UInt64(value)))
+                var found = false
+                while !found && Date().timeIntervalSince(started) < 2 {
+                    try tail.poll { entry in
+                        if case .record(let got, _) = entry, got == seq { found = true }
+                    }
+                    if !found { usleep(2000) }
+                }
+                #expect(found)
+                worst = max(worst, Date().timeIntervalSince(started))
+            }
+            #expect(worst < 0.1, "documented bound: 100 ms from append to a tail reader (worst seen \(worst) s)")
+            try wal.close()
+        }
+    }
+
+    @Test func tailReaderStartsAfterItsCursor() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            try appendRecords(wal, 0..<1000)
+            #expect(wal.waitUntilSealed())
+            let tail = TailReader(path: path, after: 600)
+            var seen: [UInt64] = []
+            try tail.poll { if case .record(let seq, _) = $0 { seen.append(seq) } }
+            #expect(seen == Array(601...1000))
+            #expect(tail.nextSeq == 1001)
+            try wal.close()
+        }
+    }
+}
