@@ -65,7 +65,13 @@ public struct WALError: Error, CustomStringConvertible, Sendable {
         return text
     }
 
-    static func io(_ what: String, path: String?, _ errno: Errno, fileID: String = #fileID, line: Int = #line)
+    static func io(
+        _ what: String,
+        path: String?,
+        _ errno: Errno,
+        fileID: String = #fileID,
+        line: Int = #line
+    )
         -> WALError
     {
         WALError(.io, what, path: path, cause: errno, fileID: fileID, line: line)

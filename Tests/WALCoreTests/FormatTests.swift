@@ -110,7 +110,11 @@ import WALTestKit
             for batch in 0..<10 {
                 let base = UInt64(batch) * 3000
                 try appendRecords(wal, base..<base + 3000)
-                #expect(try eventually { try drain(); return seen.count == Int(base) + 3000 })
+                #expect(
+                    try eventually {
+                        try drain(); return seen.count == Int(base) + 3000
+                    }
+                )
             }
             #expect(seen == Array(1...30_000))
             #expect(try LogDirectory(path: path).segments().count > 2)

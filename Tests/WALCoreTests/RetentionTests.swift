@@ -111,7 +111,7 @@ import WALTestKit
             do {
                 accepted.append(try wal.append(testRecord(UInt64(value))))
             } catch {
-                if (error as? WALError)?.code == .dropped {
+                if error.code == .dropped {
                     dropped.append(wal.statistics.nextSeq - 1)
                 } else {
                     Issue.record("unexpected \(error)")
@@ -160,10 +160,11 @@ import WALTestKit
             var dropTook: TimeInterval = 0
             for value in 0..<100_000 {
                 let started = Date()
-                do {
+                do throws(WALError) {
                     _ = try wal.append(testRecord(UInt64(value)))
                 } catch {
-                    #expect((error as? WALError)?.code == .dropped)
+                    let code = error.code
+                    #expect(code == .dropped)
                     dropTook = Date().timeIntervalSince(started)
                     break
                 }
@@ -188,7 +189,8 @@ import WALTestKit
             do {
                 _ = try wal.append(testRecord(UInt64(value)))
             } catch {
-                #expect((error as? WALError)?.code == .dropped)
+                let code = error.code
+                #expect(code == .dropped)
                 dropped += 1
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WALCore
 import WALTestKit
@@ -47,7 +48,9 @@ import WALTestKit
             let largest = [UInt8](repeating: 0xAB, count: configuration.maxRecordSize)
             let a = try wal.append([UInt8]())
             let b = try wal.append(largest)
-            #expect(throws: WALError.self) { try wal.append([UInt8](repeating: 1, count: configuration.maxRecordSize + 1)) }
+            #expect(throws: WALError.self) {
+                try wal.append([UInt8](repeating: 1, count: configuration.maxRecordSize + 1))
+            }
             let c = try wal.append([1, 2, 3])
             #expect([a, b, c] == [1, 2, 3], "a rejected record uses no sequence number")
             try wal.close()
@@ -154,5 +157,3 @@ import WALTestKit
         }
     }
 }
-
-import Synchronization

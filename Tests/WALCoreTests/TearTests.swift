@@ -187,7 +187,11 @@ import WALTestKit
                 let size = Corruptor.size(victim.path)
                 let offset = Int64.random(in: 0..<max(size, 1), using: &generator)
                 let length = Int.random(in: 1...512, using: &generator)
-                try Corruptor.overwrite(victim.path, at: offset, with: Corruptor.garbage(count: length, seed: UInt64(round + 1)))
+                try Corruptor.overwrite(
+                    victim.path,
+                    at: offset,
+                    with: Corruptor.garbage(count: length, seed: UInt64(round + 1))
+                )
                 let contents = try LogContents.read(path)
                 #expect(contents.seqs == contents.seqs.sorted())
                 #expect(Set(contents.seqs).count == contents.seqs.count)

@@ -50,7 +50,7 @@ public struct CursorStore: Sendable {
         let bytes: [UInt8]
         do throws(WALError) {
             bytes = try FileSystem.readAll(file, limit: 64)
-        } catch where error.code == .notFound {
+        } catch  where error.code == .notFound {
             return nil
         }
         return try bytes.withBytes { buffer throws(WALError) in

@@ -119,7 +119,7 @@ public enum LogInspector {
             let reader: SegmentFileReader
             do {
                 reader = try SegmentFileReader(path: file.path)
-            } catch where error.code == .notFound {
+            } catch  where error.code == .notFound {
                 continue  // Deleted by retention while we looked.
             } catch {
                 summary.corruptFrames += 1
@@ -146,7 +146,9 @@ public enum LogInspector {
                 switch frame.header.type {
                 case .gap:
                     let reason = String(decoding: stored, as: UTF8.self)
-                    summary.gaps.append(GapMarker(fromSeq: frame.header.firstSeq, toSeq: frame.header.lastSeq, reason: reason))
+                    summary.gaps.append(
+                        GapMarker(fromSeq: frame.header.firstSeq, toSeq: frame.header.lastSeq, reason: reason)
+                    )
                 case .data:
                     info.records += UInt64(frame.header.recordCount)
                     info.bytesRaw += Int64(frame.header.rawLength) - 4 * Int64(frame.header.recordCount)
@@ -155,7 +157,12 @@ public enum LogInspector {
                         let problem = decoder.forEachRecord(header: frame.header, stored: stored, from: 0) { _, _ in }
                         if let problem {
                             decodeProblems.append(
-                                .init(file: file.path, offset: frame.offset, length: Int64(frame.header.frameLength), reason: problem)
+                                .init(
+                                    file: file.path,
+                                    offset: frame.offset,
+                                    length: Int64(frame.header.frameLength),
+                                    reason: problem
+                                )
                             )
                         }
                     }
@@ -170,7 +177,9 @@ public enum LogInspector {
             summary.bytesOnDisk += info.bytesOnDisk
             summary.bytesAllocated += info.bytesAllocated
             for damage in scan.damage {
-                summary.damage.append(.init(file: damage.path, offset: damage.offset, length: damage.length, reason: damage.reason))
+                summary.damage.append(
+                    .init(file: damage.path, offset: damage.offset, length: damage.length, reason: damage.reason)
+                )
             }
             summary.damage.append(contentsOf: decodeProblems)
             if scan.tornTailBytes > 0 {

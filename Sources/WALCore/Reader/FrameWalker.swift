@@ -66,7 +66,7 @@ final class FrameWalker {
                 }
                 do {
                     segment = try SegmentFileReader(path: file.path)
-                } catch where error.code == .notFound {
+                } catch  where error.code == .notFound {
                     continue  // Deleted by retention between listing and opening.
                 } catch {
                     if index + 1 < files.count {
@@ -106,7 +106,11 @@ final class FrameWalker {
                 return deliver(header)
             }
             let reason: String
-            if case .invalid(let why) = probe { reason = why } else { reason = "zeroed bytes where a frame should start" }
+            if case .invalid(let why) = probe {
+                reason = why
+            } else {
+                reason = "zeroed bytes where a frame should start"
+            }
             let newer = try directory.segments().first { $0.firstSeq > current.header.firstSeq }
             if live && newer == nil {
                 // The writer may be in the middle of this write; only a valid frame after it proves damage.
@@ -118,7 +122,12 @@ final class FrameWalker {
             }
             let (next, nonZeroEnd) = current.resynchronize(after: offset)
             if let next {
-                let damage = SegmentScan.Damage(path: current.path, offset: offset, length: next - offset, reason: reason)
+                let damage = SegmentScan.Damage(
+                    path: current.path,
+                    offset: offset,
+                    length: next - offset,
+                    reason: reason
+                )
                 offset = next
                 invalidSince = nil
                 return .damage(damage)

@@ -153,7 +153,12 @@ public final class TailReader {
             case .damage(let damage):
                 try body(
                     .damage(
-                        ReadDamage(path: damage.path, offset: damage.offset, length: damage.length, reason: damage.reason)
+                        ReadDamage(
+                            path: damage.path,
+                            offset: damage.offset,
+                            length: damage.length,
+                            reason: damage.reason
+                        )
                     )
                 )
                 delivered += 1

@@ -195,8 +195,13 @@ struct StagedRecord {
             let count = Int(word & LogFormat.stagedLengthMask)
             let payloadOffset = offset + LogFormat.stagedRecordHeaderSize
             guard count <= end - payloadOffset else { break }
-            var expected = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: block[payloadOffset..<payloadOffset + count]))
-            expected = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: block[offset..<offset + 4]), continuing: expected)
+            var expected = CRC32C.checksum(
+                UnsafeRawBufferPointer(rebasing: block[payloadOffset..<payloadOffset + count])
+            )
+            expected = CRC32C.checksum(
+                UnsafeRawBufferPointer(rebasing: block[offset..<offset + 4]),
+                continuing: expected
+            )
             expected = CRC32C.checksum(
                 UnsafeRawBufferPointer(rebasing: block[offset + 8..<offset + 16]),
                 continuing: expected

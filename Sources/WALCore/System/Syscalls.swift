@@ -83,7 +83,8 @@ extension FileDescriptor {
         var done = 0
         while done < buffer.count {
             let base = buffer.baseAddress! + done
-            let n = try valueOrErrno { Glibc.pread(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }.get()
+            let n = try valueOrErrno { Glibc.pread(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }
+                .get()
             if n == 0 { break }
             done += n
         }
@@ -95,7 +96,8 @@ extension FileDescriptor {
         var done = 0
         while done < buffer.count {
             let base = buffer.baseAddress! + done
-            let n = try valueOrErrno { Glibc.pwrite(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }.get()
+            let n = try valueOrErrno { Glibc.pwrite(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }
+                .get()
             done += n
         }
     }

@@ -73,7 +73,12 @@ final class SegmentWriter {
         size: Int64
     ) throws(WALError) -> (FileDescriptor, String) {
         let path = directory.segmentPath(firstSeq: firstSeq)
-        let fd = try FileSystem.open(path, .readWrite, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite])
+        let fd = try FileSystem.open(
+            path,
+            .readWrite,
+            options: [.create, .exclusiveCreate],
+            permissions: [.ownerReadWrite]
+        )
         do {
             try fd.preallocate(offset: 0, length: size)
             let header = SegmentHeader(logID: logID, firstSeq: firstSeq, createdAtNanos: wallClockNanos()).encode()
@@ -100,7 +105,9 @@ final class SegmentWriter {
         raw.withUnsafeMutableBytes { buffer in
             let base = buffer.baseAddress! + rawCount
             base.putLE(UInt32(bytes.count), at: 0)
-            if let source = bytes.baseAddress, bytes.count > 0 { (base + 4).copyMemory(from: source, byteCount: bytes.count) }
+            if let source = bytes.baseAddress, bytes.count > 0 {
+                (base + 4).copyMemory(from: source, byteCount: bytes.count)
+            }
         }
         rawCount += 4 + bytes.count
         pendingRecords += 1

@@ -45,6 +45,10 @@ public final class WAL: @unchecked Sendable {
         var closed = false
         var draining = false
         var sealRequested = false
+        /// Test hook: the sealer seals nothing while set.
+        var sealingPaused = false
+        /// Test hook: the sealer exits at once, leaving staging as a crash would.
+        var abandoned = false
         var pendingGapFrom: UInt64 = 0
         var pendingGapTo: UInt64 = 0
         var pendingGapReason = ""
@@ -280,7 +284,9 @@ public final class WAL: @unchecked Sendable {
             if item.last < expected { continue }
             guard item.record.seq <= expected else { break }
             let block = UnsafeRawBufferPointer(start: old.block(item.block), count: old.blockSize)
-            let payload = UnsafeRawBufferPointer(rebasing: block[item.record.payloadOffset..<item.record.payloadOffset + item.record.count])
+            let payload = UnsafeRawBufferPointer(
+                rebasing: block[item.record.payloadOffset..<item.record.payloadOffset + item.record.count]
+            )
             let written: Bool
             switch item.record.kind {
             case .data:
@@ -533,6 +539,11 @@ public final class WAL: @unchecked Sendable {
                     observedNonEmptyAt = nil
                 }
             }
+            if s.pointee.abandoned { break }
+            if s.pointee.sealingPaused {
+                lock.wait(untilMonotonicNanos: monotonicNanos() + tick)
+                continue
+            }
             if s.pointee.closedCount > 0 && now >= stalledUntil {
                 let first = s.pointee.sealBlock
                 let count = s.pointee.closedCount
@@ -662,7 +673,8 @@ public final class WAL: @unchecked Sendable {
             let size = FileSystem.size(file.path) ?? 0
             if !underPressure {
                 if let keepBytes = configuration.keepForReplayBytes, remainingSealedBytes - size < keepBytes { break }
-                if let keepSeconds = configuration.keepForReplaySeconds, let modified = FileSystem.modificationNanos(file.path),
+                if let keepSeconds = configuration.keepForReplaySeconds,
+                    let modified = FileSystem.modificationNanos(file.path),
                     now < modified + UInt64(keepSeconds) * 1_000_000_000
                 {
                     break
@@ -697,6 +709,33 @@ public final class WAL: @unchecked Sendable {
         if let error = lock.withLock({ state.pointee.closedCount > 0 ? state.pointee.stallReason : nil }) {
             throw WALError(.io, "closed with records still in staging (\(error)); they are recovered on next open")
         }
+    }
+
+    // MARK: - Crash simulation (benchmarks and tests)
+
+    /// Stops the sealer from sealing until `resumeSealingForTesting()`; appends keep filling staging.
+    @_spi(Testing) public func pauseSealingForTesting() {
+        lock.withLock { state.pointee.sealingPaused = true }
+    }
+
+    @_spi(Testing) public func resumeSealingForTesting() {
+        lock.withLock {
+            state.pointee.sealingPaused = false
+            lock.broadcast()
+        }
+    }
+
+    /// Leaves the log as a killed process would: staged records unsealed, nothing synced, the lock released.
+    /// The object is unusable afterwards (appends throw `.closed`).
+    @_spi(Testing) public func abandonForTesting() {
+        lock.withLock {
+            state.pointee.closed = true
+            state.pointee.abandoned = true
+            lock.broadcast()
+        }
+        sealer?.join()
+        sealer = nil
+        directoryLock = nil
     }
 
     // MARK: - Observing

@@ -71,7 +71,9 @@ enum Report {
         row("cursors", s.cursors.isEmpty ? "none" : "")
         for (name, seq) in s.cursors.sorted(by: { $0.key < $1.key }) {
             let lag = (s.lastSeq ?? 0) > seq ? (s.lastSeq ?? 0) - seq : 0
-            lines.append("  \(name.padding(toLength: 24, withPad: " ", startingAt: 0)) at \(seq), \(lag) records behind")
+            lines.append(
+                "  \(name.padding(toLength: 24, withPad: " ", startingAt: 0)) at \(seq), \(lag) records behind"
+            )
         }
         return lines.joined(separator: "\n")
     }

@@ -54,10 +54,14 @@ struct Verify: AsyncParsableCommand {
         } else {
             Output.line("checked \(summary.segments) segments, \(summary.frames) frames, \(summary.records) records")
             if summary.tornTailBytes > 0 {
-                Output.line("torn tail: \(summary.tornTailBytes) bytes at the end of the active segment (a crash; cut on next open)")
+                Output.line(
+                    "torn tail: \(summary.tornTailBytes) bytes at the end of the active segment (a crash; cut on next open)"
+                )
             }
             for problem in summary.damage {
-                Output.line("DAMAGED \(problem.file) at byte \(problem.offset): \(problem.reason) (\(problem.length) bytes)")
+                Output.line(
+                    "DAMAGED \(problem.file) at byte \(problem.offset): \(problem.reason) (\(problem.length) bytes)"
+                )
             }
             Output.line(sound ? "sound" : "\(summary.damage.count) damaged regions")
         }

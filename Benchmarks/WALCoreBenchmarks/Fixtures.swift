@@ -1,0 +1,164 @@
+import Foundation
+import Synchronization
+@_spi(Testing) import WALCore
+
+/// A flag shared with background threads, so that they do not keep their owner alive.
+final class RunFlag: Sendable {
+    let running = Atomic<Bool>(true)
+}
+
+/// A log in a fresh temporary directory, closed and removed when released.
+final class BenchLog: @unchecked Sendable {
+    let path: String
+    let wal: WAL
+    private let flag = RunFlag()
+
+    init(configuration: WALConfiguration = WALConfiguration()) throws {
+        path = NSTemporaryDirectory() + "walctl-bench-\(UUID().uuidString)"
+        var configuration = configuration
+        // Keep the disk footprint bounded: a consumer cursor at the end lets retention delete sealed segments.
+        configuration.retentionIntervalMilliseconds = 200
+        wal = try WAL.open(path: path, configuration: configuration)
+        try CursorStore(path: path).store("bench", seq: UInt64.max / 2)
+    }
+
+    /// A second thread appending the same record as fast as it can, until `close`.
+    func startBackgroundAppender(record: [UInt8]) {
+        let wal = self.wal
+        let flag = self.flag
+        Thread {
+            record.withUnsafeBytes { bytes in
+                while flag.running.load(ordering: .relaxed) { _ = try? wal.append(bytes) }
+            }
+        }.start()
+    }
+
+    deinit {
+        flag.running.store(false, ordering: .relaxed)
+        usleep(10_000)
+        try? wal.close()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// The physical floor of an append: take a mutex, memcpy the record into a MAP_SHARED mapping, release.
+final class MappingCopier: @unchecked Sendable {
+    private let mutex = Mutex<Int>(0)
+    private let base: UnsafeMutableRawPointer
+    private let size: Int
+    private let path: String
+
+    init(size: Int) throws {
+        path = NSTemporaryDirectory() + "walctl-floor-\(UUID().uuidString)"
+        let fd = open(path, O_RDWR | O_CREAT, 0o600)
+        guard fd >= 0, posix_fallocate(fd, 0, off_t(size)) == 0 else { throw POSIXError(.EIO) }
+        guard let pointer = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), pointer != MAP_FAILED else {
+            throw POSIXError(.EIO)
+        }
+        Foundation.close(fd)
+        base = pointer
+        self.size = size
+    }
+
+    @inline(__always)
+    func copy(_ bytes: UnsafeRawBufferPointer) -> Int {
+        mutex.withLock { offset in
+            if offset + bytes.count > size { offset = 0 }
+            (base + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            offset += bytes.count
+            return offset
+        }
+    }
+
+    deinit {
+        munmap(base, size)
+        unlink(path)
+    }
+}
+
+/// The floor, with an optional second thread copying as fast as it can until the floor is released.
+final class SharedMappingFloor: @unchecked Sendable {
+    private let copier: MappingCopier
+    private let flag = RunFlag()
+
+    init(size: Int) throws { copier = try MappingCopier(size: size) }
+
+    @inline(__always)
+    func copy(_ bytes: UnsafeRawBufferPointer) -> Int { copier.copy(bytes) }
+
+    func startBackgroundCopier(record: [UInt8]) {
+        let flag = self.flag
+        let copier = self.copier
+        Thread {
+            record.withUnsafeBytes { bytes in
+                while flag.running.load(ordering: .relaxed) { _ = copier.copy(bytes) }
+            }
+        }.start()
+    }
+
+    deinit { flag.running.store(false, ordering: .relaxed) }
+}
+
+/// A log of about `bytes` in segments, left as a SIGKILL would leave it: a full staging area, unsealed.
+final class CrashedLog: @unchecked Sendable {
+    let path: String
+
+    init(bytes: Int, record: [UInt8]) throws {
+        path = NSTemporaryDirectory() + "walctl-crashed-\(UUID().uuidString)"
+        let wal = try WAL.open(path: path)
+        let count = bytes / (record.count + 4)
+        try record.withUnsafeBytes { buffer in
+            for _ in 0..<count { _ = try wal.append(buffer) }
+        }
+        wal.waitUntilSealed(timeoutMilliseconds: 120_000)
+        crash(wal, record: record)
+    }
+
+    /// Fills staging without sealing, then abandons the writer.
+    func crash(_ wal: WAL, record: [UInt8]) {
+        wal.pauseSealingForTesting()
+        let staged = wal.configuration.blockSize * (wal.configuration.blockCount - 1) / (record.count + 16)
+        record.withUnsafeBytes { buffer in
+            for _ in 0..<staged { _ = try? wal.append(buffer) }
+        }
+        wal.abandonForTesting()
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// Raw bytes over bytes on disk for 200,000 records made by `make`.
+func compressionRatio(_ make: (UInt64) -> [UInt8]) throws -> Double {
+    let path = NSTemporaryDirectory() + "walctl-ratio-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let wal = try WAL.open(path: path)
+    for counter in 0..<200_000 { try wal.append(make(UInt64(counter))) }
+    try wal.close()
+    let summary = try LogInspector.examine(path: path)
+    return Double(summary.bytesRaw) / Double(summary.bytesOnDisk)
+}
+
+func randomRecord(size: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
+}
+
+/// What `walctl emit` writes (see SyntheticRecord): a header and a patterned filler.
+func syntheticRecord(_ counter: UInt64) -> [UInt8] {
+    var bytes = Array("SYN1".utf8) + [0, 0, 0, 0]
+    withUnsafeBytes(of: counter.littleEndian) { bytes.append(contentsOf: $0) }
+    let seed = counter &* 31
+    for index in 16..<100 { bytes.append(UInt8(truncatingIfNeeded: seed &+ UInt64(index))) }
+    return bytes
+}
+
+/// A metric-like JSON document, as a stand-in for real payloads until the metrics codec exists.
+func jsonLikeRecord(_ counter: UInt64) -> [UInt8] {
+    let metrics = ["routing_decision_time_ms", "state_get_time_ms", "workflow_step_count", "quorum_latency_ms"]
+    let text =
+        "{\"m\":\"\(metrics[Int(counter % 4)])\",\"v\":\(Double(counter % 997) / 7.0),"
+        + "\"agent\":\"agent-\(counter % 8)\",\"corr\":\"c-\(counter / 50)\",\"ts\":\(1_767_225_600_000 + counter)}"
+    return Array(text.utf8)
+}

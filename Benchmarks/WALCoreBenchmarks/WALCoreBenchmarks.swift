@@ -1,0 +1,130 @@
+import Benchmark
+import Foundation
+@_spi(Testing) import WALCore
+
+// Append latency, sustained throughput, recovery time and compression of the segment log, each next to the
+// physical floor: a mutex-guarded memcpy of the same record into a MAP_SHARED mapping.
+//
+// Run: cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
+// (add `--filter 'append.*'` for a subset; `--format markdown` for a table).
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .mallocCountTotal, .throughput],
+        timeUnits: .nanoseconds,
+        warmupIterations: 1000,
+        maxDuration: .seconds(3),
+        maxIterations: 2_000_000
+    )
+
+    let record = randomRecord(size: 100)
+    let mixedRecords = (0..<4096).map { jsonLikeRecord(UInt64($0) &* 7919) }
+
+    // MARK: - Floor
+
+    Benchmark("floor: mutex + memcpy 100 B into MAP_SHARED") { benchmark, floor in
+        record.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(floor.copy(bytes)) }
+        }
+    } setup: {
+        try SharedMappingFloor(size: 64 << 20)
+    }
+
+    // MARK: - Append latency
+
+    Benchmark("append 100 B, 1 thread") { benchmark, log in
+        record.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(try? log.wal.append(bytes)) }
+        }
+    } setup: {
+        try BenchLog()
+    }
+
+    Benchmark("append 100 B, 2 threads (measured on one)") { (benchmark, log: BenchLog) in
+        record.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(try? log.wal.append(bytes)) }
+        }
+    } setup: {
+        let log = try BenchLog()
+        log.startBackgroundAppender(record: record)
+        return log
+    }
+
+    Benchmark(
+        "floor, 2 threads (measured on one)",
+        configuration: .init(metrics: [.wallClock, .mallocCountTotal, .throughput])
+    ) { (benchmark, floor: SharedMappingFloor) in
+        record.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(floor.copy(bytes)) }
+        }
+    } setup: {
+        let floor = try SharedMappingFloor(size: 64 << 20)
+        floor.startBackgroundCopier(record: record)
+        return floor
+    }
+
+    // MARK: - Sustained throughput with sealing
+
+    Benchmark(
+        "sustained appends with sealing, 1M metric-like records (~110 B)",
+        configuration: .init(
+            metrics: [.wallClock, .throughput, .mallocCountTotal],
+            timeUnits: .milliseconds,
+            warmupIterations: 1,
+            scalingFactor: .mega,
+            maxDuration: .seconds(10),
+            maxIterations: 10
+        )
+    ) { benchmark, log in
+        // Distinct, metric-like records (about 6.7x compressible), so the sealer does real LZ4 work.
+        var index = 0
+        for _ in benchmark.scaledIterations {
+            mixedRecords[index & 4095].withUnsafeBytes { blackHole(try? log.wal.append($0)) }
+            index &+= 1
+        }
+        // Count the sealing in: the run ends when the sealer has written everything.
+        log.wal.waitUntilSealed(timeoutMilliseconds: 60_000)
+    } setup: {
+        try BenchLog()
+    }
+
+    // MARK: - Recovery
+
+    Benchmark(
+        "recovery: open a crashed 1 GiB log",
+        configuration: .init(
+            metrics: [.wallClock],
+            timeUnits: .milliseconds,
+            warmupIterations: 0,
+            maxDuration: .seconds(20),
+            maxIterations: 5
+        )
+    ) { benchmark, crashed in
+        for _ in benchmark.scaledIterations {
+            benchmark.startMeasurement()
+            let wal = try WAL.open(path: crashed.path)
+            benchmark.stopMeasurement()
+            blackHole(wal.recovery.resealedRecords)
+            // Crash it again, with a full staging area, for the next iteration.
+            crashed.crash(wal, record: record)
+        }
+    } setup: {
+        try CrashedLog(bytes: 1 << 30, record: record)
+    }
+
+    // MARK: - Compression
+
+    Benchmark(
+        "compression ratio (raw / on disk) x100",
+        configuration: .init(
+            metrics: [.custom("ratio x100, synthetic emit records"), .custom("ratio x100, JSON-like records")],
+            warmupIterations: 0,
+            maxIterations: 1
+        )
+    ) { benchmark in
+        let synthetic = try compressionRatio { counter in syntheticRecord(counter) }
+        let jsonLike = try compressionRatio { counter in jsonLikeRecord(counter) }
+        benchmark.measurement(.custom("ratio x100, synthetic emit records"), Int(synthetic * 100))
+        benchmark.measurement(.custom("ratio x100, JSON-like records"), Int(jsonLike * 100))
+    }
+}
