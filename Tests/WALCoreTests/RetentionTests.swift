@@ -56,8 +56,9 @@ import WALTestKit
             #expect(try LogDirectory(path: path).segments() == segments)
 
             // Two cursors: the slower one decides.
-            try store.store("fast", seq: 40_000)
+            // (The slow one first: retention may run between the two stores.)
             try store.store("slow", seq: segments[2].firstSeq - 1)
+            try store.store("fast", seq: 40_000)
             #expect(try eventually { try LogDirectory(path: path).segments().first == segments[2] })
             usleep(50_000)
             #expect(try LogDirectory(path: path).segments().first == segments[2], "slow cursor holds segment 2")
@@ -202,5 +203,24 @@ import WALTestKit
         let lost = contents.gaps.reduce(UInt64(0)) { $0 + $1.toSeq - $1.fromSeq + 1 }
         #expect(contents.gaps.allSatisfy { $0.reason.contains("no space") })
         #expect(Int(lost) <= dropped)
+    }
+}
+
+@Suite struct KeepForReplayAgeTests {
+    @Test func keepForReplayAgeKeepsYoungSegmentsUntilTheSizeLimitNeedsThem() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            var configuration = smallConfiguration()
+            configuration.retentionIntervalMilliseconds = 10
+            configuration.keepForReplaySeconds = 3600
+            let wal = try WAL.open(path: path, configuration: configuration)
+            try appendRecords(wal, 0..<40_000)
+            #expect(wal.waitUntilSealed())
+            let before = try LogDirectory(path: path).segments()
+            try CursorStore(path: path).store("done", seq: 40_000)
+            usleep(100_000)
+            #expect(try LogDirectory(path: path).segments() == before, "young segments are kept for replay")
+            try wal.close()
+        }
     }
 }

@@ -121,6 +121,9 @@ final class FrameWalker {
                 guard now - since >= liveDamageGraceNanos else { return .end(tornTail: 0) }
             }
             let (next, nonZeroEnd) = current.resynchronize(after: offset)
+            if next != nil, case .frame = current.probe(at: offset, payload: &payload) {
+                continue  // The writer finished this frame while we looked past it: not damage.
+            }
             if let next {
                 let damage = SegmentScan.Damage(
                     path: current.path,

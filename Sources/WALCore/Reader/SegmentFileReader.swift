@@ -198,6 +198,9 @@ public struct SegmentScan: Sendable {
                 reason = why
             }
             let (next, nonZeroEnd) = reader.resynchronize(after: offset)
+            if next != nil, case .frame = reader.probe(at: offset, payload: &payload) {
+                continue  // A frame the writer was still writing when first probed (a live log): read it now.
+            }
             if let next {
                 result.damage.append(Damage(path: reader.path, offset: offset, length: next - offset, reason: reason))
                 offset = next

@@ -13,6 +13,9 @@ import Musl
 /// One writer per directory (an advisory lock); readers need no lock.
 ///
 /// Thread-safety: every method may be called from any thread. `append` and `sync` are synchronous.
+///
+/// Lifetime: call `close()`. Like an open file, a writer that is not closed keeps its sealer thread and its lock
+/// until the process exits (whatever it staged is sealed by the next open).
 public final class WAL: @unchecked Sendable {
     public let directory: LogDirectory
     public let configuration: WALConfiguration
@@ -642,9 +645,12 @@ public final class WAL: @unchecked Sendable {
         return (sealed, nil)
     }
 
+    /// True when records of the block were, or are being, made durable in staging by `sync()`: then the block may
+    /// be reused only once its frames are durable too. A sync in progress counts, since its msync may already
+    /// have covered the block.
     private func durableCovers(block: UnsafeRawBufferPointer) -> Bool {
         guard let firstSeq = block.getLE(UInt64.self, at: 8) else { return false }
-        return lock.withLock { state.pointee.durableSeq >= firstSeq }
+        return lock.withLock { state.pointee.syncInProgress || state.pointee.durableSeq >= firstSeq }
     }
 
     // MARK: - Size limit and retention

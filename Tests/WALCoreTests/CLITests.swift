@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+import WALCore
+import WALTestKit
+
+/// walctl end to end, through the built executable.
+@Suite struct CLITests {
+    @Test func emitPrintsAckedEveryTenThousandAndDone() throws {
+        try withTemporaryDirectory { directory in
+            let result = try walctl(["emit", "--dir", directory.file("log"), "--count", "25000", "--threads", "2"])
+            #expect(result.status == 0)
+            let lines = result.out.split(separator: "\n")
+            #expect(lines.filter { $0.hasPrefix("acked ") }.count == 2)
+            #expect(lines.last == "done 25000")
+            #expect(result.err.contains("records/s"))
+        }
+    }
+
+    @Test func inspectJSONHasTheDocumentedFields() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            _ = try walctl(["emit", "--dir", path, "--count", "5000"])
+            try CursorStore(path: path).store("postgres", seq: 1234)
+            let result = try walctl(["inspect", path, "--json"])
+            #expect(result.status == 0)
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
+            )
+            for key in [
+                "segments", "frames", "records", "first_seq", "last_seq", "bytes_on_disk", "bytes_allocated",
+                "bytes_raw", "corrupt_frames", "torn_tail_bytes", "gaps", "cursors",
+            ] {
+                #expect(object[key] != nil, "missing \(key)")
+            }
+            #expect(object["records"] as? Int == 5000)
+            #expect(object["first_seq"] as? Int == 1)
+            #expect(object["last_seq"] as? Int == 5000)
+            #expect((object["cursors"] as? [String: Int])?["postgres"] == 1234)
+            #expect((object["bytes_on_disk"] as? Int ?? 0) < (object["bytes_allocated"] as? Int ?? 0))
+            #expect((object["bytes_raw"] as? Int) == 5000 * 100)
+        }
+    }
+
+    @Test func inspectTableIsReadable() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            _ = try walctl(["emit", "--dir", path, "--count", "100"])
+            let result = try walctl(["inspect", path])
+            #expect(result.status == 0)
+            #expect(result.out.contains("records           100"))
+            #expect(result.out.contains("sequence          1 ... 100"))
+        }
+    }
+
+    @Test(arguments: [
+        ["verify"],
+        ["verify", "/tmp", "--bogus"],
+        ["emit", "--dir", "/tmp/x", "--count", "10", "--threads", "0"],
+        ["emit", "--dir", "/tmp/x", "--count", "10", "--durability", "fast"],
+        ["nonsense"],
+    ])
+    func usageErrorsExitTwo(arguments: [String]) throws {
+        let result = try walctl(arguments)
+        #expect(result.status == 2, "\(arguments): \(result.err)")
+        #expect(!result.err.isEmpty)
+    }
+
+    @Test func inspectAndVerifyOnAMissingLogExitOneWithAClearMessage() throws {
+        try withTemporaryDirectory { directory in
+            for command in ["inspect", "verify"] {
+                let result = try walctl([command, directory.file("nothing-here")])
+                #expect(result.status == 1)
+                #expect(result.err.contains("not a log directory") || result.err.contains("no such"))
+            }
+        }
+    }
+
+    @Test func helpDocumentsExitCodesAndExamples() throws {
+        let verify = try walctl(["verify", "--help"])
+        #expect(verify.status == 0)
+        let text = verify.out.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(text.contains("exit 0 when sound, 1 when damage is found, 2 on usage errors"))
+        #expect(verify.out.contains("Examples:"))
+        for command in ["emit", "inspect"] {
+            #expect(try walctl([command, "--help"]).out.contains("Examples:"))
+        }
+    }
+
+    @Test func inspectWorksOnALogBeingWritten() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let writer = try ChildProcess(
+                walctlPath,
+                ["emit", "--dir", path, "--count", "100000000", "--rate", "200000"]
+            )
+            defer { writer.kill() }
+            _ = writer.readLine()
+            var previous: UInt64 = 0
+            for _ in 0..<8 {
+                let result = try walctl(["inspect", path, "--json"])
+                #expect(result.status == 0)
+                let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
+                let last = UInt64(object?["last_seq"] as? Int ?? 0)
+                #expect(object?["writer_pid"] as? Int == Int(writer.pid))
+                #expect((object?["corrupt_frames"] as? Int) == 0)
+                #expect(last >= previous)
+                previous = last
+                #expect(try walctl(["verify", path]).status == 0)
+            }
+        }
+    }
+}
