@@ -4,6 +4,7 @@ import PackageDescription
 // Layers, bottom to top (dependencies point down only):
 //   C modules (CLZ4, CRdKafka, CLibPQ, CWALSupport)
 //   WALCore      the payload-agnostic segment log
+//   WALMetrics   the metrics model: emit API, catalog, record codec, swift-metrics backend
 //   walctl       the operator's CLI
 // Each C module is imported by exactly one Swift target.
 let package = Package(
@@ -11,11 +12,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "WALCore", targets: ["WALCore"]),
+        .library(name: "WALMetrics", targets: ["WALMetrics"]),
         .executable(name: "walctl", targets: ["walctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     ],
     targets: [
         // MARK: - C libraries from Debian, as system-library modules
@@ -50,10 +53,20 @@ let package = Package(
             ]
         ),
 
+        // MARK: - The metrics model
+        .target(
+            name: "WALMetrics",
+            dependencies: [
+                "WALCore",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+
         // MARK: - Test support, shared by tests and benchmarks
         .target(
             name: "WALTestKit",
-            dependencies: ["WALCore"],
+            dependencies: ["WALCore", "WALMetrics"],
             path: "Sources/WALTestKit"
         ),
 
@@ -62,6 +75,7 @@ let package = Package(
             name: "walctl",
             dependencies: [
                 "WALCore",
+                "WALMetrics",
                 "WALTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -72,6 +86,15 @@ let package = Package(
             name: "WALCoreTests",
             dependencies: ["WALCore", "WALTestKit", "walctl"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "WALMetricsTests",
+            dependencies: [
+                "WALMetrics",
+                "WALTestKit",
+                "walctl",
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
         ),
     ]
 )

@@ -34,6 +34,8 @@ public struct WALError: Error, CustomStringConvertible, Sendable {
     public var offset: Int64?
     /// The underlying system error, for `.io`.
     public var cause: Errno?
+    /// The sequence number a `.dropped` record took (it is covered by a gap marker).
+    public var seq: UInt64?
     /// Where in WALCore the error was raised.
     public var location: String
 

@@ -9,7 +9,7 @@ struct WALCtl: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 success; 1 the operation failed or found damage; 2 usage error.
             """,
-        subcommands: [Emit.self, Inspect.self, Verify.self]
+        subcommands: [Emit.self, Inspect.self, Verify.self, Demo.self]
     )
 
     /// Runs the command; usage errors exit 2 (ArgumentParser's default is 64), as documented.
@@ -42,8 +42,18 @@ enum Output {
         write(2, text.hasSuffix("\n") ? text : text + "\n")
     }
 
+    /// Writes bytes to stdout as they are.
+    static func raw(_ bytes: [UInt8]) {
+        var copy = bytes
+        writeAll(1, &copy)
+    }
+
     private static func write(_ fd: Int32, _ text: String) {
         var bytes = Array(text.utf8)
+        writeAll(fd, &bytes)
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: inout [UInt8]) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeMutableBytes { buffer in

@@ -427,7 +427,9 @@ public final class WAL: @unchecked Sendable {
             }
             let reason = s.pointee.pendingGapReason
             lock.unlock()
-            throw WALError(.dropped, "record \(seq) dropped (\(reason))", path: directory.path)
+            var error = WALError(.dropped, "record \(seq) dropped (\(reason))", path: directory.path)
+            error.seq = seq
+            throw error
         }
     }
 

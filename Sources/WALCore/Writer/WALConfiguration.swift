@@ -70,7 +70,8 @@ public struct WALConfiguration: Sendable {
     /// Room kept in every block for a gap record.
     let gapRecordReserve = 256
 
-    func validate() throws(WALError) {
+    /// Checks every value; throws `.invalidArgument` naming the first one out of range.
+    public func validate() throws(WALError) {
         guard blockSize >= 4096, blockSize <= 16 << 20, blockSize % 4096 == 0 else {
             throw WALError(.invalidArgument, "blockSize must be a multiple of 4096 between 4 KiB and 16 MiB")
         }

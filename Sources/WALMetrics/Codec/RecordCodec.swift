@@ -1,0 +1,233 @@
+import WALCore
+
+/// The binary form of a metric record inside a log record. See `wal-format.md`, "Metric records".
+///
+/// ```
+/// kind      u8       1 (metric record, version 1)
+/// flags     u8       bits 0-2 value encoding, bits 3-4 correlation encoding, bit 5 agent present
+/// metric    varint   symbol id of the metric (type, name, unit)
+/// tags      varint   symbol id of the tag set, 0 for none
+/// agent     varint   symbol id of the agent id string (only when flag bit 5)
+/// time      8 bytes  nanoseconds since the epoch, big-endian
+/// value              per encoding: 0 f64 LE (8); 1 f32 LE (4, exact); 2 zigzag varint integer; 3 none (+0.0);
+///                    4 decimal: scale byte k (1-9), zigzag varint m, value = m / 10^k (exact)
+/// corr               per encoding: 0 none, 1 UUID (16 bytes), 2 varint length + UTF-8
+/// ```
+enum RecordCodec {
+    static let kindMetric: UInt8 = 1
+    /// Upper bound of an encoded record: 1 + 1 + 3 x 5 + 8 + 8 + 5 + 100.
+    static let maxSize = 160
+
+    enum ValueEncoding: UInt8 { case double = 0, float = 1, integer = 2, zero = 3, decimal = 4 }
+
+    static let powersOfTen: [Double] = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]
+    static let maxExactInteger = 9_007_199_254_740_992.0
+
+    /// The smallest exact encoding of `value`, with the decimal scale when it is `.decimal`.
+    @inline(__always)
+    static func valueEncoding(_ value: Double) -> (ValueEncoding, scale: Int) {
+        if value == 0 && value.sign == .plus { return (.zero, 0) }
+        guard value.isFinite, abs(value) < maxExactInteger else { return (.double, 0) }
+        if value.rounded(.towardZero) == value && !(value == 0) { return (.integer, 0) }
+        if value != 0 {
+            for scale in 1...9 {
+                let scaled = (value * powersOfTen[scale]).rounded()
+                guard abs(scaled) < maxExactInteger else { break }
+                if scaled / powersOfTen[scale] == value { return (.decimal, scale) }
+            }
+        }
+        if Double(Float(value)) == value { return (.float, 0) }
+        return (.double, 0)
+    }
+
+    @inline(__always)
+    static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
+
+    @inline(__always)
+    static func unzigzag(_ value: UInt64) -> Int64 { Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }
+
+    /// Encodes into `buffer` (at least `maxSize` bytes); returns the length.
+    @inline(__always)
+    static func encode(
+        into buffer: UnsafeMutableRawPointer,
+        metric: UInt32,
+        tagSet: UInt32,
+        agent: UInt32,
+        timestampNanos: Int64,
+        value: Double,
+        correlationID: String?
+    ) -> Int {
+        var writer = ByteWriter(buffer)
+        writer.byte(kindMetric)
+        let (valueEncoding, scale) = valueEncoding(value)
+        var correlationEncoding: UInt8 = 0
+        var uuid: (UInt64, UInt64) = (0, 0)
+        if let correlationID {
+            if let parsed = parseUUID(correlationID) {
+                uuid = parsed
+                correlationEncoding = 1
+            } else {
+                correlationEncoding = 2
+            }
+        }
+        writer.byte(valueEncoding.rawValue | correlationEncoding << 3 | (agent != 0 ? 0x20 : 0))
+        writer.varint(UInt64(metric))
+        writer.varint(UInt64(tagSet))
+        if agent != 0 { writer.varint(UInt64(agent)) }
+        writer.bigEndian64(UInt64(bitPattern: timestampNanos))
+        switch valueEncoding {
+        case .double: writer.littleEndian64(value.bitPattern)
+        case .float: writer.littleEndian32(Float(value).bitPattern)
+        case .integer: writer.varint(zigzag(Int64(value)))
+        case .zero: break
+        case .decimal:
+            writer.byte(UInt8(scale))
+            writer.varint(zigzag(Int64((value * powersOfTen[scale]).rounded())))
+        }
+        switch correlationEncoding {
+        case 1:
+            writer.bigEndian64(uuid.0)
+            writer.bigEndian64(uuid.1)
+        case 2:
+            var text = correlationID ?? ""
+            text.withUTF8 { bytes in
+                let count = min(bytes.count, Validation.maxIDBytes)
+                writer.varint(UInt64(count))
+                writer.bytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes).prefix(count)))
+            }
+        default: break
+        }
+        return writer.count
+    }
+
+    /// The fields of an encoded record, before symbol ids are resolved.
+    struct Fields {
+        var metric: UInt32
+        var tagSet: UInt32
+        var agent: UInt32
+        var timestampNanos: Int64
+        var value: Double
+        var correlationID: String?
+    }
+
+    enum DecodeFailure: Error, Equatable {
+        case notAMetricRecord(UInt8)
+        case malformed(String)
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) -> Result<Fields, DecodeFailure> {
+        var reader = ByteReader(bytes)
+        guard let kind = reader.byte() else { return .failure(.malformed("empty record")) }
+        guard kind == kindMetric else { return .failure(.notAMetricRecord(kind)) }
+        guard let flags = reader.byte(), flags & 0xC0 == 0 else { return .failure(.malformed("bad flags")) }
+        guard let metric = reader.varint(), metric >= 1, metric <= UInt64(UInt32.max),
+            let tagSet = reader.varint(), tagSet <= UInt64(UInt32.max)
+        else { return .failure(.malformed("bad symbol id")) }
+        var agent: UInt64 = 0
+        if flags & 0x20 != 0 {
+            guard let id = reader.varint(), id >= 1, id <= UInt64(UInt32.max) else {
+                return .failure(.malformed("bad agent id"))
+            }
+            agent = id
+        }
+        guard let time = reader.bigEndian64() else { return .failure(.malformed("truncated timestamp")) }
+        let value: Double
+        switch ValueEncoding(rawValue: flags & 0x07) {
+        case .double:
+            guard let bits = reader.littleEndian64() else { return .failure(.malformed("truncated value")) }
+            value = Double(bitPattern: bits)
+        case .float:
+            guard let bits = reader.littleEndian32() else { return .failure(.malformed("truncated value")) }
+            value = Double(Float(bitPattern: bits))
+        case .integer:
+            guard let integer = reader.varint() else { return .failure(.malformed("truncated value")) }
+            value = Double(unzigzag(integer))
+        case .zero:
+            value = 0
+        case .decimal:
+            guard let scale = reader.byte(), scale >= 1, scale <= 9, let mantissa = reader.varint() else {
+                return .failure(.malformed("truncated decimal value"))
+            }
+            value = Double(unzigzag(mantissa)) / powersOfTen[Int(scale)]
+        case .none:
+            return .failure(.malformed("unknown value encoding"))
+        }
+        var correlationID: String?
+        switch (flags >> 3) & 0x03 {
+        case 0: break
+        case 1:
+            guard let high = reader.bigEndian64(), let low = reader.bigEndian64() else {
+                return .failure(.malformed("truncated correlation id"))
+            }
+            correlationID = formatUUID(high, low)
+        case 2:
+            guard let count = reader.varint(), count <= UInt64(Validation.maxIDBytes), let text = reader.slice(Int(count))
+            else { return .failure(.malformed("truncated correlation id")) }
+            correlationID = String(decoding: text, as: UTF8.self)
+        default:
+            return .failure(.malformed("bad correlation encoding"))
+        }
+        guard reader.isAtEnd else { return .failure(.malformed("trailing bytes")) }
+        return .success(
+            Fields(
+                metric: UInt32(metric),
+                tagSet: UInt32(tagSet),
+                agent: UInt32(agent),
+                timestampNanos: Int64(bitPattern: time),
+                value: value,
+                correlationID: correlationID
+            )
+        )
+    }
+
+    // MARK: - UUID text
+
+    /// Parses a lower-case canonical UUID (`8-4-4-4-12` hex digits) without allocating; nil for anything else,
+    /// so that text round-trips exactly.
+    @inline(__always)
+    static func parseUUID(_ text: String) -> (UInt64, UInt64)? {
+        var text = text
+        return text.withUTF8 { bytes -> (UInt64, UInt64)? in
+            guard bytes.count == 36 else { return nil }
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            var nibbles = 0
+            for (index, byte) in bytes.enumerated() {
+                if index == 8 || index == 13 || index == 18 || index == 23 {
+                    guard byte == 0x2D else { return nil }
+                    continue
+                }
+                let nibble: UInt64
+                switch byte {
+                case 0x30...0x39: nibble = UInt64(byte - 0x30)
+                case 0x61...0x66: nibble = UInt64(byte - 0x61 + 10)
+                default: return nil
+                }
+                if nibbles < 16 { high = high << 4 | nibble } else { low = low << 4 | nibble }
+                nibbles += 1
+            }
+            return (high, low)
+        }
+    }
+
+    static func formatUUID(_ high: UInt64, _ low: UInt64) -> String {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8](repeating: 0x2D, count: 36)
+        var position = 35
+        var value = low
+        for _ in 0..<16 {
+            if position == 23 { position -= 1 }
+            bytes[position] = digits[Int(value & 0xF)]
+            value >>= 4
+            position -= 1
+        }
+        value = high
+        for _ in 0..<16 {
+            if position == 18 || position == 13 || position == 8 { position -= 1 }
+            bytes[position] = digits[Int(value & 0xF)]
+            value >>= 4
+            position -= 1
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,221 @@
+import WALCore
+
+/// The design's `OnexEnvelopeV1` JSON for a metric record, rendered by hand (fast, no Foundation) with keys in
+/// the design's order:
+///
+/// ```json
+/// {"event_type":"metric.recorded","event_version":"v1","event_id":"…","timestamp":"2026-11-29T11:20:27.123456789Z",
+///  "source_service":"omninode-bridge","correlation_id":"…",
+///  "payload":{"metric_id":"route_001","metric_name":"routing_decision_time_ms","metric_type":"timing",
+///             "value":12.5,"unit":"ms","tags":{"agent_type":"router"},"agent_id":"agent-1","correlation_id":"…"}}
+/// ```
+///
+/// `event_id` is deterministic: the UUID version 5 (SHA-1) of the decimal sequence number in the namespace of the
+/// log id, so re-shipping a record yields the same id, and any consumer can recompute it
+/// (`uuid.uuid5(UUID(log_id), str(seq))` in Python).
+public enum Envelope {
+    public static let defaultSourceService = "omninode-bridge"
+
+    /// The event id of record `seq` of log `logID`.
+    public static func eventID(logID: LogID, seq: UInt64) -> String {
+        var message = logID.bytes
+        message.append(contentsOf: String(seq).utf8)
+        var digest = SHA1.hash(message)
+        digest[6] = (digest[6] & 0x0F) | 0x50
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for index in 0..<8 { high = high << 8 | UInt64(digest[index]) }
+        for index in 8..<16 { low = low << 8 | UInt64(digest[index]) }
+        return RecordCodec.formatUUID(high, low)
+    }
+
+    /// Appends the envelope JSON of `record` (no trailing newline) to `output`.
+    public static func render(
+        _ record: MetricRecord,
+        logID: LogID,
+        sourceService: String = defaultSourceService,
+        into output: inout [UInt8]
+    ) {
+        output.append(contentsOf: #"{"event_type":"metric.recorded","event_version":"v1","event_id":""#.utf8)
+        output.append(contentsOf: eventID(logID: logID, seq: record.seq).utf8)
+        output.append(contentsOf: #"","timestamp":""#.utf8)
+        appendTimestamp(record.timestampNanos, into: &output)
+        output.append(contentsOf: #"","source_service":"#.utf8)
+        appendString(sourceService, into: &output)
+        output.append(contentsOf: #","correlation_id":"#.utf8)
+        appendOptional(record.correlationID, into: &output)
+        output.append(contentsOf: #","payload":{"metric_id":"#.utf8)
+        appendString(record.metricID, into: &output)
+        output.append(contentsOf: #","metric_name":"#.utf8)
+        appendString(record.name, into: &output)
+        output.append(contentsOf: #","metric_type":""#.utf8)
+        output.append(contentsOf: record.type.description.utf8)
+        output.append(contentsOf: #"","value":"#.utf8)
+        appendNumber(record.value, into: &output)
+        output.append(contentsOf: #","unit":"#.utf8)
+        appendString(record.unit, into: &output)
+        output.append(contentsOf: #","tags":{"#.utf8)
+        for (index, key) in record.tags.keys.sorted().enumerated() {
+            if index > 0 { output.append(0x2C) }
+            appendString(key, into: &output)
+            output.append(0x3A)
+            appendString(record.tags[key] ?? "", into: &output)
+        }
+        output.append(contentsOf: #"},"agent_id":"#.utf8)
+        appendOptional(record.agentID, into: &output)
+        output.append(contentsOf: #","correlation_id":"#.utf8)
+        appendOptional(record.correlationID, into: &output)
+        output.append(contentsOf: "}}".utf8)
+    }
+
+    /// The envelope as a String.
+    public static func json(_ record: MetricRecord, logID: LogID, sourceService: String = defaultSourceService)
+        -> String
+    {
+        var bytes: [UInt8] = []
+        render(record, logID: logID, sourceService: sourceService, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    // MARK: - JSON pieces
+
+    static func appendOptional(_ text: String?, into output: inout [UInt8]) {
+        if let text { appendString(text, into: &output) } else { output.append(contentsOf: "null".utf8) }
+    }
+
+    /// A JSON string literal: quotes, backslashes and control characters escaped; other UTF-8 kept as is.
+    static func appendString(_ text: String, into output: inout [UInt8]) {
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        output.append(0x22)
+        for byte in text.utf8 {
+            switch byte {
+            case 0x22: output.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: output.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: output.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: output.append(contentsOf: [0x5C, 0x72])
+            case 0x09: output.append(contentsOf: [0x5C, 0x74])
+            case 0..<0x20:
+                output.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: output.append(byte)
+            }
+        }
+        output.append(0x22)
+    }
+
+    /// A JSON number: the shortest text that reads back as the same double (values are finite by validation;
+    /// a non-finite value read from a damaged log renders as `null`).
+    static func appendNumber(_ value: Double, into output: inout [UInt8]) {
+        guard value.isFinite else {
+            output.append(contentsOf: "null".utf8)
+            return
+        }
+        if value == value.rounded(), abs(value) < 1e15 {
+            output.append(contentsOf: String(Int64(value)).utf8)
+        } else {
+            output.append(contentsOf: value.description.utf8)
+        }
+    }
+
+    /// The JSON number text of a value (what `render` writes).
+    public static func numberText(_ value: Double) -> String {
+        var bytes: [UInt8] = []
+        appendNumber(value, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (UTC, nanoseconds).
+    public static func appendTimestamp(_ nanos: Int64, into output: inout [UInt8]) {
+        let seconds = nanos >= 0 ? nanos / 1_000_000_000 : (nanos - 999_999_999) / 1_000_000_000
+        let fraction = nanos - seconds * 1_000_000_000
+        var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        days += 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let dayOfEra = days - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthPrime = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthPrime + 2) / 5 + 1
+        let month = monthPrime < 10 ? monthPrime + 3 : monthPrime - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func digits(_ value: Int64, _ width: Int) {
+            var text = [UInt8](repeating: 0x30, count: width)
+            var rest = value
+            for index in stride(from: width - 1, through: 0, by: -1) {
+                text[index] = UInt8(0x30 + rest % 10)
+                rest /= 10
+            }
+            output.append(contentsOf: text)
+        }
+        digits(year, 4)
+        output.append(0x2D)
+        digits(month, 2)
+        output.append(0x2D)
+        digits(day, 2)
+        output.append(0x54)
+        digits(secondOfDay / 3600, 2)
+        output.append(0x3A)
+        digits(secondOfDay / 60 % 60, 2)
+        output.append(0x3A)
+        digits(secondOfDay % 60, 2)
+        output.append(0x2E)
+        digits(fraction, 9)
+        output.append(0x5A)
+    }
+}
+
+/// SHA-1 (FIPS 180-4), for UUID version 5 event ids only (not for security).
+enum SHA1 {
+    static func hash(_ message: [UInt8]) -> [UInt8] {
+        var h: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0)
+        var padded = message
+        padded.append(0x80)
+        while padded.count % 64 != 56 { padded.append(0) }
+        let bits = UInt64(message.count) * 8
+        for shift in stride(from: 56, through: 0, by: -8) { padded.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+        var w = [UInt32](repeating: 0, count: 80)
+        for chunk in stride(from: 0, to: padded.count, by: 64) {
+            for i in 0..<16 {
+                let b = chunk + i * 4
+                w[i] = UInt32(padded[b]) << 24 | UInt32(padded[b + 1]) << 16 | UInt32(padded[b + 2]) << 8 | UInt32(padded[b + 3])
+            }
+            for i in 16..<80 {
+                let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
+                w[i] = x << 1 | x >> 31
+            }
+            var (a, b, c, d, e) = h
+            for i in 0..<80 {
+                let f: UInt32
+                let k: UInt32
+                switch i {
+                case 0..<20:
+                    f = (b & c) | (~b & d)
+                    k = 0x5A82_7999
+                case 20..<40:
+                    f = b ^ c ^ d
+                    k = 0x6ED9_EBA1
+                case 40..<60:
+                    f = (b & c) | (b & d) | (c & d)
+                    k = 0x8F1B_BCDC
+                default:
+                    f = b ^ c ^ d
+                    k = 0xCA62_C1D6
+                }
+                let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
+                e = d
+                d = c
+                c = b << 30 | b >> 2
+                b = a
+                a = temp
+            }
+            h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
+        }
+        var digest: [UInt8] = []
+        for word in [h.0, h.1, h.2, h.3, h.4] {
+            digest.append(contentsOf: [UInt8(word >> 24), UInt8(word >> 16 & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word & 0xFF)])
+        }
+        return digest
+    }
+}

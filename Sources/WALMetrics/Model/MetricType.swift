@@ -1,0 +1,58 @@
+/// The four kinds of metric of the design.
+public enum MetricType: UInt8, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    /// A duration, in milliseconds.
+    case timing = 0
+    /// A count of events.
+    case counter = 1
+    /// A value that goes up and down.
+    case gauge = 2
+    /// A percentage, 0 to 100.
+    case rate = 3
+
+    /// The wire name: `timing`, `counter`, `gauge`, `rate`.
+    public var description: String {
+        switch self {
+        case .timing: return "timing"
+        case .counter: return "counter"
+        case .gauge: return "gauge"
+        case .rate: return "rate"
+        }
+    }
+
+    public init?(name: String) {
+        guard let type = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = type
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let type = MetricType(name: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "metric type"))
+        }
+        self = type
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// The category of a metric, from its name's prefix; it decides the Kafka topic and the PostgreSQL table.
+public enum MetricCategory: String, Sendable, CaseIterable, Codable {
+    case routing, state, coordination, workflow, quorum
+    /// Any name outside the five categories of the design: kept, never lost.
+    case custom
+
+    /// The category of a metric name: its first `_`-separated word when that is a known category, else `custom`.
+    public init(metricName: some StringProtocol) {
+        let prefix = metricName.prefix { $0 != "_" }
+        self = MetricCategory(rawValue: String(prefix)).flatMap { $0 == .custom ? nil : $0 } ?? .custom
+    }
+
+    /// `agent.metrics.{category}.v1`, with an optional prefix replacing `agent.metrics`.
+    public func topic(prefix: String = "agent.metrics") -> String { "\(prefix).\(rawValue).v1" }
+
+    /// `agent_{category}_metrics`.
+    public var table: String { "agent_\(rawValue)_metrics" }
+}

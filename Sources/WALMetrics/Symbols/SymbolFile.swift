@@ -1,0 +1,231 @@
+import SystemPackage
+import WALCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `metrics.symbols`: the append-only symbol table of a log directory. See `wal-format.md`, "Metric records".
+///
+/// The writer (the collector, one per directory: it holds the log's writer lock) appends entries through a
+/// `MAP_SHARED` mapping of a preallocated file, so an entry survives the process being killed as soon as it is
+/// written, before any record that uses it is appended. Readers use `pread` and pick up new entries on demand.
+enum SymbolFileFormat {
+    static let fileName = "metrics.symbols"
+    static let magic: [UInt8] = Array("WALCSYMS".utf8)
+    static let headerSize = 64
+    static let entryHeaderSize = 8
+    /// Largest entry payload (a tag set of 64 pairs of 5-byte varints fits).
+    static let maxEntry = 4096
+    static let initialSize = 64 << 10
+    static let maxSize = 256 << 20
+
+    static func header(logID: LogID) -> [UInt8] {
+        var bytes = magic
+        bytes.append(contentsOf: [1, 0, 0, 0, 0, 0, 0, 0])  // version 1 (UInt16 LE), reserved
+        bytes.append(contentsOf: logID.bytes)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: 28))
+        let crc = CRC32C.checksum(bytes)
+        withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
+    /// Checks a header; returns nil when valid, else why not.
+    static func checkHeader(_ bytes: UnsafeRawBufferPointer, logID: LogID?) -> String? {
+        guard bytes.count >= headerSize, Array(bytes.prefix(8)) == magic else { return "not a symbols file" }
+        let crc = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 60, as: UInt32.self))
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes.prefix(60))) == crc else {
+            return "symbols header checksum mismatch"
+        }
+        guard bytes[8] == 1, bytes[9] == 0 else { return "symbols format version is not 1" }
+        if let logID, Array(bytes[16..<32]) != logID.bytes { return "symbols file belongs to another log" }
+        return nil
+    }
+
+    /// Scans entries from `offset`; calls `body` with each valid payload; returns the end of the last valid one.
+    static func scan(
+        _ bytes: UnsafeRawBufferPointer,
+        from offset: Int,
+        _ body: (UnsafeRawBufferPointer) -> Bool
+    ) -> Int {
+        var offset = offset
+        while offset + entryHeaderSize <= bytes.count {
+            let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            let crc = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+            guard length > 0, length <= maxEntry, length <= bytes.count - offset - entryHeaderSize else { break }
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[offset + 8..<offset + 8 + length])
+            guard CRC32C.checksum(payload) == crc, body(payload) else { break }
+            offset += (entryHeaderSize + length + 7) & ~7
+        }
+        return offset
+    }
+}
+
+/// The writing side: owned by the collector, used under its symbol lock.
+final class SymbolFileWriter {
+    let path: String
+    private let fd: FileDescriptor
+    private var base: UnsafeMutableRawPointer
+    private var size: Int
+    private(set) var end: Int
+
+    /// Opens or creates the file; returns the writer and the entries already in it, in id order.
+    static func open(directory: String, logID: LogID) throws(MetricsError) -> (SymbolFileWriter, [Symbol]) {
+        let path = directory + "/" + SymbolFileFormat.fileName
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(
+                FilePath(path),
+                .readWrite,
+                options: [.create, .closeOnExec],
+                permissions: [.ownerReadWrite]
+            )
+        } catch {
+            throw MetricsError(.io, "cannot open \(path): \(error)")
+        }
+        do {
+            var size = Int(try fd.seek(offset: 0, from: .end))
+            if size == 0 {
+                try preallocate(fd, size: SymbolFileFormat.initialSize)
+                let header = SymbolFileFormat.header(logID: logID)
+                _ = try header.withUnsafeBytes { try fd.write(toAbsoluteOffset: 0, $0) }
+                guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
+                size = SymbolFileFormat.initialSize
+            }
+            guard let pointer = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
+                pointer != MAP_FAILED
+            else { throw MetricsError(.io, "cannot map \(path)") }
+            let bytes = UnsafeRawBufferPointer(start: pointer, count: size)
+            if let problem = SymbolFileFormat.checkHeader(bytes, logID: logID) {
+                munmap(pointer, size)
+                throw MetricsError(.corrupt, "\(path): \(problem)")
+            }
+            var symbols: [Symbol] = []
+            var malformed = false
+            let end = SymbolFileFormat.scan(bytes, from: SymbolFileFormat.headerSize) { payload in
+                guard let symbol = Symbol.decode(payload, limit: UInt32(symbols.count)) else {
+                    malformed = true
+                    return false
+                }
+                symbols.append(symbol)
+                return true
+            }
+            // A torn entry (the writer died while writing it) is cut; nothing after it was ever used.
+            if end < size && !malformed {
+                let tail = UnsafeMutableRawPointer(pointer) + end
+                let nonZero = UnsafeRawBufferPointer(start: tail, count: size - end).lastIndex { $0 != 0 }
+                if let nonZero { tail.initializeMemory(as: UInt8.self, repeating: 0, count: nonZero + 1) }
+            }
+            return (SymbolFileWriter(path: path, fd: fd, base: pointer, size: size, end: end), symbols)
+        } catch let error as MetricsError {
+            try? fd.close()
+            throw error
+        } catch {
+            try? fd.close()
+            throw MetricsError(.io, "\(path): \(error)")
+        }
+    }
+
+    private init(path: String, fd: FileDescriptor, base: UnsafeMutableRawPointer, size: Int, end: Int) {
+        self.path = path
+        self.fd = fd
+        self.base = base
+        self.size = size
+        self.end = end
+    }
+
+    deinit {
+        munmap(base, size)
+        try? fd.close()
+    }
+
+    private static func preallocate(_ fd: FileDescriptor, size: Int) throws {
+        let rc = posix_fallocate(fd.rawValue, 0, off_t(size))
+        if rc != 0 { throw Errno(rawValue: rc) }
+    }
+
+    /// Appends one entry. Its bytes are in the shared mapping (they survive a kill) when this returns.
+    func append(_ payload: [UInt8]) throws(MetricsError) {
+        let needed = (SymbolFileFormat.entryHeaderSize + payload.count + 7) & ~7
+        if end + needed > size { try grow(to: end + needed) }
+        let slot = base + end
+        payload.withUnsafeBytes { bytes in
+            (slot + 8).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            slot.storeBytes(of: CRC32C.checksum(bytes).littleEndian, toByteOffset: 4, as: UInt32.self)
+        }
+        // The length last: a reader sees an entry only once it is complete.
+        slot.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 0, as: UInt32.self)
+        end += needed
+    }
+
+    private func grow(to minimum: Int) throws(MetricsError) {
+        var newSize = size
+        while newSize < minimum { newSize *= 2 }
+        guard newSize <= SymbolFileFormat.maxSize else {
+            throw MetricsError(.symbolTableFull, "the symbol table reached \(SymbolFileFormat.maxSize) bytes")
+        }
+        do {
+            try Self.preallocate(fd, size: newSize)
+        } catch {
+            throw MetricsError(.io, "cannot grow \(path): \(error)")
+        }
+        guard let pointer = mmap(nil, newSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
+            pointer != MAP_FAILED
+        else { throw MetricsError(.io, "cannot map \(path)") }
+        munmap(base, size)
+        base = pointer
+        size = newSize
+    }
+
+    /// msync: entries written so far are on stable storage.
+    func sync() throws(MetricsError) {
+        guard msync(base, end, MS_SYNC) == 0 else { throw MetricsError(.io, "msync of \(path) failed") }
+    }
+}
+
+/// The reading side, for decoders in any process: loads entries with `pread`, and more on demand.
+final class SymbolFileReader: @unchecked Sendable {
+    let path: String
+    private(set) var symbols: [Symbol] = []
+    private var offset = SymbolFileFormat.headerSize
+    private var checkedHeader = false
+
+    init(directory: String) {
+        path = directory + "/" + SymbolFileFormat.fileName
+    }
+
+    /// Reads entries appended since the last call (only the new bytes). Returns false when the file cannot be read.
+    @discardableResult
+    func refresh() -> Bool {
+        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+            return false
+        }
+        defer { try? fd.close() }
+        guard let size = try? fd.seek(offset: 0, from: .end), size > 0 else { return false }
+        if !checkedHeader {
+            var header = [UInt8](repeating: 0, count: SymbolFileFormat.headerSize)
+            let n = (try? header.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
+            let valid = header.withUnsafeBytes { raw in
+                SymbolFileFormat.checkHeader(UnsafeRawBufferPointer(rebasing: raw.prefix(n)), logID: nil) == nil
+            }
+            guard valid else { return false }
+            checkedHeader = true
+        }
+        let remaining = Int(size) - offset
+        guard remaining > 0 else { return true }
+        var bytes = [UInt8](repeating: 0, count: remaining)
+        let count =
+            (try? bytes.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: Int64(offset), into: $0) }) ?? 0
+        let consumed = bytes.withUnsafeBytes { raw -> Int in
+            SymbolFileFormat.scan(UnsafeRawBufferPointer(rebasing: raw.prefix(count)), from: 0) { payload in
+                guard let symbol = Symbol.decode(payload, limit: UInt32(symbols.count)) else { return false }
+                symbols.append(symbol)
+                return true
+            }
+        }
+        offset += consumed
+        return true
+    }
+}
