@@ -25,7 +25,8 @@ public struct AgentTraffic: Sendable {
             ["hit", "miss"], ["high", "medium", "low"],
         ],
         .state: [
-            ["get", "set", "delete", "snapshot"], ["session", "workflow", "agent", "cache"], ["lt_1ms", "1_5ms", "gt_5ms"],
+            ["get", "set", "delete", "snapshot"], ["session", "workflow", "agent", "cache"],
+            ["lt_1ms", "1_5ms", "gt_5ms"],
             ["none", "low", "high"],
         ],
         .coordination: [
@@ -37,7 +38,8 @@ public struct AgentTraffic: Sendable {
             ["none", "timeout", "validation", "model"],
         ],
         .quorum: [
-            ["majority", "unanimous", "weighted"], ["3", "5", "7"], ["strong", "weak", "none"], ["pass", "fail", "retry"],
+            ["majority", "unanimous", "weighted"], ["3", "5", "7"], ["strong", "weak", "none"],
+            ["pass", "fail", "retry"],
         ],
     ]
 

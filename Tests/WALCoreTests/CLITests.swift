@@ -19,7 +19,7 @@ import WALTestKit
     @Test func inspectJSONHasTheDocumentedFields() throws {
         try withTemporaryDirectory { directory in
             let path = directory.file("log")
-            _ = try walctl(["emit", "--dir", path, "--count", "5000"])
+            _ = try walctl(["emit", "--dir", path, "--count", "5000", "--raw"])
             try CursorStore(path: path).store("postgres", seq: 1234)
             let result = try walctl(["inspect", path, "--json"])
             #expect(result.status == 0)

@@ -16,7 +16,8 @@ import WALTestKit
                 let child = try ChildProcess(
                     walctlPath,
                     [
-                        "emit", "--dir", path, "--count", "100000000", "--threads", "\(threads)", "--size", "100",
+                        "emit", "--dir", path, "--count", "100000000", "--threads", "\(threads)", "--raw", "--size",
+                        "100",
                         "--segment-size", "4194304",
                     ]
                 )

@@ -22,7 +22,10 @@ public struct WALMetricsFactory: MetricsFactory {
         WALCounterHandler(handle: handle(label, dimensions, type: .counter, unit: "count"))
     }
 
-    public func makeFloatingPointCounter(label: String, dimensions: [(String, String)])
+    public func makeFloatingPointCounter(
+        label: String,
+        dimensions: [(String, String)]
+    )
         -> any FloatingPointCounterHandler
     {
         WALCounterHandler(handle: handle(label, dimensions, type: .counter, unit: "count"))
@@ -47,7 +50,12 @@ public struct WALMetricsFactory: MetricsFactory {
     public func destroyTimer(_ handler: any TimerHandler) {}
 
     /// A handle for the label, or nil when the collector refuses it (the refusal is counted).
-    private func handle(_ label: String, _ dimensions: [(String, String)], type: MetricType, unit: String)
+    private func handle(
+        _ label: String,
+        _ dimensions: [(String, String)],
+        type: MetricType,
+        unit: String
+    )
         -> MetricHandle?
     {
         let name = Self.metricName(label)
@@ -114,8 +122,20 @@ final class WALMeterHandler: MeterHandler {
         value.withLock { $0 = newValue }
         handle?.record(newValue)
     }
-    func increment(by amount: Double) { handle?.record(value.withLock { $0 += amount; return $0 }) }
-    func decrement(by amount: Double) { handle?.record(value.withLock { $0 -= amount; return $0 }) }
+    func increment(by amount: Double) {
+        handle?.record(
+            value.withLock {
+                $0 += amount; return $0
+            }
+        )
+    }
+    func decrement(by amount: Double) {
+        handle?.record(
+            value.withLock {
+                $0 -= amount; return $0
+            }
+        )
+    }
 }
 
 final class WALTimerHandler: TimerHandler {

@@ -161,7 +161,8 @@ enum RecordCodec {
             }
             correlationID = formatUUID(high, low)
         case 2:
-            guard let count = reader.varint(), count <= UInt64(Validation.maxIDBytes), let text = reader.slice(Int(count))
+            guard let count = reader.varint(), count <= UInt64(Validation.maxIDBytes),
+                let text = reader.slice(Int(count))
             else { return .failure(.malformed("truncated correlation id")) }
             correlationID = String(decoding: text, as: UTF8.self)
         default:

@@ -111,7 +111,9 @@ public final class MetricsCollector: @unchecked Sendable {
     }
 
     /// Opens a collector configured from the environment (see `MetricsConfiguration.fromEnvironment`).
-    public static func fromEnvironment(_ environment: [String: String] = currentEnvironment()) throws(MetricsError)
+    public static func fromEnvironment(
+        _ environment: [String: String] = currentEnvironment()
+    ) throws(MetricsError)
         -> MetricsCollector
     {
         try MetricsCollector(configuration: MetricsConfiguration.fromEnvironment(environment))
@@ -153,7 +155,15 @@ public final class MetricsCollector: @unchecked Sendable {
         correlationID: String? = nil,
         agentID: String? = nil
     ) -> EmitResult {
-        record(name, type: .timing, value: milliseconds, unit: "ms", tags: tags, correlationID: correlationID, agentID: agentID)
+        record(
+            name,
+            type: .timing,
+            value: milliseconds,
+            unit: "ms",
+            tags: tags,
+            correlationID: correlationID,
+            agentID: agentID
+        )
     }
 
     /// Records a count of events (unit `count`).
@@ -165,7 +175,15 @@ public final class MetricsCollector: @unchecked Sendable {
         correlationID: String? = nil,
         agentID: String? = nil
     ) -> EmitResult {
-        record(name, type: .counter, value: count, unit: "count", tags: tags, correlationID: correlationID, agentID: agentID)
+        record(
+            name,
+            type: .counter,
+            value: count,
+            unit: "count",
+            tags: tags,
+            correlationID: correlationID,
+            agentID: agentID
+        )
     }
 
     /// Records a value that goes up and down, in `unit` (e.g. `KB`, `0-1`, `ratio`, `count`).
@@ -230,7 +248,13 @@ public final class MetricsCollector: @unchecked Sendable {
         case .success(let resolved): ids = resolved
         case .failure(let reason): return reject(reason)
         }
-        return emit(metric: ids.metric, tagSet: ids.tagSet, agent: ids.agent, value: value, correlationID: correlationID)
+        return emit(
+            metric: ids.metric,
+            tagSet: ids.tagSet,
+            agent: ids.agent,
+            value: value,
+            correlationID: correlationID
+        )
     }
 
     // MARK: - Handles
@@ -243,10 +267,19 @@ public final class MetricsCollector: @unchecked Sendable {
         tags: [String: String] = [:],
         agentID: String? = nil
     ) throws(MetricsError) -> MetricHandle {
-        guard log != nil else { return MetricHandle(collector: self, metric: 0, tagSet: 0, agent: 0, name: name, type: type) }
+        guard log != nil else {
+            return MetricHandle(collector: self, metric: 0, tagSet: 0, agent: 0, name: name, type: type)
+        }
         switch resolve(name: name, type: type, unit: unit, tags: tags, agentID: agentID) {
         case .success(let ids):
-            return MetricHandle(collector: self, metric: ids.metric, tagSet: ids.tagSet, agent: ids.agent, name: name, type: type)
+            return MetricHandle(
+                collector: self,
+                metric: ids.metric,
+                tagSet: ids.tagSet,
+                agent: ids.agent,
+                name: name,
+                type: type
+            )
         case .failure(let reason):
             _ = reject(reason)
             throw MetricsError(.invalidMetric, "cannot make a handle for \(name): \(reason.rawValue)")
@@ -254,7 +287,11 @@ public final class MetricsCollector: @unchecked Sendable {
     }
 
     /// A handle for a catalog metric.
-    public func handle(_ definition: MetricDefinition, tags: [String: String] = [:], agentID: String? = nil)
+    public func handle(
+        _ definition: MetricDefinition,
+        tags: [String: String] = [:],
+        agentID: String? = nil
+    )
         throws(MetricsError) -> MetricHandle
     {
         try handle(definition.name, type: definition.type, unit: definition.unit, tags: tags, agentID: agentID)
@@ -272,7 +309,12 @@ public final class MetricsCollector: @unchecked Sendable {
     ) rethrows -> T {
         let started = monotonicNow()
         defer {
-            recordTiming(name, milliseconds: elapsedMilliseconds(since: started), tags: tags, correlationID: correlationID)
+            recordTiming(
+                name,
+                milliseconds: elapsedMilliseconds(since: started),
+                tags: tags,
+                correlationID: correlationID
+            )
         }
         return try body()
     }
@@ -287,7 +329,12 @@ public final class MetricsCollector: @unchecked Sendable {
     ) async rethrows -> T {
         let started = monotonicNow()
         defer {
-            recordTiming(name, milliseconds: elapsedMilliseconds(since: started), tags: tags, correlationID: correlationID)
+            recordTiming(
+                name,
+                milliseconds: elapsedMilliseconds(since: started),
+                tags: tags,
+                correlationID: correlationID
+            )
         }
         return try await body()
     }

@@ -31,7 +31,9 @@ public struct MetricsConfiguration: Sendable {
     /// Reads `METRICS_ENABLED`, `METRICS_DIR`, `METRICS_AGENT_ID`, `METRICS_DURABILITY`, `METRICS_MAX_BYTES`,
     /// `METRICS_WHEN_FULL`, `METRICS_BATCH_SIZE`, `METRICS_FLUSH_INTERVAL_MS` (and `METRICS_SOURCE_SERVICE`).
     /// An invalid value is an error naming the variable and the values it accepts.
-    public static func fromEnvironment(_ environment: [String: String] = currentEnvironment()) throws(MetricsError)
+    public static func fromEnvironment(
+        _ environment: [String: String] = currentEnvironment()
+    ) throws(MetricsError)
         -> MetricsConfiguration
     {
         func value(_ name: String) -> String? {
@@ -51,7 +53,10 @@ public struct MetricsConfiguration: Sendable {
         }
         let directory = value("METRICS_DIR")
         if enabled && directory == nil {
-            throw MetricsError(.invalidConfiguration, "METRICS_DIR is required (the log directory) when metrics are enabled")
+            throw MetricsError(
+                .invalidConfiguration,
+                "METRICS_DIR is required (the log directory) when metrics are enabled"
+            )
         }
         var configuration = MetricsConfiguration(directory: directory ?? "", agentID: value("METRICS_AGENT_ID"))
         configuration.enabled = enabled
@@ -67,7 +72,11 @@ public struct MetricsConfiguration: Sendable {
         }
         if let text = value("METRICS_MAX_BYTES") {
             guard let bytes = parseByteSize(text), bytes > 0 else {
-                throw invalid("METRICS_MAX_BYTES", text, "a positive byte count, optionally with K, M or G (1024-based)")
+                throw invalid(
+                    "METRICS_MAX_BYTES",
+                    text,
+                    "a positive byte count, optionally with K, M or G (1024-based)"
+                )
             }
             configuration.log.maxTotalBytes = bytes
         }

@@ -82,7 +82,9 @@ struct Demo: ParsableCommand {
             }
             return true
         }
-        Output.line("emitted \(statistics.emitted), rejected \(statistics.rejectedTotal), dropped \(statistics.dropped)")
+        Output.line(
+            "emitted \(statistics.emitted), rejected \(statistics.rejectedTotal), dropped \(statistics.dropped)"
+        )
         for category in MetricCategory.allCases where perCategory[category] != nil {
             Output.line(
                 "  \(category.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0)) "
