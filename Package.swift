@@ -13,6 +13,8 @@ let package = Package(
     products: [
         .library(name: "WALCore", targets: ["WALCore"]),
         .library(name: "WALMetrics", targets: ["WALMetrics"]),
+        // Test support (temp dirs, corruptors, child processes, agent traffic), for tests and Benchmarks/.
+        .library(name: "WALTestKit", targets: ["WALTestKit"]),
         .executable(name: "walctl", targets: ["walctl"]),
     ],
     dependencies: [

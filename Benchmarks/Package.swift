@@ -24,6 +24,16 @@ let package = Package(
             ],
             path: "WALCoreBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        .executableTarget(
+            name: "WALMetricsBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "WALMetrics", package: walctlPackage),
+                .product(name: "WALTestKit", package: walctlPackage),
+            ],
+            path: "WALMetricsBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -95,6 +95,22 @@ public struct AgentTraffic: Sendable {
         return Event(definition: definition, value: value, tags: tags, agentID: agent, correlationID: correlationID)
     }
 
+    /// The harshest catalog traffic: every event drawn independently (metric, tag values, agent; a correlation id
+    /// per 16 events), for the worst case of bytes per record.
+    public func independentEvent(_ counter: UInt64) -> Event {
+        var random = SplitMix(seed: UInt64(thread) &* 0x9E37_79B9_7F4A_7C15 ^ counter &* 0xA24B_AED4_963E_E407)
+        var event = self.event(counter)
+        event.definition = MetricCatalog.all[Int(random.next() % UInt64(MetricCatalog.all.count))]
+        let keys = MetricCatalog.tags[event.definition.category] ?? []
+        let values = Self.tagValues[event.definition.category] ?? []
+        event.tags = [:]
+        for (index, key) in keys.enumerated() where index < values.count {
+            event.tags[key] = values[index][Int(random.next() % UInt64(values[index].count))]
+        }
+        event.agentID = "agent-\(thread)-\(random.next() % 4)"
+        return event
+    }
+
     /// Records event `counter` through `collector`.
     @discardableResult
     public func emit(_ counter: UInt64, into collector: MetricsCollector) -> EmitResult {

@@ -1,0 +1,119 @@
+import Benchmark
+import Foundation
+import WALCore
+import WALMetrics
+import WALTestKit
+
+// The emit API: by name with three tags, and through a handle; bytes on disk per record for the catalog workload.
+//
+// Run: cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target WALMetricsBenchmarks
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .mallocCountTotal, .throughput],
+        timeUnits: .nanoseconds,
+        warmupIterations: 1000,
+        maxDuration: .seconds(3),
+        maxIterations: 1_000_000
+    )
+    let tags = ["agent_type": "router", "routing_strategy": "smart", "cache_status": "hit"]
+
+    Benchmark("recordTiming by name, 3 tags") { benchmark, fixture in
+        var value = 0.5
+        for _ in benchmark.scaledIterations {
+            value += 0.001
+            blackHole(fixture.collector.recordTiming("routing_decision_time_ms", milliseconds: value, tags: tags))
+        }
+    } setup: {
+        try CollectorFixture()
+    }
+
+    Benchmark("recordTiming through a handle, 3 tags") { (benchmark, fixture: CollectorFixture) in
+        var value = 0.5
+        for _ in benchmark.scaledIterations {
+            value += 0.001
+            blackHole(fixture.handle.record(value))
+        }
+    } setup: {
+        let fixture = try CollectorFixture()
+        fixture.handle = try fixture.collector.handle(MetricCatalog.routingDecisionTime, tags: tags)
+        return fixture
+    }
+
+    Benchmark("recordTiming through a handle, 3 tags, with a correlation id") {
+        (benchmark, fixture: CollectorFixture) in
+        var value = 0.5
+        let correlation = "3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b"
+        for _ in benchmark.scaledIterations {
+            value += 0.001
+            blackHole(fixture.handle.record(value, correlationID: correlation))
+        }
+    } setup: {
+        let fixture = try CollectorFixture()
+        fixture.handle = try fixture.collector.handle(MetricCatalog.routingDecisionTime, tags: tags)
+        return fixture
+    }
+
+    Benchmark(
+        "bytes per record on disk, catalog workload x100",
+        configuration: .init(
+            metrics: [
+                .custom("bytes x100, workflow traffic (2 agents threads)"),
+                .custom("bytes x100, i.i.d. random catalog traffic"),
+                .custom("raw bytes x100, workflow traffic"),
+            ],
+            warmupIterations: 0,
+            maxIterations: 1
+        )
+    ) { benchmark in
+        let workflow = try bytesPerRecord(threads: 2) { thread, counter in AgentTraffic(thread: thread).event(counter) }
+        let random = try bytesPerRecord(threads: 2) { thread, counter in
+            AgentTraffic(thread: thread).independentEvent(counter)
+        }
+        benchmark.measurement(.custom("bytes x100, workflow traffic (2 agents threads)"), Int(workflow.disk * 100))
+        benchmark.measurement(.custom("bytes x100, i.i.d. random catalog traffic"), Int(random.disk * 100))
+        benchmark.measurement(.custom("raw bytes x100, workflow traffic"), Int(workflow.raw * 100))
+    }
+}
+
+final class CollectorFixture: @unchecked Sendable {
+    let path: String
+    let collector: MetricsCollector
+    var handle: MetricHandle
+
+    init() throws {
+        path = NSTemporaryDirectory() + "walctl-metrics-bench-\(UUID().uuidString)"
+        var configuration = MetricsConfiguration(directory: path, agentID: "bench-agent")
+        configuration.log.retentionIntervalMilliseconds = 200
+        collector = try MetricsCollector(configuration: configuration)
+        try CursorStore(path: path).store("bench", seq: UInt64.max / 2)
+        handle = try collector.handle(MetricCatalog.routingDecisionTime)
+    }
+
+    deinit {
+        try? collector.close()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// Emits 200,000 events per thread (interleaved as two agent threads would) and measures the log.
+func bytesPerRecord(threads: Int, _ make: (Int, UInt64) -> AgentTraffic.Event) throws -> (disk: Double, raw: Double) {
+    let path = NSTemporaryDirectory() + "walctl-bytes-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
+    for counter in 0..<UInt64(200_000) {
+        for thread in 0..<threads {
+            let event = make(thread, counter)
+            collector.record(
+                event.definition,
+                value: event.value,
+                tags: event.tags,
+                correlationID: event.correlationID,
+                agentID: event.agentID
+            )
+        }
+    }
+    try collector.close()
+    let summary = try LogInspector.examine(path: path)
+    return (Double(summary.bytesOnDisk) / Double(summary.records), Double(summary.bytesRaw) / Double(summary.records))
+}
