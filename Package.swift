@@ -5,6 +5,7 @@ import PackageDescription
 //   C modules (CLZ4, CRdKafka, CLibPQ, CWALSupport)
 //   WALCore      the payload-agnostic segment log
 //   WALMetrics   the metrics model: emit API, catalog, record codec, swift-metrics backend
+//   WALShipping  shipper service, sink protocol, retry policy (WALPostgres: the PostgreSQL sink)
 //   walctl       the operator's CLI
 // Each C module is imported by exactly one Swift target.
 let package = Package(
@@ -13,6 +14,8 @@ let package = Package(
     products: [
         .library(name: "WALCore", targets: ["WALCore"]),
         .library(name: "WALMetrics", targets: ["WALMetrics"]),
+        .library(name: "WALShipping", targets: ["WALShipping"]),
+        .library(name: "WALPostgres", targets: ["WALPostgres"]),
         // Test support (temp dirs, corruptors, child processes, agent traffic), for tests and Benchmarks/.
         .library(name: "WALTestKit", targets: ["WALTestKit"]),
         .executable(name: "walctl", targets: ["walctl"]),
@@ -21,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // MARK: - C libraries from Debian, as system-library modules
@@ -65,6 +70,26 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Shipping
+        .target(
+            name: "WALShipping",
+            dependencies: [
+                "WALCore",
+                "WALMetrics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "WALPostgres",
+            dependencies: [
+                "CLibPQ",
+                "WALShipping",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // MARK: - Test support, shared by tests and benchmarks
         .target(
             name: "WALTestKit",
@@ -78,8 +103,12 @@ let package = Package(
             dependencies: [
                 "WALCore",
                 "WALMetrics",
+                "WALPostgres",
+                "WALShipping",
                 "WALTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -88,6 +117,10 @@ let package = Package(
             name: "WALCoreTests",
             dependencies: ["WALCore", "WALTestKit", "walctl"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "WALPostgresTests",
+            dependencies: ["WALPostgres", "WALShipping", "WALMetrics", "WALTestKit", "walctl"]
         ),
         .testTarget(
             name: "WALMetricsTests",

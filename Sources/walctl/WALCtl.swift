@@ -9,7 +9,7 @@ struct WALCtl: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 success; 1 the operation failed or found damage; 2 usage error.
             """,
-        subcommands: [Emit.self, Inspect.self, Verify.self, Demo.self]
+        subcommands: [Emit.self, Inspect.self, Verify.self, Demo.self, Ship.self, PG.self]
     )
 
     /// Runs the command; usage errors exit 2 (ArgumentParser's default is 64), as documented.

@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// A read-only examination of a log directory: what `walctl inspect` and `walctl verify` print.
 ///
 /// Never takes the writer's lock and never writes; safe on a live log, a crashed one, or a read-only copy.
@@ -243,5 +245,30 @@ public enum LogInspector {
             }
             return result
         }
+    }
+}
+
+extension LogInspector {
+    /// The last sequence number sealed in the log, found by hopping over frame headers of the last segment (header
+    /// checksums only; payloads are not read). For lag reporting; `examine` is the thorough check.
+    public static func lastSealedSeqCheap(path: String) throws(WALError) -> UInt64 {
+        let files = try LogDirectory(path: path).segments()
+        guard let last = files.last else { return 0 }
+        let reader = try SegmentFileReader(path: last.path)
+        var offset = Int64(LogFormat.segmentHeaderSize)
+        var lastSeq = reader.header.firstSeq - 1
+        var header = [UInt8](repeating: 0, count: LogFormat.frameHeaderSize)
+        while true {
+            let n =
+                (try? header.withMutableBytes { buffer throws(Errno) in
+                    try reader.fd.readFully(at: offset, into: buffer)
+                }) ?? 0
+            guard n == LogFormat.frameHeaderSize,
+                case .success(let frame) = header.withUnsafeBytes({ FrameHeader.decode($0) })
+            else { break }
+            lastSeq = frame.lastSeq
+            offset += Int64(frame.frameLength)
+        }
+        return lastSeq
     }
 }

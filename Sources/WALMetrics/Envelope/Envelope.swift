@@ -88,6 +88,11 @@ public enum Envelope {
         if let text { appendString(text, into: &output) } else { output.append(contentsOf: "null".utf8) }
     }
 
+    /// A JSON string literal, for other renderers (the PostgreSQL `tags` column).
+    public static func appendJSONString(_ text: String, into output: inout [UInt8]) {
+        appendString(text, into: &output)
+    }
+
     /// A JSON string literal: quotes, backslashes and control characters escaped; other UTF-8 kept as is.
     static func appendString(_ text: String, into output: inout [UInt8]) {
         let hex: [UInt8] = Array("0123456789abcdef".utf8)

@@ -1,0 +1,218 @@
+import CLibPQ
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// An error from PostgreSQL or libpq, with its SQLSTATE when the server sent one.
+public struct PGError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    /// The five-character SQLSTATE, nil for client-side failures (connection refused, lost connection).
+    public var sqlState: String?
+    /// True when the connection itself failed: the shipper reconnects and retries.
+    public var connectionLost: Bool
+    /// True when no retry can help (a schema newer than this code).
+    public var fatal: Bool
+
+    public init(message: String, sqlState: String? = nil, connectionLost: Bool = false, fatal: Bool = false) {
+        self.message = message
+        self.sqlState = sqlState
+        self.connectionLost = connectionLost
+        self.fatal = fatal
+    }
+
+    /// Transient failures are retried forever with backoff; the rest are permanent for the data that caused them.
+    /// Transient: lost connections, connection exceptions (08), insufficient resources (53), operator
+    /// intervention and timeouts (57: admin shutdown, statement timeout), serialization failures and deadlocks
+    /// (40001, 40P01), lock not available (55P03), system errors (58).
+    public var isTransient: Bool {
+        if fatal { return false }
+        if connectionLost { return true }
+        guard let state = sqlState else { return true }
+        if state == "40001" || state == "40P01" || state == "55P03" { return true }
+        return ["08", "53", "57", "58"].contains(String(state.prefix(2)))
+    }
+
+    public var description: String {
+        sqlState.map { "\(message) (SQLSTATE \($0))" } ?? message
+    }
+}
+
+/// One libpq connection. Every call blocks: use it from a dedicated thread, never the cooperative pool.
+/// Not thread-safe. The connection is closed (`PQfinish`) when the object goes away.
+final class PGConnection {
+    private let handle: OpaquePointer
+
+    private init(handle: OpaquePointer) { self.handle = handle }
+
+    deinit { PQfinish(handle) }
+
+    /// Connects with a conninfo string or URL (libpq's `PG*` environment variables fill the gaps).
+    static func connect(_ conninfo: String, applicationName: String) throws(PGError) -> PGConnection {
+        guard let handle = PQconnectdb(conninfo) else {
+            throw PGError(message: "libpq could not allocate a connection", connectionLost: true)
+        }
+        let connection = PGConnection(handle: handle)
+        guard PQstatus(handle) == CONNECTION_OK else {
+            throw PGError(message: "cannot connect: \(connection.lastError)", connectionLost: true)
+        }
+        _ = try connection.execute("SET application_name = \(quoteLiteral(applicationName))")
+        return connection
+    }
+
+    var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
+
+    /// The backend process id (for tests that terminate it).
+    var backendPID: Int32 { PQbackendPID(handle) }
+
+    var lastError: String {
+        String(cString: PQerrorMessage(handle)).trimmingCharacters()
+    }
+
+    /// Runs SQL without parameters (may hold several statements).
+    @discardableResult
+    func execute(_ sql: String) throws(PGError) -> PGResult {
+        try check(PQexec(handle, sql))
+    }
+
+    /// Runs one statement with text parameters (`$1`, `$2` ...); nil is SQL NULL.
+    @discardableResult
+    func execute(_ sql: String, _ parameters: [String?]) throws(PGError) -> PGResult {
+        var cStrings: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.flatMap { strdup($0) } }
+        defer { cStrings.forEach { free($0) } }
+        let result = cStrings.withUnsafeMutableBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { values in
+                PQexecParams(handle, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+            }
+        }
+        return try check(result)
+    }
+
+    /// `COPY ... FROM STDIN` with `data` as the whole input.
+    func copyIn(_ sql: String, data: [UInt8]) throws(PGError) {
+        let start = try check(PQexec(handle, sql), expecting: PGRES_COPY_IN)
+        _ = start
+        let sent = data.withUnsafeBytes { bytes -> Int32 in
+            var offset = 0
+            while offset < bytes.count {
+                let chunk = min(1 << 20, bytes.count - offset)
+                let rc = PQputCopyData(
+                    handle,
+                    bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self),
+                    Int32(chunk)
+                )
+                if rc != 1 { return rc }
+                offset += chunk
+            }
+            return 1
+        }
+        guard sent == 1 else { throw PGError(message: "COPY data: \(lastError)", connectionLost: !isConnected) }
+        guard PQputCopyEnd(handle, nil) == 1 else {
+            throw PGError(message: "COPY end: \(lastError)", connectionLost: !isConnected)
+        }
+        var failure: PGError?
+        while let result = PQgetResult(handle) {
+            if failure == nil, PQresultStatus(result) != PGRES_COMMAND_OK {
+                failure = error(from: result)
+            }
+            PQclear(result)
+        }
+        if let failure { throw failure }
+    }
+
+    private func check(_ result: OpaquePointer?, expecting: ExecStatusType? = nil) throws(PGError) -> PGResult {
+        guard let result else {
+            throw PGError(message: lastError, connectionLost: !isConnected)
+        }
+        let status = PQresultStatus(result)
+        let ok = expecting.map { status == $0 } ?? (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+        guard ok else {
+            let failure = error(from: result)
+            PQclear(result)
+            throw failure
+        }
+        return PGResult(result)
+    }
+
+    private func error(from result: OpaquePointer) -> PGError {
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+        var message = String(cString: PQresultErrorMessage(result)).trimmingCharacters()
+        if message.isEmpty { message = lastError }
+        return PGError(message: message, sqlState: state, connectionLost: !isConnected)
+    }
+
+    /// A SQL string literal.
+    static func quoteLiteral(_ text: String) -> String {
+        "'" + text.replacingAll("'", with: "''") + "'"
+    }
+}
+
+/// The result of a query; freed (`PQclear`) when the object goes away.
+final class PGResult {
+    private let handle: OpaquePointer
+
+    init(_ handle: OpaquePointer) { self.handle = handle }
+
+    deinit { PQclear(handle) }
+
+    var rowCount: Int { Int(PQntuples(handle)) }
+
+    /// Rows affected by INSERT, UPDATE, DELETE or COPY.
+    var affectedRows: Int { Int(String(cString: PQcmdTuples(handle))) ?? 0 }
+
+    /// The text value at (row, column), nil for NULL or out of range.
+    func value(_ row: Int, _ column: Int) -> String? {
+        guard row >= 0, row < rowCount, column >= 0, column < Int(PQnfields(handle)) else { return nil }
+        guard PQgetisnull(handle, Int32(row), Int32(column)) == 0 else { return nil }
+        return String(cString: PQgetvalue(handle, Int32(row), Int32(column)))
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var text = Substring(self)
+        while text.last?.isWhitespace == true { text.removeLast() }
+        while text.first?.isWhitespace == true { text.removeFirst() }
+        return String(text)
+    }
+
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
+
+/// Hides passwords in a conninfo string (`password=...`) or URL (`postgres://user:secret@host/db?password=...`), for
+/// logs and errors.
+public func redactConninfo(_ conninfo: String) -> String {
+    var text = Array(conninfo)
+    // URL credentials: between "://" and "@", after the first ":".
+    if let scheme = firstIndex(of: Array("://"), in: text) {
+        let start = scheme + 3
+        if let at = text[start...].firstIndex(of: "@"), let colon = text[start..<at].firstIndex(of: ":") {
+            text.replaceSubrange((colon + 1)..<at, with: Array("***"))
+        }
+    }
+    // password=VALUE, in key/value form (ends at a space) or a URL query (ends at "&").
+    var searchFrom = 0
+    let key = Array("password=")
+    while let found = firstIndex(of: key, in: text, from: searchFrom) {
+        let valueStart = found + key.count
+        var end = valueStart
+        while end < text.count && text[end] != " " && text[end] != "&" { end += 1 }
+        text.replaceSubrange(valueStart..<end, with: Array("***"))
+        searchFrom = valueStart + 3
+    }
+    return String(text)
+}
+
+private func firstIndex(of needle: [Character], in haystack: [Character], from: Int = 0) -> Int? {
+    guard needle.count <= haystack.count else { return nil }
+    var index = from
+    while index + needle.count <= haystack.count {
+        if Array(haystack[index..<index + needle.count]) == needle { return index }
+        index += 1
+    }
+    return nil
+}

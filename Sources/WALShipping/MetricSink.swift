@@ -1,0 +1,77 @@
+import WALCore
+import WALMetrics
+
+/// A batch of decoded records for a sink, with the log position it completes.
+public struct ShipBatch: Sendable {
+    public var logID: LogID
+    public var records: [MetricRecord]
+    /// The last sequence number this batch accounts for: its records, and any gaps, damage or undecodable records
+    /// met before the next record (those are reported in `skipped`, not silently passed over).
+    public var throughSeq: UInt64
+    /// What the batch passes over, with reasons (for dead-letter tables and logs).
+    public var skipped: [SkippedEntry]
+
+    public init(logID: LogID, records: [MetricRecord], throughSeq: UInt64, skipped: [SkippedEntry]) {
+        self.logID = logID
+        self.records = records
+        self.throughSeq = throughSeq
+        self.skipped = skipped
+    }
+}
+
+/// Something in the log that is not a deliverable record.
+public struct SkippedEntry: Sendable, Equatable {
+    public var fromSeq: UInt64
+    public var toSeq: UInt64
+    public var reason: String
+
+    public init(fromSeq: UInt64, toSeq: UInt64, reason: String) {
+        self.fromSeq = fromSeq
+        self.toSeq = toSeq
+        self.reason = reason
+    }
+}
+
+/// A destination for metric records. Every method blocks; the shipper calls them from its own thread, one at a time.
+public protocol MetricSink: AnyObject, Sendable {
+    /// The shipper's name in cursors and logs (`postgres`, `kafka`).
+    var name: String { get }
+
+    /// The last sequence number of `logID` the sink has durably committed (0 for none), read from the sink itself.
+    /// Connects (or reconnects) as needed.
+    func committedSeq(logID: LogID) throws -> UInt64
+
+    /// Delivers the batch and commits `batch.throughSeq`. An exactly-once sink commits both atomically. Records the
+    /// sink rejects permanently are its to dead-letter; it throws only for failures to retry (after which the
+    /// shipper asks `committedSeq` again, since the commit may or may not have happened).
+    func deliver(_ batch: ShipBatch) throws
+
+    /// Closes connections. The shipper may call `committedSeq` again later, which reconnects.
+    func disconnect()
+}
+
+/// Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
+public struct RetryPolicy: Sendable {
+    public var initialMilliseconds: Int = 100
+    public var maximumMilliseconds: Int = 30_000
+
+    public init(initialMilliseconds: Int = 100, maximumMilliseconds: Int = 30_000) {
+        self.initialMilliseconds = initialMilliseconds
+        self.maximumMilliseconds = maximumMilliseconds
+    }
+
+    /// The delay before retry number `attempt` (1 for the first retry): uniform in [0, min(max, initial * 2^(attempt-1))].
+    public func delayMilliseconds(attempt: Int) -> Int {
+        let exponent = min(max(attempt - 1, 0), 20)
+        let ceiling = min(maximumMilliseconds, initialMilliseconds << exponent)
+        return Int.random(in: 0...max(ceiling, 1))
+    }
+}
+
+/// An error no retry can fix (a schema newer than this code, a configuration mistake): the shipper stops and
+/// reports it instead of retrying forever.
+public struct FatalSinkError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
