@@ -14,7 +14,8 @@ public enum PartitionMaintenance {
         var report = Report()
         let today = try connection.execute("SELECT (now() AT TIME ZONE 'UTC')::date").value(0, 0) ?? ""
         for table in PostgresSchema.tables {
-            // Days to have: yesterday to today + daysAhead, and any recent day already in the default partition.
+            // Days to have: yesterday to today + daysAhead, and any day within the retention already in the default
+            // partition. Rows with odd timestamps beyond the days ahead stay in the default partition.
             var days = Set<String>()
             let ahead = try connection.execute(
                 "SELECT to_char(d, 'YYYY-MM-DD') FROM generate_series($1::date - 1, $1::date + $2::int, '1 day') AS d",
@@ -25,8 +26,9 @@ public enum PartitionMaintenance {
                 """
                 SELECT DISTINCT to_char((timestamp AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') FROM \(table)_default
                 WHERE timestamp >= (now() AT TIME ZONE 'UTC')::date - $1::int
+                  AND timestamp < (now() AT TIME ZONE 'UTC')::date + $2::int + 1
                 """,
-                [String(retentionDays)]
+                [String(retentionDays), String(daysAhead)]
             )
             for row in 0..<present.rowCount { if let day = present.value(row, 0) { days.insert(day) } }
             for day in days.sorted() {

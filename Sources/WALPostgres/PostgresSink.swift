@@ -58,6 +58,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         if let connection, connection.isConnected { return connection }
         connection = nil
         let fresh = try PGConnection.connect(configuration.conninfo, applicationName: "walctl-\(name)")
+        try fresh.execute("SET client_min_messages = warning")
         if configuration.statementTimeoutMilliseconds > 0 {
             try fresh.execute("SET statement_timeout = \(configuration.statementTimeoutMilliseconds)")
         }
@@ -211,6 +212,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// Connects and applies migrations; returns the schema version.
     public static func initialize(conninfo: String) throws(PGError) -> Int {
         let connection = try PGConnection.connect(conninfo, applicationName: "walctl-pg-init")
+        try connection.execute("SET client_min_messages = warning")
         try migrate(connection)
         return PostgresSchema.version
     }
@@ -222,6 +224,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         retentionDays: Int = 90
     ) throws(PGError) -> PartitionMaintenance.Report {
         let connection = try PGConnection.connect(conninfo, applicationName: "walctl-pg-maintain")
+        try connection.execute("SET client_min_messages = warning")
         try migrate(connection)
         return try PartitionMaintenance.run(connection, daysAhead: daysAhead, retentionDays: retentionDays)
     }

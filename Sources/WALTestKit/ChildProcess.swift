@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A child process whose stdout is read line by line, and which can be killed with any signal.
 public final class ChildProcess: @unchecked Sendable {
@@ -7,6 +8,8 @@ public final class ChildProcess: @unchecked Sendable {
     private let errors = Pipe()
     private var buffer = Data()
     private var pendingLines: [String] = []
+    /// stderr, drained as it arrives: a child must never block on a full pipe (it would hang on exit).
+    private let collectedErrors = ErrorBuffer()
 
     public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         process.executableURL = URL(fileURLWithPath: executable)
@@ -14,6 +17,11 @@ public final class ChildProcess: @unchecked Sendable {
         if let environment { process.environment = environment }
         process.standardOutput = output
         process.standardError = errors
+        let collected = collectedErrors
+        errors.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            if !chunk.isEmpty { collected.data.withLock { $0.append(chunk) } }
+        }
         try process.run()
     }
 
@@ -53,7 +61,9 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Everything the child wrote to stderr (call after it exited).
     public func standardError() -> String {
-        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        errors.fileHandleForReading.readabilityHandler = nil
+        let rest = errors.fileHandleForReading.readDataToEndOfFile()
+        return collectedErrors.data.withLock { String(decoding: $0 + rest, as: UTF8.self) }
     }
 
     /// All remaining stdout (call after it exited).
@@ -62,6 +72,10 @@ public final class ChildProcess: @unchecked Sendable {
         while let line = readLine() { lines.append(line) }
         return lines.joined(separator: "\n")
     }
+}
+
+final class ErrorBuffer: Sendable {
+    let data = Mutex(Data())
 }
 
 /// Finds the built `walctl` executable next to the test bundle (the same build directory).

@@ -48,17 +48,30 @@ public final class SmallFileSystem {
     }
 }
 
-/// Runs a command to completion and returns its exit status.
+/// Runs a command to completion and returns its exit status (or -1 when it could not start).
+///
+/// Plain `posix_spawn` and `waitpid`, with the standard streams on /dev/null: Foundation's `Process` may never see
+/// the exit of a child that leaves a daemon behind (`pg_ctl start`).
 public enum Shell {
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String]) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd in [Int32(0), 1, 2] {
+            posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
+        }
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid = pid_t()
+        let spawned = argv.withUnsafeBufferPointer { buffer in
+            posix_spawn(&pid, executable, &actions, nil, buffer.baseAddress!, environ)
+        }
+        guard spawned == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { return -1 }
+        }
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
     }
 }
