@@ -35,5 +35,17 @@ let package = Package(
             path: "WALMetricsBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "WALPostgresBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "WALPostgres", package: walctlPackage),
+                .product(name: "WALShipping", package: walctlPackage),
+                .product(name: "WALMetrics", package: walctlPackage),
+                .product(name: "WALTestKit", package: walctlPackage),
+            ],
+            path: "WALPostgresBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -229,6 +229,35 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         return try PartitionMaintenance.run(connection, daysAhead: daysAhead, retentionDays: retentionDays)
     }
 
+    /// The baseline for the ship benchmark: the same rows written with binary COPY in transactions of `batchSize`,
+    /// with no log reading, decoding or cursor.
+    public static func plainCopy(
+        conninfo: String,
+        records: [MetricRecord],
+        logID: LogID,
+        batchSize: Int
+    ) throws(PGError) {
+        let connection = try PGConnection.connect(conninfo, applicationName: "walctl-baseline")
+        try migrate(connection)
+        var start = 0
+        while start < records.count {
+            let end = min(start + batchSize, records.count)
+            var byTable: [String: BinaryCopyBuilder] = [:]
+            for record in records[start..<end] {
+                byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
+            }
+            try connection.execute("BEGIN")
+            for (table, builder) in byTable {
+                try connection.copyIn(
+                    "COPY \(table) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
+                    data: builder.finished()
+                )
+            }
+            try connection.execute("COMMIT")
+            start = end
+        }
+    }
+
     /// The committed position of every shipper of every log in this database.
     public static func cursors(conninfo: String) throws(PGError) -> [(logID: String, shipper: String, seq: UInt64)] {
         let connection = try PGConnection.connect(conninfo, applicationName: "walctl-inspect")

@@ -21,12 +21,20 @@ extension PostgresTests {
             let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "60000", "--rate", "20000"])
             var generator = SystemRandomNumberGenerator()
             var committedSeen: [UInt64] = []
-            for _ in 0..<10 {
+            func committed() -> UInt64 {
+                UInt64(((try? database.scalar("SELECT coalesce(max(wal_seq), 0) FROM walctl_cursors")) ?? nil) ?? "0")
+                    ?? 0
+            }
+            for trial in 0..<10 {
+                let before = committed()
                 let shipper = try ChildProcess(
                     walctlPath,
                     ["ship", "--dir", path, "--postgres", database.conninfo, "--batch-size", "500"]
                 )
-                usleep(UInt32.random(in: 50_000...600_000, using: &generator))
+                // Odd trials kill mid-stream for sure: after the shipper committed something new. Even trials kill
+                // at any moment, startup included.
+                if trial % 2 == 1 { #expect(waitFor(seconds: 60) { committed() > before }) }
+                usleep(UInt32.random(in: 20_000...500_000, using: &generator))
                 shipper.kill(SIGKILL)
                 committedSeen.append(
                     UInt64(try database.scalar("SELECT coalesce(max(wal_seq), 0) FROM walctl_cursors") ?? "0") ?? 0

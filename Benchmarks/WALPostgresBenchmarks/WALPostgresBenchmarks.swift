@@ -1,0 +1,104 @@
+import Benchmark
+import Foundation
+import Logging
+import WALCore
+import WALMetrics
+import WALPostgres
+import WALShipping
+import WALTestKit
+
+// End-to-end ship throughput into PostgreSQL (read the log, decode, binary COPY per category table, cursor in the
+// same transaction) against, in the same run, a plain binary COPY of the same rows from the same process.
+//
+// Needs a server: tools/bench-postgres.sh starts a throwaway one and runs this target.
+
+let recordCount = 200_000
+let batchSize = 10_000
+
+let benchmarks: @Sendable () -> Void = {
+    guard let server = ProcessInfo.processInfo.environment["WALCTL_BENCH_POSTGRES"] else {
+        print("WALCTL_BENCH_POSTGRES is not set: run tools/bench-postgres.sh")
+        return
+    }
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput],
+        timeUnits: .microseconds,
+        warmupIterations: 1,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(60),
+        maxIterations: 5
+    )
+
+    Benchmark("ship to PostgreSQL end to end (x1000 rows)") { benchmark, log in
+        let database = try Database(server: server)
+        var settings = ShipperConfiguration()
+        settings.batchSize = batchSize
+        settings.catchUpBatchSize = batchSize
+        settings.pollMilliseconds = 1
+        settings.drainThroughSeq = UInt64(recordCount)
+        let shipper = Shipper(
+            directory: log.path,
+            sink: PostgresSink(configuration: PostgresSinkConfiguration(conninfo: database.conninfo)),
+            configuration: settings,
+            logger: Logger(label: "bench")
+        )
+        benchmark.startMeasurement()
+        try shipper.runBlocking()
+        benchmark.stopMeasurement()
+        precondition(shipper.statistics.recordsShipped == UInt64(recordCount))
+    } setup: {
+        try BenchLog()
+    }
+
+    Benchmark("plain binary COPY of the same rows (x1000 rows)") { benchmark, log in
+        let database = try Database(server: server)
+        benchmark.startMeasurement()
+        try PostgresSink.plainCopy(
+            conninfo: database.conninfo,
+            records: log.records,
+            logID: log.logID,
+            batchSize: batchSize
+        )
+        benchmark.stopMeasurement()
+    } setup: {
+        try BenchLog()
+    }
+}
+
+/// A log of `recordCount` catalog records (two agent threads' traffic), and the same records decoded.
+final class BenchLog: @unchecked Sendable {
+    let path: String
+    let records: [MetricRecord]
+    let logID: LogID
+
+    init() throws {
+        path = NSTemporaryDirectory() + "walctl-pgbench-\(UUID().uuidString)"
+        let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
+        for counter in 0..<UInt64(recordCount / 2) {
+            AgentTraffic(thread: 0).emit(counter, into: collector)
+            AgentTraffic(thread: 1).emit(counter, into: collector)
+        }
+        try collector.close()
+        logID = try LogDirectory(path: path).readMeta().logID
+        var decoded: [MetricRecord] = []
+        try MetricsReader(path: path).read { entry in
+            if case .metric(let record) = entry { decoded.append(record) }
+            return true
+        }
+        records = decoded
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A fresh database per run (the scaling factor counts rows in thousands: 200 per run).
+struct Database {
+    let conninfo: String
+
+    init(server: String) throws {
+        let name = "walctl_bench_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
+        let status = Shell.run("/usr/bin/psql", [server, "-qc", "CREATE DATABASE \(name)"])
+        guard status == 0 else { throw POSIXError(.EIO) }
+        conninfo = server.replacingOccurrences(of: "dbname=postgres", with: "dbname=\(name)")
+    }
+}
