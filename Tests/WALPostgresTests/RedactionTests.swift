@@ -1,11 +1,15 @@
 import Testing
+
 @testable import WALPostgres
 
 @Suite struct RedactionTests {
     @Test(arguments: [
         ("host=db user=m password=s3cret dbname=x", "host=db user=m password=*** dbname=x"),
         ("postgres://metrics:s3cret@db:5432/x?sslmode=require", "postgres://metrics:***@db:5432/x?sslmode=require"),
-        ("postgresql://db/x?user=m&password=s3cret&sslmode=require", "postgresql://db/x?user=m&password=***&sslmode=require"),
+        (
+            "postgresql://db/x?user=m&password=s3cret&sslmode=require",
+            "postgresql://db/x?user=m&password=***&sslmode=require"
+        ),
         ("host=127.0.0.1 port=5432 user=postgres", "host=127.0.0.1 port=5432 user=postgres"),
     ])
     func passwordsNeverAppearInLogs(conninfo: String, redacted: String) {
