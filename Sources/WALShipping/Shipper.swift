@@ -76,15 +76,14 @@ public final class Shipper: Service, @unchecked Sendable {
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    let thread = ShipperThread { [self] in
+                    OSThread.start(name: "ship-\(sink.name)") { [self] in
                         do {
                             try loop()
                             continuation.resume()
                         } catch {
                             continuation.resume(throwing: error)
                         }
-                    }
-                    thread.start(name: "ship-\(sink.name)")
+                    }.detach()
                 }
             } onCancel: {
                 self.stop()
@@ -241,39 +240,8 @@ public final class Shipper: Service, @unchecked Sendable {
     }
 }
 
-/// A detached OS thread for a blocking loop.
-final class ShipperThread: @unchecked Sendable {
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-
-    func start(name: String) {
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(
-            &thread,
-            nil,
-            { raw in
-                guard let raw else { return nil }
-                let owner = Unmanaged<ShipperThread>.fromOpaque(raw).takeRetainedValue()
-                owner.body()
-                return nil
-            },
-            context
-        )
-        pthread_detach(thread)
-    }
-}
+@inline(__always)
+func monotonicNow() -> UInt64 { monotonicNanos() }
 
 @inline(__always)
-func monotonicNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
-
-@inline(__always)
-func wallClockNow() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
-}
+func wallClockNow() -> Int64 { Int64(bitPattern: wallClockNanos()) }

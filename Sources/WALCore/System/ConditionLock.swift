@@ -56,13 +56,13 @@ final class ConditionLock: @unchecked Sendable {
 }
 
 /// Starts a detached-from-the-cooperative-pool OS thread running `body`; returns a handle to join it.
-final class OSThread: @unchecked Sendable {
+package final class OSThread: @unchecked Sendable {
     private var thread = pthread_t()
     private let body: () -> Void
 
     private init(body: @escaping () -> Void) { self.body = body }
 
-    static func start(name: String, _ body: @escaping () -> Void) -> OSThread {
+    package static func start(name: String, _ body: @escaping () -> Void) -> OSThread {
         let handle = OSThread(body: body)
         let context = Unmanaged.passRetained(handle).toOpaque()
         pthread_create(
@@ -80,5 +80,8 @@ final class OSThread: @unchecked Sendable {
         return handle
     }
 
-    func join() { pthread_join(thread, nil) }
+    package func join() { pthread_join(thread, nil) }
+
+    /// Lets the thread end on its own, without a join.
+    package func detach() { pthread_detach(thread) }
 }

@@ -234,7 +234,7 @@ enum FileSystem {
 
 /// Wall-clock time in nanoseconds since the Unix epoch.
 @inline(__always)
-func wallClockNanos() -> UInt64 {
+package func wallClockNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
@@ -242,7 +242,7 @@ func wallClockNanos() -> UInt64 {
 
 /// Monotonic time in nanoseconds, for intervals and deadlines.
 @inline(__always)
-func monotonicNanos() -> UInt64 {
+package func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)

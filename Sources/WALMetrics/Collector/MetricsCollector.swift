@@ -558,20 +558,12 @@ public final class MetricTimer: Sendable {
 }
 
 @inline(__always)
-func monotonicNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
+func monotonicNow() -> UInt64 { monotonicNanos() }
 
 @inline(__always)
-func wallClockNow() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
-}
+func wallClockNow() -> Int64 { Int64(bitPattern: wallClockNanos()) }
 
 @inline(__always)
 func elapsedMilliseconds(since started: UInt64) -> Double {
-    Double(monotonicNow() &- started) / 1_000_000
+    Double(monotonicNanos() &- started) / 1_000_000
 }
