@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "WALMetrics", targets: ["WALMetrics"]),
         .library(name: "WALShipping", targets: ["WALShipping"]),
         .library(name: "WALPostgres", targets: ["WALPostgres"]),
+        .library(name: "WALKafka", targets: ["WALKafka"]),
+        .executable(name: "kafka-mock", targets: ["kafka-mock"]),
         // Test support (temp dirs, corruptors, child processes, agent traffic), for tests and Benchmarks/.
         .library(name: "WALTestKit", targets: ["WALTestKit"]),
         .executable(name: "walctl", targets: ["walctl"]),
@@ -90,6 +92,16 @@ let package = Package(
             ]
         ),
 
+        .target(
+            name: "WALKafka",
+            dependencies: ["CRdKafka"]
+        ),
+        // librdkafka's mock cluster as a process, for tests where no broker can be installed.
+        .executableTarget(
+            name: "kafka-mock",
+            dependencies: ["WALKafka"]
+        ),
+
         // MARK: - Test support, shared by tests and benchmarks
         .target(
             name: "WALTestKit",
@@ -121,6 +133,10 @@ let package = Package(
         .testTarget(
             name: "WALPostgresTests",
             dependencies: ["WALPostgres", "WALShipping", "WALMetrics", "WALTestKit", "walctl"]
+        ),
+        .testTarget(
+            name: "WALKafkaTests",
+            dependencies: ["WALKafka", "WALTestKit", "kafka-mock"]
         ),
         .testTarget(
             name: "WALMetricsTests",

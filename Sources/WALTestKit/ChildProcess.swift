@@ -11,10 +11,17 @@ public final class ChildProcess: @unchecked Sendable {
     /// stderr, drained as it arrives: a child must never block on a full pipe (it would hang on exit).
     private let collectedErrors = ErrorBuffer()
 
-    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+    public init(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String]? = nil,
+        input: String? = nil
+    ) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment { process.environment = environment }
+        let stdin = Pipe()
+        if input != nil { process.standardInput = stdin }
         process.standardOutput = output
         process.standardError = errors
         let collected = collectedErrors
@@ -23,6 +30,10 @@ public final class ChildProcess: @unchecked Sendable {
             if !chunk.isEmpty { collected.data.withLock { $0.append(chunk) } }
         }
         try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try? stdin.fileHandleForWriting.close()
+        }
     }
 
     public var pid: Int32 { process.processIdentifier }

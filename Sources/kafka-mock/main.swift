@@ -1,0 +1,63 @@
+// kafka-mock: runs librdkafka's mock cluster until SIGTERM or SIGINT.
+//
+//   kafka-mock [--brokers N] [--bootstrap-file PATH]
+//
+// Prints the bootstrap servers on stdout (and writes them, atomically, to PATH), then waits. Exit codes: 0 after a
+// signal; 1 when the cluster cannot start; 2 on usage errors.
+import Foundation
+import WALKafka
+
+func fail(_ message: String, code: Int32) -> Never {
+    FileHandle.standardError.write(Data("kafka-mock: \(message)\n".utf8))
+    exit(code)
+}
+
+var brokers = 3
+var bootstrapFile: String?
+var arguments = CommandLine.arguments.dropFirst()
+while let argument = arguments.popFirst() {
+    switch argument {
+    case "--brokers":
+        guard let value = arguments.popFirst(), let count = Int(value), count >= 1, count <= 16 else {
+            fail("--brokers takes a number from 1 to 16", code: 2)
+        }
+        brokers = count
+    case "--bootstrap-file":
+        guard let value = arguments.popFirst() else { fail("--bootstrap-file takes a path", code: 2) }
+        bootstrapFile = value
+    case "--help", "-h":
+        print("usage: kafka-mock [--brokers N] [--bootstrap-file PATH]")
+        exit(0)
+    default:
+        fail("unknown argument \(argument)", code: 2)
+    }
+}
+
+// Block the signals in every thread before librdkafka starts its own, then wait for them here.
+var signals = sigset_t()
+sigemptyset(&signals)
+sigaddset(&signals, SIGTERM)
+sigaddset(&signals, SIGINT)
+pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+let cluster: KafkaMockCluster
+do {
+    cluster = try KafkaMockCluster(brokers: brokers)
+} catch {
+    fail("\(error)", code: 1)
+}
+if let bootstrapFile {
+    let temporary = bootstrapFile + ".tmp"
+    do {
+        try Data((cluster.bootstrapServers + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, bootstrapFile) == 0 else { fail("cannot write \(bootstrapFile)", code: 1) }
+    } catch {
+        fail("cannot write \(bootstrapFile): \(error)", code: 1)
+    }
+}
+FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
+
+var received: Int32 = 0
+sigwait(&signals, &received)
+withExtendedLifetime(cluster) {}
+exit(0)
