@@ -104,3 +104,38 @@ public enum BuiltProducts {
         return URL(fileURLWithPath: selfExe).deletingLastPathComponent().appendingPathComponent(name).path
     }
 }
+
+// MARK: - walctl in tests
+
+/// The built `walctl`, next to the test bundle.
+public let walctlPath = BuiltProducts.executable("walctl")
+
+/// Runs walctl to completion; returns exit status, stdout and stderr.
+public func walctl(
+    _ arguments: [String],
+    environment: [String: String]? = nil
+) throws -> (status: Int32, out: String, err: String) {
+    let child = try ChildProcess(walctlPath, arguments, environment: environment)
+    let out = child.remainingOutput()
+    let status = child.wait()
+    return (status, out, child.standardError())
+}
+
+extension ChildProcess {
+    /// For a `walctl emit` child: reads `lines` lines of its output, waits `extraMicroseconds`, kills it with
+    /// SIGKILL, and returns the highest `acked SEQ` it printed (lines written before the kill count too).
+    public func killAfterAcks(lines: Int, extraMicroseconds: UInt32) -> UInt64 {
+        var acked: UInt64 = 0
+        func note(_ line: Substring) {
+            if line.hasPrefix("acked "), let seq = UInt64(line.dropFirst(6)) { acked = max(acked, seq) }
+        }
+        for _ in 0..<lines {
+            guard let line = readLine() else { break }
+            note(Substring(line))
+        }
+        usleep(extraMicroseconds)
+        kill(SIGKILL)
+        for line in remainingOutput().split(separator: "\n") { note(line) }
+        return acked
+    }
+}

@@ -22,18 +22,10 @@ import WALTestKit
                     ]
                 )
                 // Kill at a random moment: after a random number of acknowledgements, then a random extra delay.
-                let acksBeforeKill = Int.random(in: 1...8, using: &generator)
-                var acked: UInt64 = 0
-                for _ in 0..<acksBeforeKill {
-                    guard let line = child.readLine() else { break }
-                    if line.hasPrefix("acked "), let seq = UInt64(line.dropFirst(6)) { acked = max(acked, seq) }
-                }
-                usleep(UInt32.random(in: 0...20_000, using: &generator))
-                child.kill(SIGKILL)
-                // Lines already written before the kill count as acknowledged too.
-                for line in child.remainingOutput().split(separator: "\n") where line.hasPrefix("acked ") {
-                    acked = max(acked, UInt64(line.dropFirst(6)) ?? 0)
-                }
+                let acked = child.killAfterAcks(
+                    lines: Int.random(in: 1...8, using: &generator),
+                    extraMicroseconds: UInt32.random(in: 0...20_000, using: &generator)
+                )
                 try #require(acked > recoveredEnd, "trial \(trial): the child acknowledged nothing")
 
                 let wal = try WAL.open(path: path, configuration: WALConfiguration())

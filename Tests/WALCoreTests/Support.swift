@@ -34,13 +34,3 @@ func withTemporaryDirectory<T>(_ body: (TemporaryDirectory) throws -> T) throws 
     defer { directory.remove() }
     return try body(directory)
 }
-
-let walctlPath = BuiltProducts.executable("walctl")
-
-/// Runs walctl to completion; returns exit status, stdout and stderr.
-func walctl(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-    let child = try ChildProcess(walctlPath, arguments)
-    let out = child.remainingOutput()
-    let status = child.wait()
-    return (status, out, child.standardError())
-}

@@ -14,16 +14,10 @@ import WALTestKit
         var recoveredEnd: UInt64 = 0
         for trial in 0..<6 {
             let child = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "100000000", "--threads", "2"])
-            var acked: UInt64 = 0
-            for _ in 0..<Int.random(in: 1...5, using: &generator) {
-                guard let line = child.readLine() else { break }
-                if line.hasPrefix("acked "), let seq = UInt64(line.dropFirst(6)) { acked = max(acked, seq) }
-            }
-            usleep(UInt32.random(in: 0...20_000, using: &generator))
-            child.kill(SIGKILL)
-            for line in child.remainingOutput().split(separator: "\n") where line.hasPrefix("acked ") {
-                acked = max(acked, UInt64(line.dropFirst(6)) ?? 0)
-            }
+            let acked = child.killAfterAcks(
+                lines: Int.random(in: 1...5, using: &generator),
+                extraMicroseconds: UInt32.random(in: 0...20_000, using: &generator)
+            )
             // Recovery by opening a collector, as an agent restarting would.
             let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
             let next = collector.log?.statistics.nextSeq ?? 0

@@ -44,12 +44,3 @@ func readMetrics(_ path: String, from seq: UInt64 = 1) throws -> [MetricRecord] 
     }
     return records
 }
-
-let walctlPath = BuiltProducts.executable("walctl")
-
-func walctl(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-    let child = try ChildProcess(walctlPath, arguments)
-    let out = child.remainingOutput()
-    let status = child.wait()
-    return (status, out, child.standardError())
-}

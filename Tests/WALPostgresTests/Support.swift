@@ -17,8 +17,6 @@ let hasTestServer = testServer != nil
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().path
 
-let walctlPath = BuiltProducts.executable("walctl")
-
 /// A fresh database on the test server, dropped afterwards.
 final class TestDatabase {
     let name: String
@@ -134,14 +132,4 @@ func expectExactlyOnce(
         "SELECT wal_seq FROM walctl_cursors WHERE log_id = '\(logID)' AND shipper = 'postgres'"
     )
     #expect(UInt64(cursor ?? "0") ?? 0 >= records.last?.seq ?? 0, sourceLocation: sourceLocation)
-}
-
-func walctl(
-    _ arguments: [String],
-    environment: [String: String]? = nil
-) throws -> (status: Int32, out: String, err: String) {
-    let child = try ChildProcess(walctlPath, arguments, environment: environment)
-    let out = child.remainingOutput()
-    let status = child.wait()
-    return (status, out, child.standardError())
 }

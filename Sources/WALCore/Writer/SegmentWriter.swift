@@ -24,8 +24,6 @@ final class SegmentWriter {
 
     /// Asked before a new segment is allocated; returns a reason to refuse (size budget exceeded).
     var admitNewSegment: (Int64) -> String? = { _ in nil }
-    /// Told after a segment was sealed and a new one started.
-    var didRoll: () -> Void = {}
 
     private var raw: [UInt8] = []
     private var rawCount = 0
@@ -232,7 +230,6 @@ final class SegmentWriter {
         segmentFirstSeq = firstSeq
         writeOffset = Int64(LogFormat.segmentHeaderSize)
         capacity = size
-        didRoll()
         return true
     }
 
@@ -241,10 +238,9 @@ final class SegmentWriter {
         do { try fd.dataSync() } catch { throw WALError.io("fdatasync failed", path: segmentPath, error) }
     }
 
-    /// Trims the active segment to its data (clean close).
-    func trimForClose() {
-        // The active segment keeps its preallocation so that the next writer appends without a new file; only
-        // sync it.
+    /// Syncs the active segment on a clean close. It keeps its preallocation, so that the next writer appends
+    /// without creating a file.
+    func syncForClose() {
         try? fd.dataSync()
     }
 }

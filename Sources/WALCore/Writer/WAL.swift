@@ -712,7 +712,7 @@ public final class WAL: @unchecked Sendable {
         sealer?.join()
         sealer = nil
         try? staging.sync()
-        ioLock.withLock { segments.trimForClose() }
+        ioLock.withLock { segments.syncForClose() }
         directoryLock = nil
         if let error = lock.withLock({ state.pointee.closedCount > 0 ? state.pointee.stallReason : nil }) {
             throw WALError(.io, "closed with records still in staging (\(error)); they are recovered on next open")

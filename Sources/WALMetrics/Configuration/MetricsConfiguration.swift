@@ -37,7 +37,7 @@ public struct MetricsConfiguration: Sendable {
         -> MetricsConfiguration
     {
         func value(_ name: String) -> String? {
-            guard let text = environment[name]?.trimmingSpaces(), !text.isEmpty else { return nil }
+            guard let text = environment[name]?.trimmingWhitespace(), !text.isEmpty else { return nil }
             return text
         }
         func invalid(_ name: String, _ text: String, _ accepted: String) -> MetricsError {
@@ -139,13 +139,4 @@ public func currentEnvironment() -> [String: String] {
         pointer += 1
     }
     return result
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var text = Substring(self)
-        while text.first?.isWhitespace == true { text.removeFirst() }
-        while text.last?.isWhitespace == true { text.removeLast() }
-        return String(text)
-    }
 }

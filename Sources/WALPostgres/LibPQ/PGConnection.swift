@@ -1,4 +1,5 @@
 import CLibPQ
+import WALCore
 
 #if canImport(Glibc)
 import Glibc
@@ -68,7 +69,7 @@ final class PGConnection {
     var backendPID: Int32 { PQbackendPID(handle) }
 
     var lastError: String {
-        String(cString: PQerrorMessage(handle)).trimmingCharacters()
+        String(cString: PQerrorMessage(handle)).trimmingWhitespace()
     }
 
     /// Runs SQL without parameters (may hold several statements).
@@ -138,7 +139,7 @@ final class PGConnection {
 
     private func error(from result: OpaquePointer) -> PGError {
         let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-        var message = String(cString: PQresultErrorMessage(result)).trimmingCharacters()
+        var message = String(cString: PQresultErrorMessage(result)).trimmingWhitespace()
         if message.isEmpty { message = lastError }
         return PGError(message: message, sqlState: state, connectionLost: !isConnected)
     }
@@ -171,13 +172,6 @@ final class PGResult {
 }
 
 extension String {
-    func trimmingCharacters() -> String {
-        var text = Substring(self)
-        while text.last?.isWhitespace == true { text.removeLast() }
-        while text.first?.isWhitespace == true { text.removeFirst() }
-        return String(text)
-    }
-
     func replacingAll(_ target: String, with replacement: String) -> String {
         split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
     }
