@@ -5,7 +5,8 @@ import PackageDescription
 //   C modules (CLZ4, CRdKafka, CLibPQ, CWALSupport)
 //   WALCore      the payload-agnostic segment log
 //   WALMetrics   the metrics model: emit API, catalog, record codec, swift-metrics backend
-//   WALShipping  shipper service, sink protocol, retry policy (WALPostgres: the PostgreSQL sink)
+//   WALShipping  shipper service, sink protocol, retry policy, dead-letter file
+//   WALPostgres, WALKafka   one sink each
 //   walctl       the operator's CLI
 // Each C module is imported by exactly one Swift target.
 let package = Package(
@@ -94,7 +95,11 @@ let package = Package(
 
         .target(
             name: "WALKafka",
-            dependencies: ["CRdKafka"]
+            dependencies: [
+                "CRdKafka",
+                "WALShipping",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // librdkafka's mock cluster as a process, for tests where no broker can be installed.
         .executableTarget(
@@ -115,6 +120,7 @@ let package = Package(
             dependencies: [
                 "WALCore",
                 "WALMetrics",
+                "WALKafka",
                 "WALPostgres",
                 "WALShipping",
                 "WALTestKit",
@@ -132,11 +138,11 @@ let package = Package(
         ),
         .testTarget(
             name: "WALPostgresTests",
-            dependencies: ["WALPostgres", "WALShipping", "WALMetrics", "WALTestKit", "walctl"]
+            dependencies: ["WALPostgres", "WALShipping", "WALMetrics", "WALTestKit", "walctl", "kafka-mock"]
         ),
         .testTarget(
             name: "WALKafkaTests",
-            dependencies: ["WALKafka", "WALTestKit", "kafka-mock"]
+            dependencies: ["WALKafka", "WALShipping", "WALMetrics", "WALTestKit", "kafka-mock", "walctl"]
         ),
         .testTarget(
             name: "WALMetricsTests",

@@ -48,6 +48,14 @@ public protocol MetricSink: AnyObject, Sendable {
 
     /// Closes connections. The shipper may call `committedSeq` again later, which reconnects.
     func disconnect()
+
+    /// Asks a `deliver` in progress on another thread to give up soon (shutdown). Thread-safe. After it, `deliver`
+    /// may throw; nothing is committed that was not delivered.
+    func interruptDelivery()
+}
+
+extension MetricSink {
+    public func interruptDelivery() {}
 }
 
 /// Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter").

@@ -70,7 +70,10 @@ public final class Shipper: Service, @unchecked Sendable {
     public var statistics: ShipperStatistics { state.withLock { $0 } }
 
     /// Asks the loop to stop after the batch in flight.
-    public func stop() { stopRequested.store(true, ordering: .relaxed) }
+    public func stop() {
+        stopRequested.store(true, ordering: .relaxed)
+        sink.interruptDelivery()
+    }
 
     public func run() async throws {
         try await withGracefulShutdownHandler {
@@ -109,6 +112,7 @@ public final class Shipper: Service, @unchecked Sendable {
         var pendingSkipped: [SkippedEntry] = []
         var pendingThrough: UInt64 = 0
         var firstPendingAt: UInt64?
+        let batchCap = max(1, configuration.catchUpBatchSize, configuration.batchSize)
 
         while !stopRequested.load(ordering: .relaxed) {
             do {
@@ -131,25 +135,33 @@ public final class Shipper: Service, @unchecked Sendable {
                 guard let reader = tail, let position = committed else { continue }
                 if let target = configuration.drainThroughSeq, position >= target { return }
 
-                // Read what is available, up to a batch.
-                _ = try reader.poll(maxEntries: max(1, configuration.catchUpBatchSize - pending.count)) { entry in
-                    switch entry {
-                    case .record(let seq, let bytes):
-                        switch decoder.decode(seq: seq, bytes: bytes) {
-                        case .success(let record): pending.append(record)
-                        case .failure(let failure):
-                            pendingSkipped.append(SkippedEntry(fromSeq: seq, toSeq: seq, reason: failure.description))
+                // Read what is available, up to a batch (frames come whole, so a read may overshoot: the excess
+                // waits for the next batch).
+                let room = batchCap - pending.count
+                if room > 0 {
+                    _ = try reader.poll(maxEntries: room) { entry in
+                        switch entry {
+                        case .record(let seq, let bytes):
+                            switch decoder.decode(seq: seq, bytes: bytes) {
+                            case .success(let record): pending.append(record)
+                            case .failure(let failure):
+                                pendingSkipped.append(
+                                    SkippedEntry(fromSeq: seq, toSeq: seq, reason: failure.description)
+                                )
+                            }
+                            pendingThrough = seq
+                        case .gap(let gap):
+                            pendingSkipped.append(
+                                SkippedEntry(fromSeq: gap.fromSeq, toSeq: gap.toSeq, reason: gap.reason)
+                            )
+                            pendingThrough = max(pendingThrough, gap.toSeq)
+                        case .damage(let damage):
+                            let from = damage.lostFromSeq ?? pendingThrough + 1
+                            let to = damage.lostToSeq ?? from
+                            pendingSkipped.append(SkippedEntry(fromSeq: from, toSeq: to, reason: damage.description))
+                            logger.error("damaged log region passed over", metadata: ["damage": "\(damage)"])
+                            pendingThrough = max(pendingThrough, to)
                         }
-                        pendingThrough = seq
-                    case .gap(let gap):
-                        pendingSkipped.append(SkippedEntry(fromSeq: gap.fromSeq, toSeq: gap.toSeq, reason: gap.reason))
-                        pendingThrough = max(pendingThrough, gap.toSeq)
-                    case .damage(let damage):
-                        let from = damage.lostFromSeq ?? pendingThrough + 1
-                        let to = damage.lostToSeq ?? from
-                        pendingSkipped.append(SkippedEntry(fromSeq: from, toSeq: to, reason: damage.description))
-                        logger.error("damaged log region passed over", metadata: ["damage": "\(damage)"])
-                        pendingThrough = max(pendingThrough, to)
                     }
                 }
                 let now = monotonicNow()
@@ -166,12 +178,20 @@ public final class Shipper: Service, @unchecked Sendable {
                     sleepMilliseconds(configuration.pollMilliseconds)
                     continue
                 }
-                let batch = ShipBatch(
+                // A batch never exceeds batchCap records: that bounds a transaction, and what a crash
+                // between delivery and commit can send twice.
+                var batch = ShipBatch(
                     logID: meta.logID,
                     records: pending,
                     throughSeq: pendingThrough,
                     skipped: pendingSkipped
                 )
+                if pending.count > batchCap {
+                    let cut = pending[batchCap - 1].seq
+                    batch.records = Array(pending.prefix(batchCap))
+                    batch.skipped = pendingSkipped.filter { $0.toSeq <= cut }
+                    batch.throughSeq = cut
+                }
                 try sink.deliver(batch)
                 committed = batch.throughSeq
                 attempt = 0
@@ -181,9 +201,9 @@ public final class Shipper: Service, @unchecked Sendable {
                     $0.batchesShipped += 1
                     $0.entriesSkipped += UInt64(batch.skipped.count)
                 }
-                pending.removeAll(keepingCapacity: true)
-                pendingSkipped.removeAll()
-                firstPendingAt = nil
+                pending.removeFirst(batch.records.count)
+                pendingSkipped.removeAll { $0.toSeq <= batch.throughSeq }
+                if pending.isEmpty && pendingSkipped.isEmpty { firstPendingAt = nil }
                 // The local cursor only follows the sink's (it may lag, never lead): it holds back retention.
                 try? cursors.store(sink.name, seq: batch.throughSeq)
             } catch let error as FatalSinkError {

@@ -77,6 +77,11 @@ public final class ChildProcess: @unchecked Sendable {
         return collectedErrors.data.withLock { String(decoding: $0 + rest, as: UTF8.self) }
     }
 
+    /// What the child wrote to stderr so far (it may still be running).
+    public func partialStandardError() -> String {
+        collectedErrors.data.withLock { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// All remaining stdout (call after it exited).
     public func remainingOutput() -> String {
         var lines: [String] = []

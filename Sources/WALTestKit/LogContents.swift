@@ -1,4 +1,5 @@
 import WALCore
+import WALMetrics
 
 /// Everything a reader returns from a log, collected for assertions.
 public struct LogContents: Sendable {
@@ -39,4 +40,14 @@ public func testRecord(_ value: UInt64, size: Int = 100) -> [UInt8] {
         bytes[index] = UInt8(truncatingIfNeeded: state)
     }
     return bytes
+}
+
+/// Every metric record of the log at `path`, decoded, in order.
+public func logRecords(_ path: String) throws -> [MetricRecord] {
+    var records: [MetricRecord] = []
+    try MetricsReader(path: path).read { entry in
+        if case .metric(let record) = entry { records.append(record) }
+        return true
+    }
+    return records
 }

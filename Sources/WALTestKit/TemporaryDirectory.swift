@@ -75,3 +75,13 @@ public enum Shell {
         return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
     }
 }
+
+/// Polls a condition every 20 ms until it holds or the time is up; returns whether it held.
+public func waitFor(seconds: Double = 20, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
+}

@@ -2,8 +2,10 @@
 //
 //   kafka-mock [--brokers N] [--bootstrap-file PATH]
 //
-// Prints the bootstrap servers on stdout (and writes them, atomically, to PATH), then waits. Exit codes: 0 after a
-// signal; 1 when the cluster cannot start; 2 on usage errors.
+// Prints the bootstrap servers on stdout (and writes them, atomically, to PATH), then waits. Tests take the
+// cluster down and back with signals: SIGUSR1 sets every broker down (connections closed and refused), SIGUSR2 sets
+// them up again; each prints `down` or `up` on stdout once done. Exit codes: 0 after SIGTERM or SIGINT; 1 when the
+// cluster cannot start; 2 on usage errors.
 import Foundation
 import WALKafka
 
@@ -26,7 +28,7 @@ while let argument = arguments.popFirst() {
         guard let value = arguments.popFirst() else { fail("--bootstrap-file takes a path", code: 2) }
         bootstrapFile = value
     case "--help", "-h":
-        print("usage: kafka-mock [--brokers N] [--bootstrap-file PATH]")
+        print("usage: kafka-mock [--brokers N] [--bootstrap-file PATH]   (SIGUSR1: brokers down, SIGUSR2: up)")
         exit(0)
     default:
         fail("unknown argument \(argument)", code: 2)
@@ -38,6 +40,8 @@ var signals = sigset_t()
 sigemptyset(&signals)
 sigaddset(&signals, SIGTERM)
 sigaddset(&signals, SIGINT)
+sigaddset(&signals, SIGUSR1)
+sigaddset(&signals, SIGUSR2)
 pthread_sigmask(SIG_BLOCK, &signals, nil)
 
 let cluster: KafkaMockCluster
@@ -58,6 +62,19 @@ if let bootstrapFile {
 FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
 
 var received: Int32 = 0
-sigwait(&signals, &received)
-withExtendedLifetime(cluster) {}
-exit(0)
+while sigwait(&signals, &received) == 0 {
+    switch received {
+    case SIGUSR1, SIGUSR2:
+        let up = received == SIGUSR2
+        do {
+            for broker in 1...Int32(brokers) { try cluster.setBroker(broker, up: up) }
+            FileHandle.standardOutput.write(Data((up ? "up\n" : "down\n").utf8))
+        } catch {
+            FileHandle.standardError.write(Data("kafka-mock: \(error)\n".utf8))
+        }
+    default:
+        withExtendedLifetime(cluster) {}
+        exit(0)
+    }
+}
+exit(1)

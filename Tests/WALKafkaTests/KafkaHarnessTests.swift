@@ -2,18 +2,6 @@ import Foundation
 import Testing
 import WALTestKit
 
-/// The bootstrap servers of the test cluster: the mock started by tools/test.sh, or a real broker when
-/// KAFKA_BOOTSTRAP_SERVERS was given. A test without it is reported as skipped.
-let bootstrap = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"]
-let kafkaMockPath = BuiltProducts.executable("kafka-mock")
-
-/// Runs kcat (an independent Kafka client) with a time limit; returns status and stdout.
-func kcat(_ arguments: [String], input: String? = nil) throws -> (status: Int32, out: String) {
-    let child = try ChildProcess("/usr/bin/timeout", ["30", "/usr/bin/kcat"] + arguments, input: input)
-    let out = child.remainingOutput()
-    return (child.wait(), out)
-}
-
 @Suite struct KafkaHarnessTests {
     @Test(.enabled(if: bootstrap != nil, "needs KAFKA_BOOTSTRAP_SERVERS (tools/test.sh starts the mock cluster)"))
     func messagesProducedByKcatAreConsumedBackInOrder() throws {

@@ -118,13 +118,3 @@ extension PostgresTests {
         }
     }
 }
-
-/// Polls a condition every 20 ms until it holds (or the time is up).
-func waitFor(seconds: Double = 20, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(20_000)
-    }
-    return condition()
-}

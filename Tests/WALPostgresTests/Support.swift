@@ -90,16 +90,6 @@ func drain(_ path: String, into database: TestDatabase, batchSize: Int = 100) th
     return shipper.statistics
 }
 
-/// Every record of the log, decoded.
-func logRecords(_ path: String) throws -> [MetricRecord] {
-    var records: [MetricRecord] = []
-    try MetricsReader(path: path).read { entry in
-        if case .metric(let record) = entry { records.append(record) }
-        return true
-    }
-    return records
-}
-
 /// Checks that the database holds every record of the log exactly once, field for field.
 func expectExactlyOnce(
     _ path: String,

@@ -21,10 +21,12 @@ public final class KafkaMockCluster {
         guard brokers >= 1, brokers <= 16 else { throw Failure(description: "brokers must be between 1 and 16") }
         var errorText = [CChar](repeating: 0, count: 512)
         guard let configuration = rd_kafka_conf_new() else { throw Failure(description: "rd_kafka_conf_new failed") }
+        // The host client has no bootstrap servers of its own; keep its warning about that quiet.
+        _ = rd_kafka_conf_set(configuration, "log_level", "3", &errorText, errorText.count)
         // The mock cluster needs a client instance to live in; it is otherwise unused.
         guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, configuration, &errorText, errorText.count) else {
             rd_kafka_conf_destroy(configuration)
-            throw Failure(description: "rd_kafka_new: \(String(cString: errorText))")
+            throw Failure(description: "rd_kafka_new: \(bufferText(errorText))")
         }
         guard let cluster = rd_kafka_mock_cluster_new(handle, Int32(brokers)) else {
             rd_kafka_destroy(handle)

@@ -30,15 +30,17 @@ public enum Envelope {
         return RecordCodec.formatUUID(high, low)
     }
 
-    /// Appends the envelope JSON of `record` (no trailing newline) to `output`.
+    /// Appends the envelope JSON of `record` (no trailing newline) to `output`. `eventID`, when given, must be
+    /// `eventID(logID:seq:)` of the record (a caller that needs it too computes it once).
     public static func render(
         _ record: MetricRecord,
         logID: LogID,
         sourceService: String = defaultSourceService,
+        eventID precomputed: String? = nil,
         into output: inout [UInt8]
     ) {
         output.append(contentsOf: #"{"event_type":"metric.recorded","event_version":"v1","event_id":""#.utf8)
-        output.append(contentsOf: eventID(logID: logID, seq: record.seq).utf8)
+        output.append(contentsOf: (precomputed ?? eventID(logID: logID, seq: record.seq)).utf8)
         output.append(contentsOf: #"","timestamp":""#.utf8)
         appendTimestamp(record.timestampNanos, into: &output)
         output.append(contentsOf: #"","source_service":"#.utf8)

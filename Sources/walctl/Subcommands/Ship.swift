@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import WALCore
+import WALKafka
 import WALMetrics
 import WALPostgres
 import WALShipping
@@ -10,21 +11,37 @@ import WALShipping
 /// `walctl ship`: the shippers as a sidecar over a log another process writes.
 struct Ship: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Ship a log to PostgreSQL (exactly once), as a sidecar.",
+        abstract: "Ship a log to PostgreSQL (exactly once) and Kafka (at least once, with event ids), as a sidecar.",
         discussion: """
-            Tails the log from the position committed in the sink, and delivers every metric record. Each shipper
-            has its own cursor: in PostgreSQL (walctl_cursors, committed in the same transaction as the rows) and a
-            local copy in the log's cursors/ folder, which holds back retention. Transient failures (database down,
-            connection dropped) are retried with backoff forever while the log accumulates. SIGTERM and SIGINT shut
-            down gracefully after the batch in flight.
+            Tails the log and delivers every metric record to each configured sink, independently: one shipper per
+            sink, each on its own thread with its own cursor, so a sink that is down never slows the other.
 
-            --drain exits 0 once everything sealed in the log when it started is committed.
+            PostgreSQL: exactly once. The cursor is a row in walctl_cursors, committed in the same transaction as
+            the rows.
 
-            Exit codes: 0 drained or shut down; 1 a fatal error (e.g. a schema newer than this walctl); 2 usage.
+            Kafka: at least once, with idempotency keys. Topics {prefix}.{category}.v1; key: the agent id; value:
+            the OnexEnvelopeV1 JSON; headers log_id, wal_seq, event_id, metric_type. After every message of a
+            batch is acknowledged (acks=all, idempotent producer), the position is committed to Kafka as an offset
+            commit of the group walctl-ship-{log id} on the topic walctl.cursors.v1. A crash between the two
+            re-sends that batch with the same event_ids. Records Kafka refuses for good (too large) go to
+            {dir}/dead-letters/kafka.jsonl with the reason. librdkafka properties pass through with
+            --kafka-property or KAFKA_PROPERTY_* variables (KAFKA_PROPERTY_SASL_MECHANISM=PLAIN); secrets are
+            never logged.
+
+            Each shipper also keeps a local copy of its position in the log's cursors/ folder, which holds back
+            retention. Transient failures (sink down, connection dropped) are retried with backoff forever while
+            the log accumulates. SIGTERM and SIGINT shut down gracefully after the batch in flight.
+
+            --drain exits 0 once everything sealed in the log when it started is committed to every sink.
+
+            Exit codes: 0 drained or shut down; 1 a fatal error (a schema newer than this walctl, a bad Kafka
+            property, a cursor group holding another log's cursor); 2 usage.
 
             Examples:
               walctl ship --dir /var/lib/agent/metrics --postgres "host=db user=metrics dbname=metrics sslmode=require"
-              DATABASE_URL=postgres://metrics@db/metrics walctl ship --dir ./log --drain
+              walctl ship --dir ./log --kafka broker1:9092,broker2:9092 --postgres "$DATABASE_URL"
+              KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL walctl ship --dir ./log --kafka b:9093 \\
+                  --kafka-property sasl.mechanism=SCRAM-SHA-512 --kafka-property sasl.username=metrics --drain
             """
     )
 
@@ -34,8 +51,32 @@ struct Ship: AsyncParsableCommand {
     @Option(help: "PostgreSQL conninfo or URL (default: $DATABASE_URL).")
     var postgres: String?
 
+    @Option(help: "Kafka bootstrap servers, host:port,... (default: $KAFKA_BOOTSTRAP_SERVERS when no sink is given).")
+    var kafka: String?
+
+    @Option(
+        name: .customLong("kafka-property"),
+        help: ArgumentHelp(
+            "A librdkafka property, name=value (repeatable; a kafka. prefix is dropped).",
+            valueName: "name=value"
+        )
+    )
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Kafka topic prefix: topics are {prefix}.{category}.v1.")
+    var kafkaTopicPrefix = "agent.metrics"
+
+    @Option(help: "Consumer group holding the Kafka cursor (default: walctl-ship-{log id}).")
+    var kafkaGroup: String?
+
+    @Option(help: "Kafka compression: lz4, snappy, zstd, gzip or none (default: $KAFKA_METRICS_COMPRESSION or lz4).")
+    var kafkaCompression: String?
+
     @Flag(help: "Exit once everything in the log at start is committed.")
     var drain = false
+
+    @Option(help: "Records per batch when catching up on a backlog (default 10000).")
+    var maxBatchSize: Int?
 
     @Option(help: "Records per batch (default: $METRICS_BATCH_SIZE or 100).")
     var batchSize: Int?
@@ -43,10 +84,30 @@ struct Ship: AsyncParsableCommand {
     @Option(help: "Longest wait before a partial batch ships, ms (default: $METRICS_FLUSH_INTERVAL_MS or 1000).")
     var flushIntervalMs: Int?
 
-    var conninfo: String? { postgres ?? ProcessInfo.processInfo.environment["DATABASE_URL"] }
+    /// Explicit sinks win; with none given, the environment's (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS).
+    var conninfo: String? {
+        if let postgres { return postgres }
+        return kafka == nil ? ProcessInfo.processInfo.environment["DATABASE_URL"] : nil
+    }
+
+    var bootstrap: String? {
+        if let kafka { return kafka }
+        return postgres == nil ? ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] : nil
+    }
 
     func validate() throws {
-        guard conninfo != nil else { throw ValidationError("give --postgres CONNINFO (or set DATABASE_URL)") }
+        guard conninfo != nil || bootstrap != nil else {
+            throw ValidationError(
+                "give --postgres CONNINFO and/or --kafka BOOTSTRAP (or set DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS)"
+            )
+        }
+        for assignment in kafkaProperties where KafkaProperty(assignment: assignment) == nil {
+            throw ValidationError("--kafka-property takes name=value, not \"\(assignment)\"")
+        }
+        if let kafkaCompression, !["lz4", "snappy", "zstd", "gzip", "none"].contains(kafkaCompression) {
+            throw ValidationError("--kafka-compression takes lz4, snappy, zstd, gzip or none")
+        }
+        if let maxBatchSize, maxBatchSize < 1 { throw ValidationError("--max-batch-size must be positive") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be positive") }
         if let flushIntervalMs, flushIntervalMs < 1 { throw ValidationError("--flush-interval-ms must be positive") }
     }
@@ -67,6 +128,7 @@ struct Ship: AsyncParsableCommand {
         settings.batchSize = batchSize ?? environment["METRICS_BATCH_SIZE"].flatMap(Int.init) ?? 100
         settings.flushIntervalMilliseconds =
             flushIntervalMs ?? environment["METRICS_FLUSH_INTERVAL_MS"].flatMap(Int.init) ?? 1000
+        if let maxBatchSize { settings.catchUpBatchSize = maxBatchSize }
         if drain {
             settings.drainThroughSeq = (try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0
         }
@@ -74,6 +136,23 @@ struct Ship: AsyncParsableCommand {
         var shippers: [Shipper] = []
         if let conninfo {
             let sink = PostgresSink(configuration: PostgresSinkConfiguration(conninfo: conninfo), logger: logger)
+            let shipper = Shipper(directory: dir, sink: sink, configuration: settings, logger: logger)
+            shippers.append(shipper)
+            services.append(
+                .init(service: shipper, successTerminationBehavior: drain ? .ignore : .gracefullyShutdownGroup)
+            )
+        }
+        if let bootstrap {
+            var kafkaSettings = KafkaSinkConfiguration(
+                bootstrapServers: bootstrap,
+                deadLetterFile: KafkaSinkConfiguration.defaultDeadLetterFile(directory: dir)
+            )
+            kafkaSettings.topicPrefix = kafkaTopicPrefix
+            kafkaSettings.groupID = kafkaGroup
+            kafkaSettings.apply(environment: environment)
+            if let kafkaCompression { kafkaSettings.compression = kafkaCompression }
+            kafkaSettings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
+            let sink = KafkaSink(configuration: kafkaSettings, logger: logger)
             let shipper = Shipper(directory: dir, sink: sink, configuration: settings, logger: logger)
             shippers.append(shipper)
             services.append(
@@ -95,6 +174,7 @@ struct Ship: AsyncParsableCommand {
                 "walctl ship: \(shipper.sink.name): committed through \(statistics.committedSeq), "
                     + "\(statistics.recordsShipped) records in \(statistics.batchesShipped) batches, "
                     + "\(statistics.entriesSkipped) skipped, \(statistics.retries) retries"
+                    + ((shipper.sink as? KafkaSink).map { ", \($0.statistics.deadLettered) dead-lettered" } ?? "")
             )
         }
     }

@@ -1,0 +1,393 @@
+import CRdKafka
+import Logging
+import Synchronization
+import WALCore
+import WALMetrics
+import WALShipping
+
+/// The counters of a Kafka sink.
+public struct KafkaSinkStatistics: Sendable, Equatable {
+    /// Messages acknowledged by the brokers (`acks=all`), duplicates of retried batches included.
+    public var messagesDelivered: UInt64 = 0
+    /// Records written to the dead-letter file because Kafka refused them for good (too large).
+    public var deadLettered: UInt64 = 0
+    /// Times the producer was rebuilt after a fatal error.
+    public var producerRebuilds: UInt64 = 0
+    /// Cursor commits to Kafka.
+    public var cursorCommits: UInt64 = 0
+}
+
+/// Delivers metric records to Kafka, at least once with idempotency keys.
+///
+/// - Each record becomes one message on `{prefix}.{category}.v1`: the `OnexEnvelopeV1` JSON as value, the agent
+///   id as key (an agent's records keep their order within a partition), headers `log_id`, `wal_seq`, `event_id`,
+///   `metric_type`, and the emit time as the message timestamp. `event_id` is the UUIDv5 of (log id, seq): a
+///   re-sent record carries the same id.
+/// - The producer runs with `acks=all` and `enable.idempotence=true`, so librdkafka's own retries neither lose nor
+///   duplicate nor reorder messages.
+/// - After every message of a batch is acknowledged, the batch's last sequence number is committed to Kafka as a
+///   consumer-group offset commit (see `KafkaCursor`); on start it is read back from there. A crash between the
+///   acknowledgements and the commit re-sends that one batch, with the same event ids.
+/// - A record the brokers refuse for good (`MSG_SIZE_TOO_LARGE`) goes to the dead-letter file with the reason,
+///   as do gaps and damaged regions of the log; everything else is retried.
+/// - A fatal producer error (the idempotent producer can no longer guarantee order) rebuilds the producer, which
+///   resumes from the committed cursor.
+///
+/// Blocking: the shipper calls it from its own thread, which also serves librdkafka's delivery reports
+/// (`rd_kafka_poll`), never the cooperative pool. Not thread-safe, except `interruptDelivery` and `statistics`.
+public final class KafkaSink: MetricSink, @unchecked Sendable {
+    public let configuration: KafkaSinkConfiguration
+    public var name: String { configuration.shipperName }
+    private let logger: Logger
+    private var producer: RDKafkaClient?
+    private var producerFailed = false
+    private var cursorClient: RDKafkaClient?
+    private var cursorGroup: String?
+    private var topicsEnsured = false
+    private let deadLetters: DeadLetterFile
+    private let interrupted = Atomic<Bool>(false)
+    private let counters = Mutex(KafkaSinkStatistics())
+    /// NUL-terminated topic names by category.
+    private let topicNames: [MetricCategory: [CChar]]
+
+    public init(configuration: KafkaSinkConfiguration, logger: Logger = Logger(label: "walctl.kafka")) {
+        self.configuration = configuration
+        self.logger = logger
+        self.deadLetters = DeadLetterFile(path: configuration.deadLetterFile)
+        var names: [MetricCategory: [CChar]] = [:]
+        for category in MetricCategory.allCases {
+            names[category] = Array(configuration.topic(for: category).utf8CString)
+        }
+        self.topicNames = names
+    }
+
+    public var statistics: KafkaSinkStatistics { counters.withLock { $0 } }
+
+    // MARK: - Clients
+
+    private func activeProducer() throws -> RDKafkaClient {
+        if let producer, !producerFailed { return producer }
+        if producer != nil {
+            counters.withLock { $0.producerRebuilds += 1 }
+            logger.warning("the Kafka producer hit a fatal error; it is rebuilt and resumes from the committed cursor")
+        }
+        producer = nil
+        producerFailed = false
+        do {
+            let fresh = try RDKafkaClient.make(
+                RD_KAFKA_PRODUCER,
+                properties: configuration.producerProperties(),
+                logger: logger
+            )
+            producer = fresh
+            logger.info(
+                "Kafka producer started",
+                metadata: ["properties": "\(configuration.redactedProperties.joined(separator: " "))"]
+            )
+            return fresh
+        } catch {
+            throw FatalSinkError(error.message)
+        }
+    }
+
+    private func activeCursorClient(logID: LogID) throws -> RDKafkaClient {
+        let group = configuration.group(for: logID)
+        if let cursorClient, cursorGroup == group { return cursorClient }
+        do {
+            let client = try RDKafkaClient.make(
+                RD_KAFKA_CONSUMER,
+                properties: configuration.cursorClientProperties(group: group),
+                logger: logger
+            )
+            cursorClient = client
+            cursorGroup = group
+            return client
+        } catch {
+            throw FatalSinkError(error.message)
+        }
+    }
+
+    /// Creates missing category topics and the cursor topic when allowed (3 partitions, 7 days, the producer's
+    /// compression); otherwise relies on existing topics or broker auto-creation. The cursor topic must exist in
+    /// the end.
+    private func ensureTopics(_ producer: RDKafkaClient) throws {
+        guard !topicsEnsured else { return }
+        let timeout = configuration.requestTimeoutMilliseconds
+        let cluster = try producer.clusterMetadata(timeoutMilliseconds: timeout)
+        let wanted = MetricCategory.allCases.map { configuration.topic(for: $0) } + [configuration.cursorTopic]
+        let missing = wanted.filter { !cluster.topics.contains($0) }
+        if configuration.createTopics && !missing.isEmpty {
+            let controller = producer.controllerID(timeoutMilliseconds: timeout)
+            if cluster.brokers.contains(controller) {
+                createTopics(missing, producer)
+            } else {
+                logger.notice(
+                    "the cluster names no usable controller; relying on broker auto-creation for missing topics",
+                    metadata: ["controller": "\(controller)", "missing": "\(missing.joined(separator: ","))"]
+                )
+            }
+        }
+        if !cluster.topics.contains(configuration.cursorTopic) {
+            // Created above, or auto-created by this metadata request where the brokers allow it.
+            let state = producer.topicMetadata(configuration.cursorTopic, timeoutMilliseconds: timeout)
+            guard state == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                throw KafkaError(
+                    state,
+                    "the cursor topic \(configuration.cursorTopic) does not exist and cannot be created "
+                        + "(create it with 1 partition, or allow topic creation)"
+                )
+            }
+        }
+        topicsEnsured = true
+    }
+
+    private func createTopics(_ names: [String], _ producer: RDKafkaClient) {
+        let metricTopics = names.filter { $0 != configuration.cursorTopic }
+        var outcomes: [RDKafkaClient.TopicCreation] = []
+        do {
+            if !metricTopics.isEmpty {
+                outcomes += try producer.createTopics(
+                    metricTopics,
+                    partitions: configuration.topicPartitions,
+                    replicationFactor: configuration.topicReplicationFactor,
+                    configuration: [
+                        ("retention.ms", "\(configuration.topicRetentionMilliseconds)"),
+                        (
+                            "compression.type",
+                            configuration.compression == "none" ? "producer" : configuration.compression
+                        ),
+                        ("cleanup.policy", "delete"),
+                    ],
+                    timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+                )
+            }
+            if names.contains(configuration.cursorTopic) {
+                outcomes += try producer.createTopics(
+                    [configuration.cursorTopic],
+                    partitions: 1,
+                    replicationFactor: configuration.topicReplicationFactor,
+                    configuration: [],
+                    timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+                )
+            }
+        } catch {
+            logger.notice(
+                "topic creation not available; relying on existing topics or broker auto-creation",
+                metadata: ["error": "\(error.message)"]
+            )
+        }
+        for outcome in outcomes {
+            switch outcome.error {
+            case RD_KAFKA_RESP_ERR_NO_ERROR:
+                logger.info("created Kafka topic", metadata: ["topic": "\(outcome.topic)"])
+            case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
+                break
+            default:
+                logger.warning(
+                    "cannot create Kafka topic; relying on the broker",
+                    metadata: ["topic": "\(outcome.topic)", "error": "\(outcome.message)"]
+                )
+            }
+        }
+    }
+
+    // MARK: - MetricSink
+
+    public func committedSeq(logID: LogID) throws -> UInt64 {
+        let producer = try activeProducer()
+        try ensureTopics(producer)
+        let client = try activeCursorClient(logID: logID)
+        guard
+            let committed = try client.committedOffset(
+                topic: configuration.cursorTopic,
+                timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+            )
+        else { return 0 }
+        let group = configuration.group(for: logID)
+        guard let cursor = KafkaCursor(offset: committed.offset, metadata: committed.metadata) else {
+            throw FatalSinkError(
+                "consumer group \(group) has offset \(committed.offset) on \(configuration.cursorTopic) that is not "
+                    + "a walctl cursor (metadata \"\(committed.metadata.prefix(200))\"); give another group id"
+            )
+        }
+        guard cursor.logID == logID.description else {
+            throw FatalSinkError(
+                "consumer group \(group) holds the cursor of log \(cursor.logID), not of this log (\(logID)); "
+                    + "give another group id"
+            )
+        }
+        return cursor.seq
+    }
+
+    public func deliver(_ batch: ShipBatch) throws {
+        let producer = try activeProducer()
+        try ensureTopics(producer)
+        let logID = batch.logID
+        let logIDText = logID.description
+        producer.beginBatch()
+        var rejected: [(index: Int, reason: String)] = []
+        var envelope: [UInt8] = []
+        envelope.reserveCapacity(512)
+        for (index, record) in batch.records.enumerated() {
+            let eventID = Envelope.eventID(logID: logID, seq: record.seq)
+            envelope.removeAll(keepingCapacity: true)
+            Envelope.render(
+                record,
+                logID: logID,
+                sourceService: configuration.sourceService,
+                eventID: eventID,
+                into: &envelope
+            )
+            let topic = topicNames[record.category] ?? topicNames[.custom] ?? []
+            let headers = [
+                RDKafkaHeader(name: "log_id", value: logIDText),
+                RDKafkaHeader(name: "wal_seq", value: String(record.seq)),
+                RDKafkaHeader(name: "event_id", value: eventID),
+                RDKafkaHeader(name: "metric_type", value: record.type.description),
+            ]
+            var key = record.agentID ?? ""
+            let error = topic.withUnsafeBufferPointer { topicName in
+                guard let topicPointer = topicName.baseAddress else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
+                return envelope.withUnsafeBytes { value in
+                    key.withUTF8 { keyBytes in
+                        producer.produce(
+                            topic: topicPointer,
+                            key: record.agentID == nil ? nil : UnsafeRawBufferPointer(keyBytes),
+                            value: value,
+                            headers: headers,
+                            timestampMilliseconds: record.timestampNanos / 1_000_000,
+                            index: index
+                        )
+                    }
+                }
+            }
+            guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                if Self.isPermanent(error) {
+                    rejected.append((index, String(cString: rd_kafka_err2str(error))))
+                    continue
+                }
+                producer.purge()
+                if let fatal = producer.fatalError {
+                    producerFailed = true
+                    throw fatal
+                }
+                throw KafkaError(error, "producing to \(configuration.topic(for: record.category))")
+            }
+        }
+
+        // Serve delivery reports on this (the shipper's) thread until every message has one.
+        let deadline = monotonicNanos() + UInt64(configuration.messageTimeoutMilliseconds + 10_000) * 1_000_000
+        let complete = producer.awaitDeliveries(
+            deadlineNanos: deadline,
+            now: { monotonicNanos() },
+            interrupted: { interrupted.load(ordering: .relaxed) }
+        )
+        if let fatal = producer.fatalError {
+            producerFailed = true
+            throw fatal
+        }
+        guard complete else {
+            producer.purge()
+            let reason = interrupted.load(ordering: .relaxed) ? "shutting down" : "delivery reports overdue"
+            throw KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "batch not delivered: \(reason)")
+        }
+        for failure in producer.context.failures {
+            if Self.isPermanent(failure.error) {
+                rejected.append((failure.index, String(cString: rd_kafka_err2str(failure.error))))
+            } else {
+                let detail = producer.context.lastError.withLock { $0 }.map { " (\($0))" } ?? ""
+                throw KafkaError(
+                    failure.error,
+                    "delivery of \(producer.context.failures.count) messages failed\(detail)"
+                )
+            }
+        }
+        let delivered = batch.records.count - rejected.count
+        try keepDeadLetters(batch, rejected: rejected)
+
+        let client = try activeCursorClient(logID: logID)
+        try client.commitOffset(
+            topic: configuration.cursorTopic,
+            offset: Int64(batch.throughSeq),
+            metadata: KafkaCursor(logID: logIDText, seq: batch.throughSeq).metadata
+        )
+        counters.withLock {
+            $0.messagesDelivered += UInt64(delivered)
+            $0.deadLettered += UInt64(rejected.count)
+            $0.cursorCommits += 1
+        }
+    }
+
+    public func disconnect() {
+        // librdkafka reconnects by itself; only a producer in a fatal state is replaced (on the next call).
+        if producerFailed, producer != nil {
+            producer = nil
+            counters.withLock { $0.producerRebuilds += 1 }
+            logger.warning("the Kafka producer hit a fatal error; it is rebuilt and resumes from the committed cursor")
+        }
+    }
+
+    public func interruptDelivery() {
+        interrupted.store(true, ordering: .relaxed)
+    }
+
+    /// Makes the producer fail as librdkafka does when idempotence can no longer be guaranteed (tests).
+    func raiseFatalErrorForTesting() {
+        if let producer {
+            rd_kafka_test_fatal_error(
+                producer.handle,
+                RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                "raised by a test"
+            )
+        }
+    }
+
+    // MARK: - Dead letters
+
+    /// Errors no retry fixes: the record itself is refused.
+    static func isPermanent(_ error: rd_kafka_resp_err_t) -> Bool {
+        error == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || error == RD_KAFKA_RESP_ERR_INVALID_RECORD
+    }
+
+    private func keepDeadLetters(_ batch: ShipBatch, rejected: [(index: Int, reason: String)]) throws {
+        guard !rejected.isEmpty || !batch.skipped.isEmpty else { return }
+        let now = Int64(bitPattern: wallClockNanos())
+        var lines: [[UInt8]] = []
+        for entry in rejected.sorted(by: { $0.index < $1.index }) where entry.index < batch.records.count {
+            let record = batch.records[entry.index]
+            var line: [UInt8] = []
+            line.append(contentsOf: #"{"log_id":""#.utf8)
+            line.append(contentsOf: batch.logID.description.utf8)
+            line.append(contentsOf: #"","wal_seq":\#(record.seq),"topic":"#.utf8)
+            Envelope.appendJSONString(configuration.topic(for: record.category), into: &line)
+            line.append(contentsOf: #","reason":"#.utf8)
+            Envelope.appendJSONString(entry.reason, into: &line)
+            line.append(contentsOf: #","at":""#.utf8)
+            Envelope.appendTimestamp(now, into: &line)
+            line.append(contentsOf: #"","envelope":"#.utf8)
+            Envelope.render(record, logID: batch.logID, sourceService: configuration.sourceService, into: &line)
+            line.append(0x7D)
+            lines.append(line)
+            logger.error(
+                "record refused by Kafka; written to the dead-letter file",
+                metadata: ["wal_seq": "\(record.seq)", "reason": "\(entry.reason)", "file": "\(deadLetters.path)"]
+            )
+        }
+        for skipped in batch.skipped {
+            var line: [UInt8] = []
+            line.append(contentsOf: #"{"log_id":""#.utf8)
+            line.append(contentsOf: batch.logID.description.utf8)
+            line.append(contentsOf: #"","from_seq":\#(skipped.fromSeq),"to_seq":\#(skipped.toSeq),"reason":"#.utf8)
+            Envelope.appendJSONString(skipped.reason, into: &line)
+            line.append(contentsOf: #","at":""#.utf8)
+            Envelope.appendTimestamp(now, into: &line)
+            line.append(contentsOf: #""}"#.utf8)
+            lines.append(line)
+        }
+        try deadLetters.append(lines)
+    }
+}
+
+extension MetricRecord {
+    var category: MetricCategory { MetricCategory(metricName: name) }
+}

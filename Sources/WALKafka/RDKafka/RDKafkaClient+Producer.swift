@@ -1,0 +1,219 @@
+import CRdKafka
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A message header for `produce`.
+struct RDKafkaHeader {
+    /// A NUL-terminated static name.
+    var name: StaticString
+    var value: String
+}
+
+extension RDKafkaClient {
+    /// Starts counting delivery reports for a new batch; reports of earlier batches are ignored from now on.
+    func beginBatch() {
+        context.batch &+= 1
+        context.outstanding = 0
+        context.failures.removeAll(keepingCapacity: true)
+    }
+
+    /// Enqueues one message (copied) of the current batch, tagged with `index`. Waits (serving delivery reports)
+    /// while librdkafka's queue is full. Returns the error when librdkafka refuses the message outright (for
+    /// example `MSG_SIZE_TOO_LARGE`).
+    ///
+    /// The corresponding C function is `rd_kafka_produceva`.
+    func produce(
+        topic: UnsafePointer<CChar>,
+        key: UnsafeRawBufferPointer?,
+        value: UnsafeRawBufferPointer,
+        headers: [RDKafkaHeader],
+        timestampMilliseconds: Int64,
+        index: Int
+    ) -> rd_kafka_resp_err_t {
+        var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 6 + headers.count)
+        vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
+        vus[0].u.cstr = topic
+        vus[1].vtype = RD_KAFKA_VTYPE_VALUE
+        vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+        vus[1].u.mem.size = value.count
+        vus[2].vtype = RD_KAFKA_VTYPE_KEY
+        vus[2].u.mem.ptr = key.flatMap { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
+        vus[2].u.mem.size = key?.count ?? 0
+        vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+        vus[3].u.i = RD_KAFKA_MSG_F_COPY
+        vus[4].vtype = RD_KAFKA_VTYPE_OPAQUE
+        vus[4].u.ptr = messageOpaque(batch: context.batch, index: index)
+        vus[5].vtype = RD_KAFKA_VTYPE_TIMESTAMP
+        vus[5].u.i64 = timestampMilliseconds
+        return withHeaderValues(headers, 0, &vus) { vus in
+            while true {
+                let error = vus.withUnsafeBufferPointer { rd_kafka_produceva(handle, $0.baseAddress, $0.count) }
+                guard let error else {
+                    context.outstanding += 1
+                    return RD_KAFKA_RESP_ERR_NO_ERROR
+                }
+                let code = rd_kafka_error_code(error)
+                rd_kafka_error_destroy(error)
+                guard code == RD_KAFKA_RESP_ERR__QUEUE_FULL else { return code }
+                rd_kafka_poll(handle, 10)
+            }
+        }
+    }
+
+    /// Fills the header entries (which must stay valid during the call) one at a time, then runs `body`.
+    private func withHeaderValues<R>(
+        _ headers: [RDKafkaHeader],
+        _ position: Int,
+        _ vus: inout [rd_kafka_vu_t],
+        _ body: (inout [rd_kafka_vu_t]) -> R
+    ) -> R {
+        guard position < headers.count else { return body(&vus) }
+        var value = headers[position].value
+        return value.withUTF8 { bytes in
+            let slot = 6 + position
+            vus[slot].vtype = RD_KAFKA_VTYPE_HEADER
+            vus[slot].u.header.name = UnsafeRawPointer(headers[position].name.utf8Start)
+                .assumingMemoryBound(to: CChar.self)
+            vus[slot].u.header.val = UnsafeRawPointer(bytes.baseAddress)
+            vus[slot].u.header.size = bytes.count
+            return withHeaderValues(headers, position + 1, &vus, body)
+        }
+    }
+
+    /// Serves delivery reports until every message of the batch has one, the deadline passes, or `interrupted`
+    /// says so. Returns whether all reports arrived.
+    func awaitDeliveries(deadlineNanos: UInt64, now: () -> UInt64, interrupted: () -> Bool) -> Bool {
+        while context.outstanding > 0 {
+            if now() >= deadlineNanos || interrupted() { return false }
+            rd_kafka_poll(handle, 50)
+        }
+        return true
+    }
+
+    /// Drops queued and in-flight messages (their reports say `_PURGE_QUEUE` / `_PURGE_INFLIGHT`, and are
+    /// ignored once a new batch begins). Messages already on the wire may still be written by the broker.
+    func purge() {
+        rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+        rd_kafka_poll(handle, 0)
+    }
+
+    // MARK: - Topics
+
+    /// The outcome of creating one topic.
+    struct TopicCreation {
+        var topic: String
+        var error: rd_kafka_resp_err_t
+        var message: String
+    }
+
+    /// Creates topics with the admin API. Throws when the request as a whole fails (for example a broker
+    /// without CreateTopics); otherwise returns each topic's outcome (`TOPIC_ALREADY_EXISTS` included).
+    ///
+    /// The corresponding C function is `rd_kafka_CreateTopics`.
+    func createTopics(
+        _ names: [String],
+        partitions: Int32,
+        replicationFactor: Int32,
+        configuration: [(String, String)],
+        timeoutMilliseconds: Int32
+    ) throws(KafkaError) -> [TopicCreation] {
+        var errorText = [CChar](repeating: 0, count: 512)
+        var newTopics: [OpaquePointer?] = []
+        defer { for topic in newTopics { rd_kafka_NewTopic_destroy(topic) } }
+        for name in names {
+            guard let topic = rd_kafka_NewTopic_new(name, partitions, replicationFactor, &errorText, errorText.count)
+            else { throw KafkaError(message: "topic \(name): \(bufferText(errorText))", fatal: true) }
+            newTopics.append(topic)
+            for (key, value) in configuration {
+                let error = rd_kafka_NewTopic_set_config(topic, key, value)
+                guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(error, "topic setting \(key)") }
+            }
+        }
+        guard let queue = rd_kafka_queue_new(handle) else { throw KafkaError(message: "rd_kafka_queue_new failed") }
+        defer { rd_kafka_queue_destroy(queue) }
+        guard let options = rd_kafka_AdminOptions_new(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS) else {
+            throw KafkaError(message: "rd_kafka_AdminOptions_new failed")
+        }
+        defer { rd_kafka_AdminOptions_destroy(options) }
+        _ = rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorText, errorText.count)
+        _ = rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMilliseconds, &errorText, errorText.count)
+        newTopics.withUnsafeMutableBufferPointer {
+            rd_kafka_CreateTopics(handle, $0.baseAddress, $0.count, options, queue)
+        }
+        guard let event = rd_kafka_queue_poll(queue, timeoutMilliseconds + 1000) else {
+            throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, "creating topics")
+        }
+        defer { rd_kafka_event_destroy(event) }
+        let eventError = rd_kafka_event_error(event)
+        guard eventError == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? ""
+            throw KafkaError(code: eventError.rawValue, message: "creating topics: \(text)")
+        }
+        guard let result = rd_kafka_event_CreateTopics_result(event) else {
+            throw KafkaError(message: "creating topics: no result")
+        }
+        var count = 0
+        guard let topics = rd_kafka_CreateTopics_result_topics(result, &count) else { return [] }
+        return (0..<count).compactMap { index in
+            guard let topic = topics[index] else { return nil }
+            return TopicCreation(
+                topic: String(cString: rd_kafka_topic_result_name(topic)),
+                error: rd_kafka_topic_result_error(topic),
+                message: rd_kafka_topic_result_error_string(topic).map { String(cString: $0) } ?? ""
+            )
+        }
+    }
+
+    /// The cluster's brokers and topics (a request for all topics, which creates nothing).
+    ///
+    /// The corresponding C function is `rd_kafka_metadata`.
+    func clusterMetadata(timeoutMilliseconds: Int32) throws(KafkaError) -> (brokers: Set<Int32>, topics: Set<String>) {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let error = rd_kafka_metadata(handle, 1, nil, &metadata, timeoutMilliseconds)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            throw KafkaError(error, "reading the cluster's metadata")
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        var brokers: Set<Int32> = []
+        var topics: Set<String> = []
+        if let list = metadata.pointee.brokers {
+            for index in 0..<Int(metadata.pointee.broker_cnt) { brokers.insert(list[index].id) }
+        }
+        if let list = metadata.pointee.topics {
+            for index in 0..<Int(metadata.pointee.topic_cnt)
+            where list[index].err == RD_KAFKA_RESP_ERR_NO_ERROR && list[index].partition_cnt > 0 {
+                if let name = list[index].topic { topics.insert(String(cString: name)) }
+            }
+        }
+        return (brokers, topics)
+    }
+
+    /// The controller broker's id, or -1 when unknown.
+    ///
+    /// The corresponding C function is `rd_kafka_controllerid`.
+    func controllerID(timeoutMilliseconds: Int32) -> Int32 {
+        rd_kafka_controllerid(handle, timeoutMilliseconds)
+    }
+
+    /// Asks the cluster for a topic's metadata; on brokers that auto-create topics, this creates it. Returns the
+    /// topic's error in the metadata (`NO_ERROR` when it exists).
+    ///
+    /// The corresponding C function is `rd_kafka_metadata`.
+    func topicMetadata(_ name: String, timeoutMilliseconds: Int32) -> rd_kafka_resp_err_t {
+        guard let topic = rd_kafka_topic_new(handle, name, nil) else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
+        defer { rd_kafka_topic_destroy(topic) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let error = rd_kafka_metadata(handle, 0, topic, &metadata, timeoutMilliseconds)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return error }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt > 0, let topics = metadata.pointee.topics else {
+            return RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+        }
+        if topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR { return topics[0].err }
+        return topics[0].partition_cnt > 0 ? RD_KAFKA_RESP_ERR_NO_ERROR : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+    }
+}
