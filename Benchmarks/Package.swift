@@ -47,5 +47,17 @@ let package = Package(
             path: "WALPostgresBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "WALKafkaBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "WALKafka", package: walctlPackage),
+                .product(name: "WALShipping", package: walctlPackage),
+                .product(name: "WALMetrics", package: walctlPackage),
+                .product(name: "WALTestKit", package: walctlPackage),
+            ],
+            path: "WALKafkaBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

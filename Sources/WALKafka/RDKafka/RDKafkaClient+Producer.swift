@@ -34,44 +34,46 @@ extension RDKafkaClient {
         timestampMilliseconds: Int64,
         index: Int
     ) -> rd_kafka_resp_err_t {
-        var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 6 + headers.count)
-        vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
-        vus[0].u.cstr = topic
-        vus[1].vtype = RD_KAFKA_VTYPE_VALUE
-        vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-        vus[1].u.mem.size = value.count
-        vus[2].vtype = RD_KAFKA_VTYPE_KEY
-        vus[2].u.mem.ptr = key.flatMap { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
-        vus[2].u.mem.size = key?.count ?? 0
-        vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS
-        vus[3].u.i = RD_KAFKA_MSG_F_COPY
-        vus[4].vtype = RD_KAFKA_VTYPE_OPAQUE
-        vus[4].u.ptr = messageOpaque(batch: context.batch, index: index)
-        vus[5].vtype = RD_KAFKA_VTYPE_TIMESTAMP
-        vus[5].u.i64 = timestampMilliseconds
-        return withHeaderValues(headers, 0, &vus) { vus in
-            while true {
-                let error = vus.withUnsafeBufferPointer { rd_kafka_produceva(handle, $0.baseAddress, $0.count) }
-                guard let error else {
-                    context.outstanding += 1
-                    return RD_KAFKA_RESP_ERR_NO_ERROR
+        withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6 + headers.count) { vus in
+            vus.initialize(repeating: rd_kafka_vu_t())
+            vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
+            vus[0].u.cstr = topic
+            vus[1].vtype = RD_KAFKA_VTYPE_VALUE
+            vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+            vus[1].u.mem.size = value.count
+            vus[2].vtype = RD_KAFKA_VTYPE_KEY
+            vus[2].u.mem.ptr = key.flatMap { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
+            vus[2].u.mem.size = key?.count ?? 0
+            vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+            vus[3].u.i = RD_KAFKA_MSG_F_COPY
+            vus[4].vtype = RD_KAFKA_VTYPE_OPAQUE
+            vus[4].u.ptr = messageOpaque(batch: context.batch, index: index)
+            vus[5].vtype = RD_KAFKA_VTYPE_TIMESTAMP
+            vus[5].u.i64 = timestampMilliseconds
+            return withHeaderValues(headers, 0, vus) {
+                while true {
+                    let error = rd_kafka_produceva(handle, UnsafePointer(vus.baseAddress), vus.count)
+                    guard let error else {
+                        context.outstanding += 1
+                        return RD_KAFKA_RESP_ERR_NO_ERROR
+                    }
+                    let code = rd_kafka_error_code(error)
+                    rd_kafka_error_destroy(error)
+                    guard code == RD_KAFKA_RESP_ERR__QUEUE_FULL else { return code }
+                    rd_kafka_poll(handle, 10)
                 }
-                let code = rd_kafka_error_code(error)
-                rd_kafka_error_destroy(error)
-                guard code == RD_KAFKA_RESP_ERR__QUEUE_FULL else { return code }
-                rd_kafka_poll(handle, 10)
             }
         }
     }
 
-    /// Fills the header entries (which must stay valid during the call) one at a time, then runs `body`.
+    /// Fills the header entries (whose values must stay valid during the call) one at a time, then runs `body`.
     private func withHeaderValues<R>(
         _ headers: [RDKafkaHeader],
         _ position: Int,
-        _ vus: inout [rd_kafka_vu_t],
-        _ body: (inout [rd_kafka_vu_t]) -> R
+        _ vus: UnsafeMutableBufferPointer<rd_kafka_vu_t>,
+        _ body: () -> R
     ) -> R {
-        guard position < headers.count else { return body(&vus) }
+        guard position < headers.count else { return body() }
         var value = headers[position].value
         return value.withUTF8 { bytes in
             let slot = 6 + position
@@ -80,7 +82,7 @@ extension RDKafkaClient {
                 .assumingMemoryBound(to: CChar.self)
             vus[slot].u.header.val = UnsafeRawPointer(bytes.baseAddress)
             vus[slot].u.header.size = bytes.count
-            return withHeaderValues(headers, position + 1, &vus, body)
+            return withHeaderValues(headers, position + 1, vus, body)
         }
     }
 

@@ -212,23 +212,30 @@ enum RecordCodec {
     }
 
     static func formatUUID(_ high: UInt64, _ low: UInt64) -> String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0x2D, count: 36)
-        var position = 35
-        var value = low
-        for _ in 0..<16 {
-            if position == 23 { position -= 1 }
-            bytes[position] = digits[Int(value & 0xF)]
-            value >>= 4
-            position -= 1
+        String(unsafeUninitializedCapacity: 36) { bytes in
+            let digits = Envelope.hexDigits
+            var position = 35
+            var value = low
+            for _ in 0..<16 {
+                if position == 23 {
+                    bytes[position] = 0x2D
+                    position -= 1
+                }
+                bytes[position] = digits[Int(value & 0xF)]
+                value >>= 4
+                position -= 1
+            }
+            value = high
+            for _ in 0..<16 {
+                if position == 18 || position == 13 || position == 8 {
+                    bytes[position] = 0x2D
+                    position -= 1
+                }
+                bytes[position] = digits[Int(value & 0xF)]
+                value >>= 4
+                position -= 1
+            }
+            return 36
         }
-        value = high
-        for _ in 0..<16 {
-            if position == 18 || position == 13 || position == 8 { position -= 1 }
-            bytes[position] = digits[Int(value & 0xF)]
-            value >>= 4
-            position -= 1
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

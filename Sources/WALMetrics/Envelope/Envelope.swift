@@ -15,19 +15,38 @@ import WALCore
 /// (`uuid.uuid5(UUID(log_id), str(seq))` in Python).
 public enum Envelope {
     public static let defaultSourceService = "omninode-bridge"
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// The event id of record `seq` of log `logID`.
     public static func eventID(logID: LogID, seq: UInt64) -> String {
-        var message = logID.bytes
-        message.append(contentsOf: String(seq).utf8)
-        var digest = SHA1.hash(message)
-        digest[6] = (digest[6] & 0x0F) | 0x50
-        digest[8] = (digest[8] & 0x3F) | 0x80
-        var high: UInt64 = 0
-        var low: UInt64 = 0
-        for index in 0..<8 { high = high << 8 | UInt64(digest[index]) }
-        for index in 8..<16 { low = low << 8 | UInt64(digest[index]) }
-        return RecordCodec.formatUUID(high, low)
+        // The message: the 16 bytes of the namespace, then the decimal digits of seq (at most 20).
+        withUnsafeTemporaryAllocation(byteCount: 36, alignment: 8) { message in
+            var length = 0
+            for byte in logID.bytes {
+                message[length] = byte
+                length += 1
+            }
+            var digits: (UInt64, Int) = (seq, 1)
+            while digits.0 >= 10 {
+                digits.0 /= 10
+                digits.1 += 1
+            }
+            var value = seq
+            for position in stride(from: length + digits.1 - 1, through: length, by: -1) {
+                message[position] = 0x30 + UInt8(value % 10)
+                value /= 10
+            }
+            length += digits.1
+            return SHA1.hash(UnsafeRawBufferPointer(rebasing: message[0..<length])) { digest in
+                digest[6] = (digest[6] & 0x0F) | 0x50
+                digest[8] = (digest[8] & 0x3F) | 0x80
+                var high: UInt64 = 0
+                var low: UInt64 = 0
+                for index in 0..<8 { high = high << 8 | UInt64(digest[index]) }
+                for index in 8..<16 { low = low << 8 | UInt64(digest[index]) }
+                return RecordCodec.formatUUID(high, low)
+            }
+        }
     }
 
     /// Appends the envelope JSON of `record` (no trailing newline) to `output`. `eventID`, when given, must be
@@ -58,11 +77,17 @@ public enum Envelope {
         output.append(contentsOf: #","unit":"#.utf8)
         appendString(record.unit, into: &output)
         output.append(contentsOf: #","tags":{"#.utf8)
-        for (index, key) in record.tags.keys.sorted().enumerated() {
-            if index > 0 { output.append(0x2C) }
+        if record.tags.count == 1, let (key, value) = record.tags.first {
             appendString(key, into: &output)
             output.append(0x3A)
-            appendString(record.tags[key] ?? "", into: &output)
+            appendString(value, into: &output)
+        } else {
+            for (index, pair) in record.tags.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { output.append(0x2C) }
+                appendString(pair.key, into: &output)
+                output.append(0x3A)
+                appendString(pair.value, into: &output)
+            }
         }
         output.append(contentsOf: #"},"agent_id":"#.utf8)
         appendOptional(record.agentID, into: &output)
@@ -97,8 +122,18 @@ public enum Envelope {
 
     /// A JSON string literal: quotes, backslashes and control characters escaped; other UTF-8 kept as is.
     static func appendString(_ text: String, into output: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         output.append(0x22)
+        // Most strings need no escaping: copy them whole.
+        let copied: Bool? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            guard !bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else { return false }
+            output.append(contentsOf: bytes)
+            return true
+        }
+        if copied == true {
+            output.append(0x22)
+            return
+        }
+        let hex = hexDigits
         for byte in text.utf8 {
             switch byte {
             case 0x22: output.append(contentsOf: [0x5C, 0x22])
@@ -122,9 +157,26 @@ public enum Envelope {
             return
         }
         if value == value.rounded(), abs(value) < 1e15 {
-            output.append(contentsOf: String(Int64(value)).utf8)
+            appendInteger(Int64(value), into: &output)
         } else {
             output.append(contentsOf: value.description.utf8)
+        }
+    }
+
+    /// The decimal digits of an integer, without an intermediate String.
+    static func appendInteger(_ value: Int64, into output: inout [UInt8]) {
+        if value < 0 { output.append(0x2D) }
+        var magnitude = value.magnitude
+        var digits = 1
+        var scale: UInt64 = 1
+        while magnitude / scale >= 10 {
+            scale *= 10
+            digits += 1
+        }
+        for _ in 0..<digits {
+            output.append(0x30 + UInt8(magnitude / scale))
+            magnitude %= scale
+            scale /= 10
         }
     }
 
@@ -177,64 +229,83 @@ public enum Envelope {
     }
 }
 
-/// SHA-1 (FIPS 180-4), for UUID version 5 event ids only (not for security).
+/// SHA-1 (FIPS 180-4), for UUID version 5 event ids only (not for security). Works in stack buffers: no heap
+/// allocation per hash.
 enum SHA1 {
     static func hash(_ message: [UInt8]) -> [UInt8] {
-        var h: (UInt32, UInt32, UInt32, UInt32, UInt32) = (
-            0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0
-        )
-        var padded = message
-        padded.append(0x80)
-        while padded.count % 64 != 56 { padded.append(0) }
-        let bits = UInt64(message.count) * 8
-        for shift in stride(from: 56, through: 0, by: -8) {
-            padded.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift)))
+        message.withUnsafeBytes { bytes in
+            var digest: [UInt8] = []
+            digest.reserveCapacity(20)
+            hash(bytes) { digest.append(contentsOf: UnsafeRawBufferPointer($0)) }
+            return digest
         }
-        var w = [UInt32](repeating: 0, count: 80)
-        for chunk in stride(from: 0, to: padded.count, by: 64) {
-            for i in 0..<16 {
-                let b = chunk + i * 4
-                w[i] =
-                    UInt32(padded[b]) << 24 | UInt32(padded[b + 1]) << 16 | UInt32(padded[b + 2]) << 8
-                    | UInt32(padded[b + 3])
+    }
+
+    /// Hashes `message` and passes the 20-byte digest to `body`.
+    static func hash<R>(_ message: UnsafeRawBufferPointer, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+        let blocks = (message.count + 8) / 64 + 1
+        return withUnsafeTemporaryAllocation(byteCount: blocks * 64 + 80 * 4 + 20, alignment: 8) { scratch in
+            let padded = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(blocks * 64)])
+            padded.initializeMemory(as: UInt8.self, repeating: 0)
+            if let base = message.baseAddress, let target = padded.baseAddress {
+                target.copyMemory(from: base, byteCount: message.count)
             }
-            for i in 16..<80 {
-                let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
-                w[i] = x << 1 | x >> 31
+            padded[message.count] = 0x80
+            let bits = UInt64(message.count) * 8
+            for index in 0..<8 {
+                padded[blocks * 64 - 1 - index] = UInt8(truncatingIfNeeded: bits >> UInt64(index * 8))
             }
-            var (a, b, c, d, e) = h
-            for i in 0..<80 {
-                let f: UInt32
-                let k: UInt32
-                switch i {
-                case 0..<20:
-                    f = (b & c) | (~b & d)
-                    k = 0x5A82_7999
-                case 20..<40:
-                    f = b ^ c ^ d
-                    k = 0x6ED9_EBA1
-                case 40..<60:
-                    f = (b & c) | (b & d) | (c & d)
-                    k = 0x8F1B_BCDC
-                default:
-                    f = b ^ c ^ d
-                    k = 0xCA62_C1D6
+            let words = UnsafeMutableRawBufferPointer(rebasing: scratch[(blocks * 64)..<(blocks * 64 + 320)])
+                .bindMemory(to: UInt32.self)
+            var h: (UInt32, UInt32, UInt32, UInt32, UInt32) = (
+                0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0
+            )
+            for chunk in stride(from: 0, to: blocks * 64, by: 64) {
+                for i in 0..<16 {
+                    let b = chunk + i * 4
+                    words[i] =
+                        UInt32(padded[b]) << 24 | UInt32(padded[b + 1]) << 16 | UInt32(padded[b + 2]) << 8
+                        | UInt32(padded[b + 3])
                 }
-                let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
-                e = d
-                d = c
-                c = b << 30 | b >> 2
-                b = a
-                a = temp
+                for i in 16..<80 {
+                    let x = words[i - 3] ^ words[i - 8] ^ words[i - 14] ^ words[i - 16]
+                    words[i] = x << 1 | x >> 31
+                }
+                var (a, b, c, d, e) = h
+                for i in 0..<80 {
+                    let f: UInt32
+                    let k: UInt32
+                    switch i {
+                    case 0..<20:
+                        f = (b & c) | (~b & d)
+                        k = 0x5A82_7999
+                    case 20..<40:
+                        f = b ^ c ^ d
+                        k = 0x6ED9_EBA1
+                    case 40..<60:
+                        f = (b & c) | (b & d) | (c & d)
+                        k = 0x8F1B_BCDC
+                    default:
+                        f = b ^ c ^ d
+                        k = 0xCA62_C1D6
+                    }
+                    let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ words[i]
+                    e = d
+                    d = c
+                    c = b << 30 | b >> 2
+                    b = a
+                    a = temp
+                }
+                h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
             }
-            h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
+            let digest = UnsafeMutableRawBufferPointer(rebasing: scratch[(blocks * 64 + 320)...])
+            for (index, word) in [h.0, h.1, h.2, h.3, h.4].enumerated() {
+                digest[index * 4] = UInt8(word >> 24)
+                digest[index * 4 + 1] = UInt8(word >> 16 & 0xFF)
+                digest[index * 4 + 2] = UInt8(word >> 8 & 0xFF)
+                digest[index * 4 + 3] = UInt8(word & 0xFF)
+            }
+            return body(digest)
         }
-        var digest: [UInt8] = []
-        for word in [h.0, h.1, h.2, h.3, h.4] {
-            digest.append(contentsOf: [
-                UInt8(word >> 24), UInt8(word >> 16 & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word & 0xFF),
-            ])
-        }
-        return digest
     }
 }
