@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The main job, end to end: simulated agents emit the 25 catalog metrics into a durable log; an agent process is
 # killed with SIGKILL mid-stream, and the log is recovered, inspected and verified: every acknowledged record is
-# still there, and decodes; then the log is shipped, exactly once, to a throwaway local PostgreSQL.
+# still there, and decodes; then one sidecar ships the log to a throwaway local PostgreSQL (exactly once) and to
+# librdkafka's mock Kafka cluster (at least once, with event ids), each with its own cursor.
 # Usage: tools/demo.sh [LOG_DIR]   (default: a throwaway directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 tools/setup.sh
 swift build -c release --product walctl >/dev/null
+swift build -c release --product kafka-mock >/dev/null
 walctl=".build/release/walctl"
 log="${1:-$(mktemp -d /tmp/walctl-demo.XXXXXX)/log}"
 
@@ -46,12 +48,14 @@ if [ "$last" -lt "$acked" ]; then
 fi
 echo "demo: ok: last_seq $last >= acked $acked"
 
-echo "== 7. ship the log to a throwaway PostgreSQL, exactly once (walctl ship --drain)"
+echo "== 7. one sidecar ships the log to a throwaway PostgreSQL and a mock Kafka cluster (walctl ship --drain)"
 pgdir=$(mktemp -d /tmp/walctl-demo-pg.XXXXXX)
-trap '"$root/tools/pg.sh" stop "$pgdir"; rm -rf "$pgdir"' EXIT
+kafkadir=$(mktemp -d /tmp/walctl-demo-kafka.XXXXXX)
+trap '"$root/tools/pg.sh" stop "$pgdir"; "$root/tools/kafka.sh" stop "$kafkadir"; rm -rf "$pgdir" "$kafkadir"' EXIT
 conninfo=$(tools/pg.sh start "$pgdir")
+bootstrap=$(KAFKA_MOCK_BIN=.build/release/kafka-mock tools/kafka.sh start "$kafkadir" 3)
 "$walctl" pg init --postgres "$conninfo"
-"$walctl" ship --dir "$log" --postgres "$conninfo" --drain 2>&1 | grep -v ' info '
+"$walctl" ship --dir "$log" --postgres "$conninfo" --kafka "$bootstrap" --drain 2>&1 | grep -v -e ' info ' -e ' notice '
 psql "$conninfo" -c "
     SELECT 'agent_' || c || '_metrics' AS table_name, n AS rows FROM (
         SELECT 'routing' c, count(*) n FROM agent_routing_metrics UNION ALL
@@ -72,3 +76,24 @@ distinct=$(psql "$conninfo" -tAc "SELECT count(*) FROM (SELECT wal_seq FROM agen
 echo "demo: PostgreSQL holds $rows rows, $distinct distinct wal_seq, log has $last records"
 [ "$rows" = "$last" ] && [ "$distinct" = "$last" ] || { echo "demo: FAILED: not exactly once" >&2; exit 1; }
 echo "demo: ok: every record shipped exactly once"
+
+echo "== 8. what arrived in Kafka, asked with kcat (an independent client): end offsets per topic"
+kafka_total=0
+for category in routing state coordination workflow quorum custom; do
+    topic="agent.metrics.$category.v1"
+    partitions=$(timeout 60 kcat -L -b "$bootstrap" -t "$topic" 2>/dev/null | grep -c '^    partition ' || true)
+    n=0
+    if [ "$partitions" -gt 0 ]; then
+        query=()
+        for p in $(seq 0 $((partitions - 1))); do query+=(-t "$topic:$p:-1"); done
+        n=$(timeout 60 kcat -Q -b "$bootstrap" "${query[@]}" | awk '{ sum += $4 } END { print sum + 0 }')
+    fi
+    printf '  %-32s %8s messages in %s partitions\n' "$topic" "$n" "$partitions"
+    kafka_total=$((kafka_total + n))
+done
+echo "  one message, as a consumer sees it:"
+timeout 60 kcat -C -b "$bootstrap" -t agent.metrics.routing.v1 -p 0 -o -1 -c 1 -e -q \
+    -f '  key=%k partition=%p headers=%h\n  %s\n' 2>/dev/null
+echo "demo: Kafka holds $kafka_total messages, log has $last records"
+[ "$kafka_total" -ge "$last" ] || { echo "demo: FAILED: records missing from Kafka" >&2; exit 1; }
+echo "demo: ok: every record in Kafka (event_id = uuid5(log_id, wal_seq) lets consumers drop repeats)"
