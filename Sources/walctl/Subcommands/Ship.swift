@@ -13,28 +13,28 @@ struct Ship: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Ship a log to PostgreSQL (exactly once) and Kafka (at least once, with event ids), as a sidecar.",
         discussion: """
-            Tails the log and delivers every metric record to each configured sink, independently: one shipper per
+            Tails the log and delivers every metric record to each configured sink, independently: one shipper per \
             sink, each on its own thread with its own cursor, so a sink that is down never slows the other.
 
-            PostgreSQL: exactly once. The cursor is a row in walctl_cursors, committed in the same transaction as
+            PostgreSQL: exactly once. The cursor is a row in walctl_cursors, committed in the same transaction as \
             the rows.
 
-            Kafka: at least once, with idempotency keys. Topics {prefix}.{category}.v1; key: the agent id; value:
-            the OnexEnvelopeV1 JSON; headers log_id, wal_seq, event_id, metric_type. After every message of a
-            batch is acknowledged (acks=all, idempotent producer), the position is committed to Kafka as an offset
-            commit of the group walctl-ship-{log id} on the topic walctl.cursors.v1. A crash between the two
-            re-sends that batch with the same event_ids. Records Kafka refuses for good (too large) go to
-            {dir}/dead-letters/kafka.jsonl with the reason. librdkafka properties pass through with
-            --kafka-property or KAFKA_PROPERTY_* variables (KAFKA_PROPERTY_SASL_MECHANISM=PLAIN); secrets are
+            Kafka: at least once, with idempotency keys. Topics {prefix}.{category}.v1; key: the agent id; value: \
+            the OnexEnvelopeV1 JSON; headers log_id, wal_seq, event_id, metric_type. After every message of a \
+            batch is acknowledged (acks=all, idempotent producer), the position is committed to Kafka as an offset \
+            commit of the group walctl-ship-{log id} on the topic walctl.cursors.v1. A crash between the two \
+            re-sends that batch with the same event_ids. Records Kafka refuses for good (too large) go to \
+            {dir}/dead-letters/kafka.jsonl with the reason. librdkafka properties pass through with \
+            --kafka-property or KAFKA_PROPERTY_* variables (KAFKA_PROPERTY_SASL_MECHANISM=PLAIN); secrets are \
             never logged.
 
-            Each shipper also keeps a local copy of its position in the log's cursors/ folder, which holds back
-            retention. Transient failures (sink down, connection dropped) are retried with backoff forever while
+            Each shipper also keeps a local copy of its position in the log's cursors/ folder, which holds back \
+            retention. Transient failures (sink down, connection dropped) are retried with backoff forever while \
             the log accumulates. SIGTERM and SIGINT shut down gracefully after the batch in flight.
 
             --drain exits 0 once everything sealed in the log when it started is committed to every sink.
 
-            Exit codes: 0 drained or shut down; 1 a fatal error (a schema newer than this walctl, a bad Kafka
+            Exit codes: 0 drained or shut down; 1 a fatal error (a schema newer than this walctl, a bad Kafka \
             property, a cursor group holding another log's cursor); 2 usage.
 
             Examples:
