@@ -30,7 +30,7 @@ let benchmarks: @Sendable () -> Void = {
     )
 
     Benchmark("ship to Kafka end to end (x1000 messages)") { benchmark, fixture in
-        let log = try BenchLog()
+        let log = try CatalogLog(records: recordCount, prefix: "walctl-kafkabench")
         var settings = ShipperConfiguration()
         settings.batchSize = batchSize
         settings.catchUpBatchSize = batchSize
@@ -48,7 +48,7 @@ let benchmarks: @Sendable () -> Void = {
 
     // Where the shipper's time goes beyond the producer's: decoding the log, event ids, envelopes.
     Benchmark("decode the log (x1000 records)") { benchmark, fixture in
-        let log = try BenchLog()
+        let log = try CatalogLog(records: recordCount, prefix: "walctl-kafkabench")
         benchmark.startMeasurement()
         blackHole(try logRecords(log.path).count)
         benchmark.stopMeasurement()
@@ -57,7 +57,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("event ids only (x1000 records)") { benchmark, fixture in
-        let log = try BenchLog()
+        let log = try CatalogLog(records: recordCount, prefix: "walctl-kafkabench")
         benchmark.startMeasurement()
         var total = 0
         for record in log.records { total &+= Envelope.eventID(logID: log.logID, seq: record.seq).utf8.count }
@@ -68,7 +68,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("envelopes only (x1000 records)") { benchmark, fixture in
-        let log = try BenchLog()
+        let log = try CatalogLog(records: recordCount, prefix: "walctl-kafkabench")
         benchmark.startMeasurement()
         var output: [UInt8] = []
         var total = 0
@@ -84,7 +84,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("bare librdkafka producer, same messages (x1000 messages)") { benchmark, fixture in
-        let log = try BenchLog()
+        let log = try CatalogLog(records: recordCount, prefix: "walctl-kafkabench")
         let configuration = fixture.configuration(log: log)
         let messages = KafkaBaselineProducer.messages(for: log.records, logID: log.logID, configuration: configuration)
         let producer = try KafkaBaselineProducer(configuration: configuration)
@@ -128,7 +128,7 @@ final class Cluster: @unchecked Sendable {
         }
     }
 
-    func configuration(log: BenchLog) -> KafkaSinkConfiguration {
+    func configuration(log: CatalogLog) -> KafkaSinkConfiguration {
         var configuration = KafkaSinkConfiguration(
             bootstrapServers: servers,
             deadLetterFile: log.path + "/dead-letters/kafka.jsonl"
@@ -138,23 +138,3 @@ final class Cluster: @unchecked Sendable {
     }
 }
 
-/// A log of `recordCount` catalog records (two agent threads' traffic), and the same records decoded.
-final class BenchLog: @unchecked Sendable {
-    let path: String
-    let records: [MetricRecord]
-    let logID: LogID
-
-    init() throws {
-        path = NSTemporaryDirectory() + "walctl-kafkabench-\(UUID().uuidString)"
-        let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
-        for counter in 0..<UInt64(recordCount / 2) {
-            AgentTraffic(thread: 0).emit(counter, into: collector)
-            AgentTraffic(thread: 1).emit(counter, into: collector)
-        }
-        try collector.close()
-        logID = try LogDirectory(path: path).readMeta().logID
-        records = try logRecords(path)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}

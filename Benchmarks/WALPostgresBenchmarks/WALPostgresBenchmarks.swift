@@ -47,7 +47,7 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
         precondition(shipper.statistics.recordsShipped == UInt64(recordCount))
     } setup: {
-        try BenchLog()
+        try CatalogLog(records: recordCount, prefix: "walctl-pgbench")
     }
 
     Benchmark("plain binary COPY of the same rows (x1000 rows)") { benchmark, log in
@@ -61,34 +61,8 @@ let benchmarks: @Sendable () -> Void = {
         )
         benchmark.stopMeasurement()
     } setup: {
-        try BenchLog()
+        try CatalogLog(records: recordCount, prefix: "walctl-pgbench")
     }
-}
-
-/// A log of `recordCount` catalog records (two agent threads' traffic), and the same records decoded.
-final class BenchLog: @unchecked Sendable {
-    let path: String
-    let records: [MetricRecord]
-    let logID: LogID
-
-    init() throws {
-        path = NSTemporaryDirectory() + "walctl-pgbench-\(UUID().uuidString)"
-        let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
-        for counter in 0..<UInt64(recordCount / 2) {
-            AgentTraffic(thread: 0).emit(counter, into: collector)
-            AgentTraffic(thread: 1).emit(counter, into: collector)
-        }
-        try collector.close()
-        logID = try LogDirectory(path: path).readMeta().logID
-        var decoded: [MetricRecord] = []
-        try MetricsReader(path: path).read { entry in
-            if case .metric(let record) = entry { decoded.append(record) }
-            return true
-        }
-        records = decoded
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
 /// A fresh database per run (the scaling factor counts rows in thousands: 200 per run).

@@ -10,7 +10,7 @@ public final class KafkaBaselineProducer {
     /// One message exactly as `KafkaSink` would produce it.
     public struct Message {
         var topic: [CChar]
-        var key: [UInt8]?
+        var key: String?
         var value: [UInt8]
         var headers: [RDKafkaHeader]
         var timestampMilliseconds: Int64
@@ -44,14 +44,14 @@ public final class KafkaBaselineProducer {
             )
             return Message(
                 topic: Array(configuration.topic(for: record.category).utf8CString),
-                key: record.agentID.map { Array($0.utf8) },
+                key: record.agentID,
                 value: value,
-                headers: [
-                    RDKafkaHeader(name: "log_id", value: logID.description),
-                    RDKafkaHeader(name: "wal_seq", value: String(record.seq)),
-                    RDKafkaHeader(name: "event_id", value: eventID),
-                    RDKafkaHeader(name: "metric_type", value: record.type.description),
-                ],
+                headers: KafkaSink.headers(
+                    logID: logID.description,
+                    seq: record.seq,
+                    eventID: eventID,
+                    type: record.type
+                ),
                 timestampMilliseconds: record.timestampNanos / 1_000_000
             )
         }
@@ -66,21 +66,14 @@ public final class KafkaBaselineProducer {
             client.beginBatch()
             for index in start..<end {
                 let message = messages[index]
-                let error = message.topic.withUnsafeBufferPointer { topic in
-                    guard let topicName = topic.baseAddress else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
-                    return message.value.withUnsafeBytes { value in
-                        (message.key ?? []).withUnsafeBytes { key in
-                            client.produce(
-                                topic: topicName,
-                                key: message.key == nil ? nil : key,
-                                value: value,
-                                headers: message.headers,
-                                timestampMilliseconds: message.timestampMilliseconds,
-                                index: index - start
-                            )
-                        }
-                    }
-                }
+                let error = client.produce(
+                    topic: message.topic,
+                    key: message.key,
+                    value: message.value,
+                    headers: message.headers,
+                    timestampMilliseconds: message.timestampMilliseconds,
+                    index: index - start
+                )
                 guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(error, "baseline produce") }
             }
             let delivered = client.awaitDeliveries(

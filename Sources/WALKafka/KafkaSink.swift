@@ -66,13 +66,8 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     // MARK: - Clients
 
     private func activeProducer() throws -> RDKafkaClient {
-        if let producer, !producerFailed { return producer }
-        if producer != nil {
-            counters.withLock { $0.producerRebuilds += 1 }
-            logger.warning("the Kafka producer hit a fatal error; it is rebuilt and resumes from the committed cursor")
-        }
-        producer = nil
-        producerFailed = false
+        dropFailedProducer()
+        if let producer { return producer }
         do {
             let fresh = try RDKafkaClient.make(
                 RD_KAFKA_PRODUCER,
@@ -88,6 +83,35 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         } catch {
             throw FatalSinkError(error.message)
         }
+    }
+
+    /// Marks the producer failed and throws librdkafka's fatal error, if it raised one.
+    private func throwIfFatal(_ producer: RDKafkaClient) throws {
+        if let fatal = producer.fatalError {
+            producerFailed = true
+            throw fatal
+        }
+    }
+
+    /// Drops a producer in a fatal state; the next call builds a new one, which resumes from the committed cursor.
+    private func dropFailedProducer() {
+        guard producerFailed else { return }
+        producerFailed = false
+        if producer != nil {
+            producer = nil
+            counters.withLock { $0.producerRebuilds += 1 }
+            logger.warning("the Kafka producer hit a fatal error; it is rebuilt and resumes from the committed cursor")
+        }
+    }
+
+    /// The headers of a record's message.
+    static func headers(logID: String, seq: UInt64, eventID: String, type: MetricType) -> [RDKafkaHeader] {
+        [
+            RDKafkaHeader(name: "log_id", value: logID),
+            RDKafkaHeader(name: "wal_seq", value: String(seq)),
+            RDKafkaHeader(name: "event_id", value: eventID),
+            RDKafkaHeader(name: "metric_type", value: type.description),
+        ]
     }
 
     private func activeCursorClient(logID: LogID) throws -> RDKafkaClient {
@@ -238,39 +262,21 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
                 eventID: eventID,
                 into: &envelope
             )
-            let topic = topicNames[record.category] ?? topicNames[.custom] ?? []
-            let headers = [
-                RDKafkaHeader(name: "log_id", value: logIDText),
-                RDKafkaHeader(name: "wal_seq", value: String(record.seq)),
-                RDKafkaHeader(name: "event_id", value: eventID),
-                RDKafkaHeader(name: "metric_type", value: record.type.description),
-            ]
-            var key = record.agentID ?? ""
-            let error = topic.withUnsafeBufferPointer { topicName in
-                guard let topicPointer = topicName.baseAddress else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
-                return envelope.withUnsafeBytes { value in
-                    key.withUTF8 { keyBytes in
-                        producer.produce(
-                            topic: topicPointer,
-                            key: record.agentID == nil ? nil : UnsafeRawBufferPointer(keyBytes),
-                            value: value,
-                            headers: headers,
-                            timestampMilliseconds: record.timestampNanos / 1_000_000,
-                            index: index
-                        )
-                    }
-                }
-            }
+            let error = producer.produce(
+                topic: topicNames[record.category] ?? [],
+                key: record.agentID,
+                value: envelope,
+                headers: Self.headers(logID: logIDText, seq: record.seq, eventID: eventID, type: record.type),
+                timestampMilliseconds: record.timestampNanos / 1_000_000,
+                index: index
+            )
             guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
                 if Self.isPermanent(error) {
                     rejected.append((index, String(cString: rd_kafka_err2str(error))))
                     continue
                 }
                 producer.purge()
-                if let fatal = producer.fatalError {
-                    producerFailed = true
-                    throw fatal
-                }
+                try throwIfFatal(producer)
                 throw KafkaError(error, "producing to \(configuration.topic(for: record.category))")
             }
         }
@@ -282,10 +288,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             now: { monotonicNanos() },
             interrupted: { interrupted.load(ordering: .relaxed) }
         )
-        if let fatal = producer.fatalError {
-            producerFailed = true
-            throw fatal
-        }
+        try throwIfFatal(producer)
         guard complete else {
             producer.purge()
             let reason = interrupted.load(ordering: .relaxed) ? "shutting down" : "delivery reports overdue"
@@ -320,11 +323,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
 
     public func disconnect() {
         // librdkafka reconnects by itself; only a producer in a fatal state is replaced (on the next call).
-        if producerFailed, producer != nil {
-            producer = nil
-            counters.withLock { $0.producerRebuilds += 1 }
-            logger.warning("the Kafka producer hit a fatal error; it is rebuilt and resumes from the committed cursor")
-        }
+        dropFailedProducer()
     }
 
     public func interruptDelivery() {

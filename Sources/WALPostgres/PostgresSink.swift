@@ -119,7 +119,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             try recordSkipped(batch, connection: connection)
             try advanceCursor(batch, connection: connection)
             try connection.execute("COMMIT")
-        } catch let error as PGError where !error.isTransient {
+        } catch  where !error.isTransient {
             _ = try? connection.execute("ROLLBACK")
             logger.warning("a batch was refused; isolating its records", metadata: ["error": "\(error)"])
             try deliverIsolating(batch, connection: connection)

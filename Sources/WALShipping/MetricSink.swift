@@ -19,18 +19,9 @@ public struct ShipBatch: Sendable {
     }
 }
 
-/// Something in the log that is not a deliverable record.
-public struct SkippedEntry: Sendable, Equatable {
-    public var fromSeq: UInt64
-    public var toSeq: UInt64
-    public var reason: String
-
-    public init(fromSeq: UInt64, toSeq: UInt64, reason: String) {
-        self.fromSeq = fromSeq
-        self.toSeq = toSeq
-        self.reason = reason
-    }
-}
+/// Something in the log that is not a deliverable record (a gap, a damaged region, an undecodable record): a range
+/// of sequence numbers and the reason, as the log reports gaps.
+public typealias SkippedEntry = GapMarker
 
 /// A destination for metric records. Every method blocks; the shipper calls them from its own thread, one at a time.
 public protocol MetricSink: AnyObject, Sendable {

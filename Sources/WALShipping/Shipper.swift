@@ -151,9 +151,7 @@ public final class Shipper: Service, @unchecked Sendable {
                             }
                             pendingThrough = seq
                         case .gap(let gap):
-                            pendingSkipped.append(
-                                SkippedEntry(fromSeq: gap.fromSeq, toSeq: gap.toSeq, reason: gap.reason)
-                            )
+                            pendingSkipped.append(gap)
                             pendingThrough = max(pendingThrough, gap.toSeq)
                         case .damage(let damage):
                             let from = damage.lostFromSeq ?? pendingThrough + 1

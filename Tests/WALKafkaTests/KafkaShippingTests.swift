@@ -242,7 +242,7 @@ struct KafkaShippingTests {
 /// Brokers going down and coming back, on a mock cluster of the test's own (a test cannot stop a real broker).
 @Suite struct KafkaOutageTests {
     @Test func brokersDownThenBackAndTheShipperCatchesUpOnItsOwn() throws {
-        let cluster = try OwnMockCluster()
+        let cluster = try KafkaMockProcess()
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.file("log")
@@ -257,7 +257,7 @@ struct KafkaShippingTests {
         let probe = try CursorProbe(servers: cluster.servers, path: path, prefix: "agent.metrics")
         #expect(waitFor(seconds: 60) { probe.committed() == 2000 })
 
-        try cluster.set(up: false)
+        #expect(cluster.set(up: false))
         // Emitting does not notice.
         let emit = try walctl(["emit", "--dir", path, "--count", "3000"])
         #expect(emit.status == 0)
@@ -265,7 +265,7 @@ struct KafkaShippingTests {
         // The shipper fails, says so, and retries.
         #expect(waitFor(seconds: 60) { shipperLogged(shipper, "delivery failed; retrying") })
 
-        try cluster.set(up: true)
+        #expect(cluster.set(up: true))
         #expect(waitFor(seconds: 90) { probe.committed() == 5000 }, "caught up after the brokers came back")
         shipper.kill(SIGTERM)
         #expect(shipper.wait() == 0)
@@ -275,7 +275,7 @@ struct KafkaShippingTests {
     }
 
     @Test func aFatalProducerErrorRebuildsTheProducerWhichResumesFromTheCommittedCursor() throws {
-        let cluster = try OwnMockCluster(brokers: 1)
+        let cluster = try KafkaMockProcess(brokers: 1)
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.file("log")

@@ -14,13 +14,6 @@ let bootstrap = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"]
 let hasBootstrap = bootstrap != nil
 let kafkaMockPath = BuiltProducts.executable("kafka-mock")
 
-/// Runs kcat (an independent Kafka client) with a time limit; returns status and stdout.
-func kcat(_ arguments: [String], input: String? = nil) throws -> (status: Int32, out: String) {
-    let child = try ChildProcess("/usr/bin/timeout", ["60", "/usr/bin/kcat"] + arguments, input: input)
-    let out = child.remainingOutput()
-    return (child.wait(), out)
-}
-
 /// A topic prefix of its own, so that counts in one test are not disturbed by another.
 func uniquePrefix() -> String { "walctl-test-\(UUID().uuidString.prefix(8).lowercased()).metrics" }
 
@@ -86,26 +79,4 @@ final class CursorProbe {
 
     /// The committed position, or nil while Kafka cannot answer.
     func committed() -> UInt64? { try? sink.committedSeq(logID: logID) }
-}
-
-/// A kafka-mock process of the test's own, for tests that take the brokers down and back (a real broker cannot be
-/// stopped by a test, so these always run against the mock).
-final class OwnMockCluster {
-    let process: ChildProcess
-    let servers: String
-
-    init(brokers: Int = 3) throws {
-        process = try ChildProcess(kafkaMockPath, ["--brokers", "\(brokers)"])
-        servers = try #require(process.readLine())
-    }
-
-    /// Sets every broker down (SIGUSR1) or up (SIGUSR2) and waits for the mock to confirm.
-    func set(up: Bool) throws {
-        Foundation.kill(process.pid, up ? SIGUSR2 : SIGUSR1)
-        #expect(process.readLine() == (up ? "up" : "down"))
-    }
-
-    deinit {
-        process.kill(SIGTERM)
-    }
 }

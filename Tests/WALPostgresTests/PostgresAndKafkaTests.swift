@@ -10,11 +10,9 @@ extension PostgresTests {
     /// PostgreSQL. Kafka is a kafka-mock of the test's own, so that the test can take its brokers down.
     @Suite struct BothSinks {
         @Test func kafkaDownWhilePostgresKeepsReceivingThenKafkaCatchesUp() throws {
-            let mock = try ChildProcess(BuiltProducts.executable("kafka-mock"), ["--brokers", "1"])
-            defer { mock.kill(SIGTERM) }
-            let servers = try #require(mock.readLine())
-            Foundation.kill(mock.pid, SIGUSR1)
-            #expect(mock.readLine() == "down")
+            let mock = try KafkaMockProcess(brokers: 1)
+            let servers = mock.servers
+            #expect(mock.set(up: false))
 
             let directory = try TemporaryDirectory()
             defer { directory.remove() }
@@ -40,20 +38,15 @@ extension PostgresTests {
             )
             #expect(!FileManager.default.fileExists(atPath: path + "/cursors/kafka") || localCursor(path) == 0)
 
-            Foundation.kill(mock.pid, SIGUSR2)
-            #expect(mock.readLine() == "up")
+            #expect(mock.set(up: true))
             #expect(waitFor(seconds: 90) { localCursor(path) == 5000 }, "Kafka catches up on its own")
             shipper.kill(SIGTERM)
             #expect(shipper.wait() == 0)
-            let consumed = try ChildProcess(
-                "/usr/bin/timeout",
-                [
-                    "60", "/usr/bin/kcat", "-C", "-b", servers, "-t", "agent.metrics.state.v1", "-o", "beginning", "-e",
-                    "-q", "-f", "%h\n",
-                ]
-            )
-            let lines = consumed.remainingOutput().split(separator: "\n")
-            #expect(consumed.wait() == 0)
+            let consumed = try kcat([
+                "-C", "-b", servers, "-t", "agent.metrics.state.v1", "-o", "beginning", "-e", "-q", "-f", "%h\n",
+            ])
+            let lines = consumed.out.split(separator: "\n")
+            #expect(consumed.status == 0)
             let expectedState = try logRecords(path).filter { $0.name.hasPrefix("state_") }.count
             #expect(Set(lines).count == expectedState && expectedState > 0)
             try expectExactlyOnce(path, database)

@@ -82,15 +82,11 @@ extension PostgresTests {
             let database = try TestDatabase()
             let path = directory.file("log")
             #expect(try walctl(["emit", "--dir", path, "--count", "150000", "--threads", "2"]).status == 0)
-            var settings = ShipperConfiguration()
-            settings.batchSize = 10_000
-            settings.retry = RetryPolicy(initialMilliseconds: 10, maximumMilliseconds: 100)
-            settings.drainThroughSeq = try LogInspector.lastSealedSeqCheap(path: path)
-            let shipper = Shipper(
-                directory: path,
-                sink: PostgresSink(configuration: PostgresSinkConfiguration(conninfo: database.conninfo)),
-                configuration: settings,
-                logger: Logger(label: "test")
+            let shipper = try drainingShipper(
+                path,
+                into: database,
+                batchSize: 10_000,
+                retry: RetryPolicy(initialMilliseconds: 10, maximumMilliseconds: 100)
             )
             let done = DispatchSemaphore(value: 0)
             Thread {

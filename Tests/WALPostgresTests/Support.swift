@@ -72,20 +72,30 @@ final class TestDatabase {
     }
 }
 
-/// Ships the whole log at `path` to `database` in this process (drain mode).
-@discardableResult
-func drain(_ path: String, into database: TestDatabase, batchSize: Int = 100) throws -> ShipperStatistics {
+/// A shipper of the whole log at `path` (as sealed now) into `database`, in this process, that stops once drained.
+func drainingShipper(
+    _ path: String,
+    into database: TestDatabase,
+    batchSize: Int,
+    retry: RetryPolicy = RetryPolicy(initialMilliseconds: 20, maximumMilliseconds: 500)
+) throws -> Shipper {
     var settings = ShipperConfiguration()
     settings.batchSize = batchSize
     settings.pollMilliseconds = 5
-    settings.retry = RetryPolicy(initialMilliseconds: 20, maximumMilliseconds: 500)
+    settings.retry = retry
     settings.drainThroughSeq = try LogInspector.lastSealedSeqCheap(path: path)
-    let shipper = Shipper(
+    return Shipper(
         directory: path,
         sink: PostgresSink(configuration: PostgresSinkConfiguration(conninfo: database.conninfo)),
         configuration: settings,
         logger: Logger(label: "test")
     )
+}
+
+/// Ships the whole log at `path` to `database` in this process (drain mode).
+@discardableResult
+func drain(_ path: String, into database: TestDatabase, batchSize: Int = 100) throws -> ShipperStatistics {
+    let shipper = try drainingShipper(path, into: database, batchSize: batchSize)
     try shipper.runBlocking()
     return shipper.statistics
 }

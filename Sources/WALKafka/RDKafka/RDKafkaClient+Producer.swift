@@ -16,17 +16,42 @@ struct RDKafkaHeader {
 extension RDKafkaClient {
     /// Starts counting delivery reports for a new batch; reports of earlier batches are ignored from now on.
     func beginBatch() {
-        context.batch &+= 1
+        context.batch = context.batch == .max ? 1 : context.batch + 1
         context.outstanding = 0
         context.failures.removeAll(keepingCapacity: true)
     }
 
-    /// Enqueues one message (copied) of the current batch, tagged with `index`. Waits (serving delivery reports)
-    /// while librdkafka's queue is full. Returns the error when librdkafka refuses the message outright (for
-    /// example `MSG_SIZE_TOO_LARGE`).
-    ///
-    /// The corresponding C function is `rd_kafka_produceva`.
+    /// Enqueues one message (copied) of the current batch, tagged with `index`. `topic` is NUL-terminated. Waits
+    /// (serving delivery reports) while librdkafka's queue is full. Returns the error when librdkafka refuses the
+    /// message outright (for example `MSG_SIZE_TOO_LARGE`).
     func produce(
+        topic: [CChar],
+        key: String?,
+        value: [UInt8],
+        headers: [RDKafkaHeader],
+        timestampMilliseconds: Int64,
+        index: Int
+    ) -> rd_kafka_resp_err_t {
+        var keyText = key ?? ""
+        return topic.withUnsafeBufferPointer { topicName in
+            guard let topicPointer = topicName.baseAddress else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
+            return value.withUnsafeBytes { valueBytes in
+                keyText.withUTF8 { keyBytes in
+                    produce(
+                        topic: topicPointer,
+                        key: key == nil ? nil : UnsafeRawBufferPointer(keyBytes),
+                        value: valueBytes,
+                        headers: headers,
+                        timestampMilliseconds: timestampMilliseconds,
+                        index: index
+                    )
+                }
+            }
+        }
+    }
+
+    /// The corresponding C function is `rd_kafka_produceva`.
+    private func produce(
         topic: UnsafePointer<CChar>,
         key: UnsafeRawBufferPointer?,
         value: UnsafeRawBufferPointer,
@@ -128,7 +153,7 @@ extension RDKafkaClient {
         defer { for topic in newTopics { rd_kafka_NewTopic_destroy(topic) } }
         for name in names {
             guard let topic = rd_kafka_NewTopic_new(name, partitions, replicationFactor, &errorText, errorText.count)
-            else { throw KafkaError(message: "topic \(name): \(bufferText(errorText))", fatal: true) }
+            else { throw KafkaError(message: "topic \(name): \(bufferText(errorText))") }
             newTopics.append(topic)
             for (key, value) in configuration {
                 let error = rd_kafka_NewTopic_set_config(topic, key, value)

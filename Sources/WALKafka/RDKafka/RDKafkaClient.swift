@@ -45,10 +45,10 @@ final class RDKafkaContext: @unchecked Sendable {
     }
 }
 
-/// The per-message opaque: the batch number and the message's index in it.
+/// The per-message opaque: the batch number (never 0, so the pointer is never nil) and the message's index in it.
 @inline(__always)
 func messageOpaque(batch: UInt32, index: Int) -> UnsafeMutableRawPointer? {
-    UnsafeMutableRawPointer(bitPattern: UInt(batch) << 32 | UInt(UInt32(truncatingIfNeeded: index)) | 1 << 63)
+    UnsafeMutableRawPointer(bitPattern: UInt(batch) << 32 | UInt(UInt32(truncatingIfNeeded: index)))
 }
 
 private let deliveryReport:
@@ -58,9 +58,7 @@ private let deliveryReport:
         _ in
         guard let context = RDKafkaContext.from(handle), let message else { return }
         let tag = UInt(bitPattern: message.pointee._private)
-        guard tag & (1 << 63) != 0, UInt32(truncatingIfNeeded: (tag & ~(1 << 63)) >> 32) == context.batch else {
-            return
-        }
+        guard UInt32(truncatingIfNeeded: tag >> 32) == context.batch else { return }
         context.outstanding -= 1
         if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
             context.failures.append((Int(UInt32(truncatingIfNeeded: tag)), message.pointee.err))
@@ -120,7 +118,7 @@ final class RDKafkaClient {
         let owned = configuration.take()
         guard let handle = rd_kafka_new(kind, owned, &errorText, errorText.count) else {
             rd_kafka_conf_destroy(owned)
-            throw KafkaError(message: "cannot create the Kafka client: \(bufferText(errorText))", fatal: true)
+            throw KafkaError(message: "cannot create the Kafka client: \(bufferText(errorText))")
         }
         return RDKafkaClient(handle: handle, context: context, kind: kind)
     }
@@ -130,7 +128,7 @@ final class RDKafkaClient {
         var text = [CChar](repeating: 0, count: 512)
         let error = rd_kafka_fatal_error(handle, &text, text.count)
         guard error != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
-        return KafkaError(code: error.rawValue, message: "fatal Kafka error: \(bufferText(text))", fatal: true)
+        return KafkaError(code: error.rawValue, message: "fatal Kafka error: \(bufferText(text))")
     }
 
     deinit {

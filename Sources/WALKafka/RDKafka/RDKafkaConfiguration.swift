@@ -5,19 +5,15 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable {
     /// librdkafka's `rd_kafka_resp_err_t` value (negative: local errors; positive: broker errors).
     public var code: Int32
     public var message: String
-    /// librdkafka's verdict that retrying cannot help (`rd_kafka_fatal_error`, a bad property).
-    public var fatal: Bool
 
-    public init(code: Int32 = -1, message: String, fatal: Bool = false) {
+    public init(code: Int32 = -1, message: String) {
         self.code = code
         self.message = message
-        self.fatal = fatal
     }
 
-    init(_ error: rd_kafka_resp_err_t, _ context: String, fatal: Bool = false) {
+    init(_ error: rd_kafka_resp_err_t, _ context: String) {
         self.code = error.rawValue
         self.message = "\(context): \(String(cString: rd_kafka_err2str(error)))"
-        self.fatal = fatal
     }
 
     public var description: String { message }
@@ -50,7 +46,7 @@ final class RDKafkaConfiguration {
             guard result == RD_KAFKA_CONF_OK else {
                 // librdkafka's text names the property and may quote the value: show it only when not secret.
                 let detail = isSecretProperty(name) ? "invalid value" : bufferText(errorText)
-                throw KafkaError(message: "Kafka property \(name): \(detail)", fatal: true)
+                throw KafkaError(message: "Kafka property \(name): \(detail)")
             }
         }
     }

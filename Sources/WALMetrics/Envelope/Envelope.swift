@@ -26,17 +26,18 @@ public enum Envelope {
                 message[length] = byte
                 length += 1
             }
-            var digits: (UInt64, Int) = (seq, 1)
-            while digits.0 >= 10 {
-                digits.0 /= 10
-                digits.1 += 1
+            var digits = 1
+            var rest = seq / 10
+            while rest > 0 {
+                rest /= 10
+                digits += 1
             }
             var value = seq
-            for position in stride(from: length + digits.1 - 1, through: length, by: -1) {
+            for position in stride(from: length + digits - 1, through: length, by: -1) {
                 message[position] = 0x30 + UInt8(value % 10)
                 value /= 10
             }
-            length += digits.1
+            length += digits
             return SHA1.hash(UnsafeRawBufferPointer(rebasing: message[0..<length])) { digest in
                 digest[6] = (digest[6] & 0x0F) | 0x50
                 digest[8] = (digest[8] & 0x3F) | 0x80
@@ -77,17 +78,11 @@ public enum Envelope {
         output.append(contentsOf: #","unit":"#.utf8)
         appendString(record.unit, into: &output)
         output.append(contentsOf: #","tags":{"#.utf8)
-        if record.tags.count == 1, let (key, value) = record.tags.first {
-            appendString(key, into: &output)
+        for (index, pair) in record.tags.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { output.append(0x2C) }
+            appendString(pair.key, into: &output)
             output.append(0x3A)
-            appendString(value, into: &output)
-        } else {
-            for (index, pair) in record.tags.sorted(by: { $0.key < $1.key }).enumerated() {
-                if index > 0 { output.append(0x2C) }
-                appendString(pair.key, into: &output)
-                output.append(0x3A)
-                appendString(pair.value, into: &output)
-            }
+            appendString(pair.value, into: &output)
         }
         output.append(contentsOf: #"},"agent_id":"#.utf8)
         appendOptional(record.agentID, into: &output)
@@ -229,18 +224,8 @@ public enum Envelope {
     }
 }
 
-/// SHA-1 (FIPS 180-4), for UUID version 5 event ids only (not for security). Works in stack buffers: no heap
-/// allocation per hash.
+/// SHA-1 (FIPS 180-4), for UUID version 5 event ids only (not for security), in stack buffers.
 enum SHA1 {
-    static func hash(_ message: [UInt8]) -> [UInt8] {
-        message.withUnsafeBytes { bytes in
-            var digest: [UInt8] = []
-            digest.reserveCapacity(20)
-            hash(bytes) { digest.append(contentsOf: UnsafeRawBufferPointer($0)) }
-            return digest
-        }
-    }
-
     /// Hashes `message` and passes the 20-byte digest to `body`.
     static func hash<R>(_ message: UnsafeRawBufferPointer, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
         let blocks = (message.count + 8) / 64 + 1

@@ -132,15 +132,9 @@ struct Ship: AsyncParsableCommand {
         if drain {
             settings.drainThroughSeq = (try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0
         }
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        var shippers: [Shipper] = []
+        var sinks: [any MetricSink] = []
         if let conninfo {
-            let sink = PostgresSink(configuration: PostgresSinkConfiguration(conninfo: conninfo), logger: logger)
-            let shipper = Shipper(directory: dir, sink: sink, configuration: settings, logger: logger)
-            shippers.append(shipper)
-            services.append(
-                .init(service: shipper, successTerminationBehavior: drain ? .ignore : .gracefullyShutdownGroup)
-            )
+            sinks.append(PostgresSink(configuration: PostgresSinkConfiguration(conninfo: conninfo), logger: logger))
         }
         if let bootstrap {
             var kafkaSettings = KafkaSinkConfiguration(
@@ -152,11 +146,14 @@ struct Ship: AsyncParsableCommand {
             kafkaSettings.apply(environment: environment)
             if let kafkaCompression { kafkaSettings.compression = kafkaCompression }
             kafkaSettings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
-            let sink = KafkaSink(configuration: kafkaSettings, logger: logger)
-            let shipper = Shipper(directory: dir, sink: sink, configuration: settings, logger: logger)
-            shippers.append(shipper)
-            services.append(
-                .init(service: shipper, successTerminationBehavior: drain ? .ignore : .gracefullyShutdownGroup)
+            sinks.append(KafkaSink(configuration: kafkaSettings, logger: logger))
+        }
+        // One shipper per sink: its own thread and cursor.
+        let shippers = sinks.map { Shipper(directory: dir, sink: $0, configuration: settings, logger: logger) }
+        let services = shippers.map {
+            ServiceGroupConfiguration.ServiceConfiguration(
+                service: $0,
+                successTerminationBehavior: drain ? .ignore : .gracefullyShutdownGroup
             )
         }
         let group = ServiceGroup(
