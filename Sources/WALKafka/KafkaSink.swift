@@ -220,13 +220,29 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     public func committedSeq(logID: LogID) throws -> UInt64 {
         let producer = try activeProducer()
         try ensureTopics(producer)
+        return try readCursor(logID: logID) ?? 0
+    }
+
+    /// The cursor committed in Kafka for `logID` (0 for none), read without creating anything: for `walctl inspect`.
+    /// Nil when the cursor topic does not exist (no shipper ever ran against this cluster).
+    public func readCursor(logID: LogID) throws -> UInt64? {
         let client = try activeCursorClient(logID: logID)
-        guard
-            let committed = try client.committedOffset(
-                topic: configuration.cursorTopic,
-                timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+        let lookup: Result<CommittedOffset?, KafkaError>
+        do {
+            lookup = .success(
+                try client.committedOffset(
+                    topic: configuration.cursorTopic,
+                    timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+                )
             )
-        else { return 0 }
+        } catch {
+            lookup = .failure(error)
+        }
+        if case .failure(let error) = lookup, error.code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue {
+            return nil
+        }
+        let found = try lookup.get()
+        guard let committed = found else { return 0 }
         let group = configuration.group(for: logID)
         guard let cursor = KafkaCursor(offset: committed.offset, metadata: committed.metadata) else {
             throw FatalSinkError(
@@ -308,17 +324,32 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         let delivered = batch.records.count - rejected.count
         try keepDeadLetters(batch, rejected: rejected)
 
-        let client = try activeCursorClient(logID: logID)
-        try client.commitOffset(
-            topic: configuration.cursorTopic,
-            offset: Int64(batch.throughSeq),
-            metadata: KafkaCursor(logID: logIDText, seq: batch.throughSeq).metadata
-        )
+        if configuration.commitsCursor {
+            try commitCursor(logID: logID, seq: batch.throughSeq)
+        }
         counters.withLock {
             $0.messagesDelivered += UInt64(delivered)
             $0.deadLettered += UInt64(rejected.count)
-            $0.cursorCommits += 1
         }
+    }
+
+    private func commitCursor(logID: LogID, seq: UInt64) throws {
+        let client = try activeCursorClient(logID: logID)
+        try client.commitOffset(
+            topic: configuration.cursorTopic,
+            offset: Int64(seq),
+            metadata: KafkaCursor(logID: logID.description, seq: seq).metadata
+        )
+        counters.withLock { $0.cursorCommits += 1 }
+    }
+
+    /// Moves the committed cursor forward to `seq` (never back): `walctl replay --advance-cursor`. Returns the
+    /// cursor after the call.
+    public func advanceCursor(logID: LogID, to seq: UInt64) throws -> UInt64 {
+        let current = try committedSeq(logID: logID)
+        guard seq > current else { return current }
+        try commitCursor(logID: logID, seq: seq)
+        return seq
     }
 
     public func disconnect() {

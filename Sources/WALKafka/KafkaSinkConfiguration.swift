@@ -31,6 +31,9 @@ public struct KafkaSinkConfiguration: Sendable {
     public var topicReplicationFactor: Int32 = -1
     /// `retention.ms` of created topics: 7 days (the design).
     public var topicRetentionMilliseconds: Int64 = 604_800_000
+    /// Whether `deliver` commits each batch's position as the cursor. `walctl replay` turns it off: it re-sends a
+    /// range without moving the shipper's position (unless asked to, with `KafkaSink.advanceCursor`).
+    public var commitsCursor = true
     /// `source_service` of the envelopes.
     public var sourceService = Envelope.defaultSourceService
     /// Where records Kafka refuses for good (too large) and log regions passed over are written, with the reason.

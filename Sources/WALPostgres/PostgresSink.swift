@@ -207,6 +207,71 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    // MARK: - Replay
+
+    /// What one replayed batch did.
+    public struct ReplayOutcome: Sendable, Equatable {
+        /// Rows written.
+        public var inserted = 0
+        /// Rows skipped because the table already holds them (same `log_id`, `wal_seq`, `timestamp`).
+        public var present = 0
+    }
+
+    /// Writes records idempotently, for `walctl replay`: each batch is copied into a temporary table and inserted
+    /// with `ON CONFLICT (log_id, wal_seq, timestamp) DO NOTHING`, in one transaction, so replaying a range twice
+    /// (or over rows the shipper already wrote) adds nothing. Does not touch `walctl_cursors`.
+    public func replay(_ records: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
+        let connection = try connected()
+        var outcome = ReplayOutcome()
+        var byTable: [String: BinaryCopyBuilder] = [:]
+        for record in records {
+            byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
+        }
+        do {
+            try connection.execute("BEGIN")
+            for (table, builder) in byTable.sorted(by: { $0.key < $1.key }) {
+                let staging = "walctl_replay_\(table)"
+                try connection.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS \(staging) (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                try connection.copyIn(
+                    "COPY \(staging) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
+                    data: builder.finished()
+                )
+                let result = try connection.execute(
+                    """
+                    INSERT INTO \(table) (\(PostgresSchema.copyColumns))
+                    SELECT \(PostgresSchema.copyColumns) FROM \(staging)
+                    ON CONFLICT (log_id, wal_seq, timestamp) DO NOTHING
+                    """
+                )
+                outcome.inserted += result.affectedRows
+                outcome.present += builder.rows - result.affectedRows
+            }
+            try connection.execute("COMMIT")
+        } catch {
+            if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
+            throw error
+        }
+        return outcome
+    }
+
+    /// Moves this shipper's cursor for `logID` forward to `seq` (never back): `walctl replay --advance-cursor`.
+    /// Returns the cursor after the call.
+    public func advanceCursor(logID: LogID, to seq: UInt64) throws -> UInt64 {
+        let connection = try connected()
+        let result = try connection.execute(
+            """
+            INSERT INTO walctl_cursors (log_id, shipper, wal_seq, updated_at) VALUES ($1, $2, $3, now())
+            ON CONFLICT (log_id, shipper) DO UPDATE SET wal_seq = greatest(walctl_cursors.wal_seq, excluded.wal_seq),
+                updated_at = now()
+            RETURNING wal_seq
+            """,
+            [logID.description, name, String(seq)]
+        )
+        return result.value(0, 0).flatMap { UInt64($0) } ?? seq
+    }
+
     // MARK: - Administration (walctl pg init / maintain)
 
     /// Connects and applies migrations; returns the schema version.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 
 @main
 struct WALCtl: AsyncParsableCommand {
@@ -9,11 +10,19 @@ struct WALCtl: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 success; 1 the operation failed or found damage; 2 usage error.
             """,
-        subcommands: [Emit.self, Inspect.self, Verify.self, Demo.self, Ship.self, PG.self]
+        subcommands: [
+            Emit.self, Inspect.self, Tail.self, Replay.self, Verify.self, Stats.self, Ship.self, PG.self, Demo.self,
+        ]
     )
 
     /// Runs the command; usage errors exit 2 (ArgumentParser's default is 64), as documented.
     static func main() async {
+        // Logs go to stderr: stdout carries data (records, JSON) that scripts parse.
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -40,6 +49,11 @@ enum Output {
 
     static func error(_ text: String) {
         write(2, text.hasSuffix("\n") ? text : text + "\n")
+    }
+
+    /// Writes text to stderr as it is (no newline added): progress bars.
+    static func errorRaw(_ text: String) {
+        write(2, text)
     }
 
     /// Writes bytes to stdout as they are.

@@ -28,6 +28,13 @@ public final class SegmentFileReader {
         self.fd = fd
     }
 
+    /// Opens a segment whose header is unreadable, with the header the caller knows (repair salvages its frames).
+    init(path: String, assumedHeader: SegmentHeader) throws(WALError) {
+        self.fd = try FileSystem.open(path, .readOnly)
+        self.path = path
+        self.header = assumedHeader
+    }
+
     deinit { try? fd.close() }
 
     /// Current size of the file (it changes while a writer runs).
@@ -104,6 +111,11 @@ public final class SegmentFileReader {
                     try fd.readFully(at: position, into: UnsafeMutableRawBufferPointer(rebasing: raw.prefix(length)))
                 }) ?? 0
             if n == 0 { break }
+            // Preallocated space is zeros: skip an all-zero chunk without looking for a magic in it.
+            if Self.isAllZero(buffer, count: n) {
+                position += Int64(n)
+                continue
+            }
             var index = 0
             while index + 4 <= n {
                 let isMagic =
@@ -120,6 +132,22 @@ public final class SegmentFileReader {
             position += Int64(n)
         }
         return (nil, nonZeroEnd)
+    }
+
+    /// True when the first `count` bytes are zero (eight at a time).
+    static func isAllZero(_ buffer: [UInt8], count: Int) -> Bool {
+        buffer.withUnsafeBytes { raw in
+            var index = 0
+            while index + 8 <= count {
+                if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) != 0 { return false }
+                index += 8
+            }
+            while index < count {
+                if raw[index] != 0 { return false }
+                index += 1
+            }
+            return true
+        }
     }
 
     private func lastNonZero(from start: Int64, to end: Int64, buffer: inout [UInt8]) -> Int64? {

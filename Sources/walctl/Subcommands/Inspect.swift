@@ -1,23 +1,46 @@
 import ArgumentParser
 import Foundation
 import WALCore
+import WALKafka
 import WALMetrics
+import WALPostgres
 
-/// `walctl inspect`: a read-only summary of a live or crashed log.
+/// `walctl inspect`: forensics of a live or crashed log. Never modifies anything.
 struct Inspect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Summarise a log (live or crashed) without modifying it.",
+        abstract: "Forensics of a log, live or crashed: summary, segments, frames, records, one frame's bytes.",
         discussion: """
-            Reads every segment header and frame (checksums included), the staging file and the cursors. Takes no
-            lock: safe while a writer runs, on a crashed log, and on a read-only copy.
+            Read-only and lock-free: safe while a writer runs, on a crashed log, and on a read-only copy taken \
+            off a dead machine. Segments deleted by retention while inspect reads are skipped.
 
-            With --records, prints the decoded metric records instead: an aligned table, or with --json one
-            OnexEnvelopeV1 JSON object per line (the same bytes the Kafka shipper sends).
+            Views (one at a time; the summary is the default):
+              (none)       log id, segments, frames, records, sequence and time ranges, bytes on disk and raw,
+                           compression, gap markers with their reasons, torn tail, damaged frames, and every cursor
+                           with its lag in records and age (the emit age of the oldest record it has not passed).
+                           --postgres / --kafka add the cursors committed in those sinks.
+              --segments   one row per segment: seq range, sealed-at range, frames, records, sizes, sealed/active.
+              --frames     one row per frame: offset, length, kind, codec, checksum status, seq range, records;
+                           unreadable regions appear as "damaged" rows with the reason.
+              --records    decoded metric records, filtered (--from-seq, --to-seq, --since, --until, --metric,
+                           --tag, --agent, --correlation-id, --limit).
+              --frame SEGMENT:OFFSET
+                           the header of the frame at that byte offset, decoded field by field even when invalid,
+                           with each checksum's status; --hexdump adds its raw bytes.
+
+            --json prints one JSON object per view, or JSON lines (one OnexEnvelopeV1 per record, the bytes the \
+            Kafka shipper sends) with --records.
+
+            Exit codes: 0 shown (damage found is reported, not an error: use verify for a status); 1 the log or a \
+            sink cannot be read; 2 usage.
 
             Examples:
               walctl inspect /var/lib/agent/metrics
+              walctl inspect ./log --postgres "$DATABASE_URL" --kafka localhost:9092
               walctl inspect ./log --json | jq .last_seq
-              walctl inspect ./log --records --limit 20
+              walctl inspect ./log --segments
+              walctl inspect ./log --frames --json | jq '.frames[] | select(.kind == "damaged")'
+              walctl inspect ./log --frame 00000000000000000001.seg:4160 --hexdump
+              walctl inspect ./log --records --since -15m --metric 'routing_*' --tag priority=high --limit 20
               walctl inspect ./log --records --from-seq 5000 --json | jq .payload.value
             """
     )
@@ -25,27 +48,230 @@ struct Inspect: AsyncParsableCommand {
     @Argument(help: "The log directory.")
     var dir: String
 
-    @Flag(help: "Print one JSON object instead of a table (JSON lines with --records).")
+    @Flag(help: "Print JSON: one object per view, JSON lines with --records.")
     var json = false
+
+    @Flag(help: "List segments.")
+    var segments = false
+
+    @Flag(help: "List frames.")
+    var frames = false
 
     @Flag(help: "Print decoded metric records.")
     var records = false
 
-    @Option(help: "With --records: the first sequence number.")
-    var fromSeq: UInt64 = 1
+    @Option(help: ArgumentHelp("Show the frame at a byte offset of a segment.", valueName: "segment:offset"))
+    var frame: String?
+
+    @Flag(help: "With --frame: also print the frame's raw bytes.")
+    var hexdump = false
+
+    @OptionGroup(title: "Record filters (with --records)")
+    var filters: RecordFilterOptions
 
     @Option(help: "With --records: at most this many records.")
     var limit: Int?
 
+    @Option(help: "Summary: also show the cursors committed in this PostgreSQL database (conninfo or URL).")
+    var postgres: String?
+
+    @Option(help: "Summary: also show the cursor committed in this Kafka cluster (bootstrap servers).")
+    var kafka: String?
+
+    @Option(help: "The consumer group of the Kafka cursor (default: walctl-ship-{log id}).")
+    var kafkaGroup: String?
+
+    @Option(
+        name: .customLong("kafka-property"),
+        help: ArgumentHelp("A librdkafka property for the cursor read (repeatable).", valueName: "name=value")
+    )
+    var kafkaProperties: [String] = []
+
     func validate() throws {
         if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
+        let views = [segments, frames, records, frame != nil].filter { $0 }.count
+        if views > 1 { throw ValidationError("choose one of --segments, --frames, --records, --frame") }
+        if hexdump && frame == nil { throw ValidationError("--hexdump goes with --frame SEGMENT:OFFSET") }
+        if let frame, FrameAddress(frame) == nil {
+            throw ValidationError("--frame takes SEGMENT:OFFSET, for example 00000000000000000001.seg:4160")
+        }
+        for assignment in kafkaProperties where KafkaProperty(assignment: assignment) == nil {
+            throw ValidationError("--kafka-property takes name=value, not \"\(assignment)\"")
+        }
     }
 
     func run() async throws {
-        if records {
-            try printRecords()
+        if records { return try printRecords() }
+        if let frame, let address = FrameAddress(frame) { return try printFrame(address) }
+        if segments { return try printSegments() }
+        if frames { return try printFrames() }
+        try printSummary()
+    }
+}
+
+// MARK: - Summary
+
+extension Inspect {
+    /// A cursor and how far behind the log's end it is.
+    struct CursorLag: Encodable {
+        var name: String
+        /// `local` (the log's cursors/ folder), `postgres` or `kafka`.
+        var source: String
+        var seq: UInt64
+        var lagRecords: UInt64
+        /// Emit age of the oldest record the cursor has not passed; 0 when it is at the end.
+        var lagSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case name, source, seq
+            case lagRecords = "lag_records"
+            case lagSeconds = "lag_seconds"
+        }
+    }
+
+    /// The summary as JSON: every `LogSummary` field, plus the time range and cursor lags.
+    struct SummaryJSON: Encodable {
+        var summary: LogSummary
+        var firstTime: String?
+        var lastTime: String?
+        var cursorLags: [CursorLag]
+
+        enum Extra: String, CodingKey {
+            case firstTime = "first_time"
+            case lastTime = "last_time"
+            case cursorLags = "cursor_lags"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            try summary.encode(to: encoder)
+            var container = encoder.container(keyedBy: Extra.self)
+            try container.encode(firstTime, forKey: .firstTime)
+            try container.encode(lastTime, forKey: .lastTime)
+            try container.encode(cursorLags, forKey: .cursorLags)
+        }
+    }
+
+    func printSummary() throws {
+        let meta = try readMeta(dir, command: "inspect")
+        let summary: LogSummary
+        do {
+            summary = try LogInspector.examine(path: dir)
+        } catch {
+            Output.error("walctl inspect: \(error)")
+            throw ExitCode(1)
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        let lastSeq = summary.lastSeq ?? 0
+        let firstTime = summary.firstSeq.flatMap { emitTime(atOrAfter: $0) }
+        let lastTime = summary.lastSeq.flatMap { lastEmitTime(from: $0) }
+        var sources: [(String, String, UInt64)] = summary.cursors.sorted { $0.key < $1.key }.map {
+            ($0.key, "local", $0.value)
+        }
+        sources += try sinkCursors(logID: meta.logID)
+        let lags = sources.map { name, source, seq -> CursorLag in
+            let behind = lastSeq > seq ? lastSeq - seq : 0
+            let age = behind > 0 ? emitTime(atOrAfter: seq + 1).map { max(0, now - $0) } ?? 0 : 0
+            return CursorLag(
+                name: name,
+                source: source,
+                seq: seq,
+                lagRecords: behind,
+                lagSeconds: Double(age) / 1e9
+            )
+        }
+        if json {
+            Output.line(
+                Output.json(
+                    SummaryJSON(
+                        summary: summary,
+                        firstTime: firstTime.map(rfc3339),
+                        lastTime: lastTime.map(rfc3339),
+                        cursorLags: lags
+                    )
+                )
+            )
             return
         }
+        Output.line(
+            Report.summary(
+                summary,
+                directory: dir,
+                firstTime: firstTime,
+                lastTime: lastTime,
+                lags: lags
+            )
+        )
+    }
+
+    /// The emit time of the first metric record at or after `seq`.
+    func emitTime(atOrAfter seq: UInt64) -> Int64? {
+        var found: Int64?
+        try? MetricsReader(path: dir, from: seq).read { entry in
+            if case .metric(let record) = entry {
+                found = record.timestampNanos
+                return false
+            }
+            return true
+        }
+        return found
+    }
+
+    /// The emit time of the last metric record, reading from `seq` (the last sealed) back a few frames at most.
+    func lastEmitTime(from seq: UInt64) -> Int64? {
+        var start = seq
+        for _ in 0..<4 {
+            var found: Int64?
+            try? MetricsReader(path: dir, from: start).read { entry in
+                if case .metric(let record) = entry { found = record.timestampNanos }
+                return true
+            }
+            if let found { return found }
+            guard start > 1 else { return nil }
+            start = start > 1024 ? start - 1024 : 1
+        }
+        return nil
+    }
+
+    /// Cursors committed in the sinks given on the command line.
+    func sinkCursors(logID: LogID) throws -> [(String, String, UInt64)] {
+        var result: [(String, String, UInt64)] = []
+        if let postgres {
+            do {
+                for cursor in try PostgresSink.cursors(conninfo: postgres) where cursor.logID == logID.description {
+                    result.append((cursor.shipper, "postgres", cursor.seq))
+                }
+            } catch {
+                Output.error("walctl inspect: cannot read the PostgreSQL cursors: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        if let kafka {
+            var settings = KafkaSinkConfiguration(bootstrapServers: kafka, deadLetterFile: "/dev/null")
+            settings.groupID = kafkaGroup
+            settings.apply(environment: ProcessInfo.processInfo.environment)
+            settings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
+            settings.requestTimeoutMilliseconds = 10_000
+            do {
+                let sink = KafkaSink(configuration: settings)
+                if let seq = try sink.readCursor(logID: logID) {
+                    result.append((settings.group(for: logID), "kafka", seq))
+                } else {
+                    Output.error("walctl inspect: no Kafka cursor: \(settings.cursorTopic) does not exist in \(kafka)")
+                }
+            } catch {
+                Output.error("walctl inspect: cannot read the Kafka cursor: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        return result
+    }
+}
+
+// MARK: - Segments and frames
+
+extension Inspect {
+    func printSegments() throws {
+        _ = try readMeta(dir, command: "inspect")
         let summary: LogSummary
         do {
             summary = try LogInspector.examine(path: dir)
@@ -54,51 +280,157 @@ struct Inspect: AsyncParsableCommand {
             throw ExitCode(1)
         }
         if json {
-            Output.line(Output.json(summary))
+            struct View: Encodable { var segments: [LogSummary.SegmentInfo] }
+            Output.line(Output.json(View(segments: summary.segmentList)))
             return
         }
-        Output.line(Report.summary(summary, directory: dir))
+        var rows = [
+            [
+                "FILE", "FIRST SEQ", "LAST SEQ", "FRAMES", "RECORDS", "SEALED FROM", "SEALED TO", "ON DISK", "RAW",
+                "STATE",
+            ]
+        ]
+        for segment in summary.segmentList {
+            rows.append([
+                segment.file,
+                String(segment.firstSeq),
+                segment.lastSeq.map { String($0) } ?? "-",
+                String(segment.frames),
+                String(segment.records),
+                segment.firstSealedAtNanos.map { rfc3339(Int64($0)) } ?? "-",
+                segment.lastSealedAtNanos.map { rfc3339(Int64($0)) } ?? "-",
+                String(segment.bytesOnDisk),
+                String(segment.bytesRaw),
+                segment.active ? "active" : "sealed",
+            ])
+        }
+        Output.line(table(rows, rightAligned: [1, 2, 3, 4, 7, 8]))
     }
-}
 
-extension Inspect {
-    func printRecords() throws {
-        let meta: LogMeta
+    func printFrames() throws {
+        _ = try readMeta(dir, command: "inspect")
+        let list: [FrameInfo]
         do {
-            meta = try LogDirectory(path: dir).readMeta()
+            list = try LogInspector.frames(path: dir)
         } catch {
             Output.error("walctl inspect: \(error)")
             throw ExitCode(1)
         }
-        let reader = MetricsReader(path: dir, from: fromSeq)
-        var printed = 0
-        var problems = 0
-        var output = OutputBuffer()
-        if !json {
-            output.line(Report.recordHeader)
+        if json {
+            struct View: Encodable { var frames: [FrameInfo] }
+            Output.line(Output.json(View(frames: list)))
+            return
         }
+        var rows = [
+            ["FILE", "OFFSET", "LENGTH", "KIND", "CODEC", "CHECKSUM", "FIRST SEQ", "LAST SEQ", "RECORDS", "SEALED AT"]
+        ]
+        for info in list {
+            rows.append([
+                info.file,
+                String(info.offset),
+                String(info.length),
+                info.kind,
+                info.codec ?? "-",
+                info.checksum,
+                info.firstSeq.map { String($0) } ?? "-",
+                info.lastSeq.map { String($0) } ?? "-",
+                info.records.map { String($0) } ?? "-",
+                info.sealedAtNanos.map { rfc3339(Int64($0)) } ?? "-",
+            ])
+        }
+        Output.line(table(rows, rightAligned: [1, 2, 6, 7, 8]))
+    }
+}
+
+/// `SEGMENT:OFFSET` as given to `--frame`.
+struct FrameAddress {
+    var segment: String
+    var offset: Int64
+
+    init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let offset = Int64(text[text.index(after: colon)...]), offset >= 0
+        else { return nil }
+        segment = String(text[..<colon])
+        self.offset = offset
+        if segment.isEmpty { return nil }
+    }
+}
+
+extension Inspect {
+    func printFrame(_ address: FrameAddress) throws {
+        var path = address.segment
+        if !path.contains("/") {
+            if let seq = UInt64(path), !path.hasSuffix(LogFormat.segmentSuffix) {
+                path = LogFormat.segmentFileName(firstSeq: seq)
+            }
+            path = LogDirectory(path: dir).path + "/" + path
+        }
+        let dump: FrameDump
         do {
-            try reader.read { entry in
-                if let limit, printed >= limit { return false }
-                switch entry {
-                case .metric(let record):
-                    if json {
-                        Envelope.render(record, logID: meta.logID, into: &output.bytes)
-                        output.bytes.append(0x0A)
-                    } else {
-                        output.line(Report.recordRow(record))
-                    }
-                    printed += 1
-                case .gap(let gap):
-                    Output.error("gap: sequence numbers \(gap.fromSeq)...\(gap.toSeq) lost: \(gap.reason)")
-                case .damage(let damage):
-                    problems += 1
-                    Output.error("damage: \(damage)")
-                case .undecodable(let seq, let failure):
-                    problems += 1
-                    Output.error("record \(seq): \(failure)")
+            dump = try FrameDump.read(path: path, offset: address.offset, limit: hexdump ? 1 << 20 : 0)
+        } catch {
+            Output.error("walctl inspect: \(error)")
+            Output.error("hint: walctl inspect \(dir) --frames lists every frame with its segment and offset")
+            throw ExitCode(1)
+        }
+        if json {
+            struct View: Encodable {
+                var frame: FrameDump
+                var hex: String?
+            }
+            var shown = dump
+            let hex = hexdump ? shown.bytes.map(hexByte).joined() : nil
+            shown.bytes = []
+            Output.line(Output.json(View(frame: shown, hex: hex)))
+            return
+        }
+        let hex32 = { (value: UInt32) in "0x" + String(value, radix: 16) }
+        let type = dump.type == 1 ? "1 (data)" : dump.type == 2 ? "2 (gap)" : "\(dump.type) (unknown)"
+        let codec = dump.codec == 0 ? "0 (none)" : dump.codec == 1 ? "1 (lz4)" : "\(dump.codec) (unknown)"
+        let rows = [
+            ["file", dump.file],
+            ["offset", String(dump.offset)],
+            ["magic", dump.magicOK ? "WFRM (ok)" : "bad"],
+            ["type", type],
+            ["codec", codec],
+            ["first seq", String(dump.firstSeq)],
+            ["records", String(dump.recordCount)],
+            ["raw length", String(dump.rawLength)],
+            ["stored length", String(dump.storedLength)],
+            ["sealed at", dump.sealedAtNanos > 0 ? rfc3339(Int64(clamping: dump.sealedAtNanos)) : "0"],
+            ["payload crc", hex32(dump.payloadCRC) + " (" + dump.payloadStatus + ")"],
+            ["header crc", hex32(dump.headerCRC) + " (" + dump.headerStatus + ")"],
+        ]
+        Output.line(table(rows))
+        if hexdump {
+            Output.line("")
+            Output.line(Report.hexdump(dump.bytes, startingAt: dump.offset))
+        }
+    }
+}
+
+// MARK: - Records
+
+extension Inspect {
+    func printRecords() throws {
+        let meta = try readMeta(dir, command: "inspect")
+        let filter = try filters.filter()
+        var output = OutputBuffer()
+        if !json { output.line(Report.recordHeader) }
+        var counts = RecordScan.Counts()
+        var printed = 0
+        if limit == 0 { return }
+        do {
+            try RecordScan().run(directory: dir, filter: filter, counts: &counts) { record in
+                if json {
+                    Envelope.render(record, logID: meta.logID, into: &output.bytes)
+                    output.bytes.append(0x0A)
+                } else {
+                    output.line(Report.recordRow(record))
                 }
+                printed += 1
                 output.flushIfLarge()
+                if let limit, printed >= limit { return false }
                 return true
             }
         } catch {
@@ -107,25 +439,6 @@ extension Inspect {
             throw ExitCode(1)
         }
         output.flush()
-    }
-}
-
-/// Batches stdout writes (decoding is much faster than one write per line).
-struct OutputBuffer {
-    var bytes: [UInt8] = []
-
-    mutating func line(_ text: String) {
-        bytes.append(contentsOf: text.utf8)
-        bytes.append(0x0A)
-    }
-
-    mutating func flushIfLarge() {
-        if bytes.count >= 1 << 16 { flush() }
-    }
-
-    mutating func flush() {
-        Output.raw(bytes)
-        bytes.removeAll(keepingCapacity: true)
     }
 }
 
@@ -138,18 +451,43 @@ enum Report {
         + "VALUE".padding(toLength: 14, withPad: " ", startingAt: 0) + "  AGENT / CORRELATION / TAGS"
 
     static func recordRow(_ record: MetricRecord) -> String {
-        var time: [UInt8] = []
-        Envelope.appendTimestamp(record.timestampNanos, into: &time)
         let tags = record.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         let value = "\(Envelope.numberText(record.value)) \(record.unit)"
         return String(record.seq).padding(toLength: 10, withPad: " ", startingAt: 0) + "  "
-            + String(decoding: time, as: UTF8.self).padding(toLength: 30, withPad: " ", startingAt: 0) + "  "
+            + rfc3339(record.timestampNanos).padding(toLength: 30, withPad: " ", startingAt: 0) + "  "
             + record.name.padding(toLength: 32, withPad: " ", startingAt: 0) + "  "
             + value.padding(toLength: 14, withPad: " ", startingAt: 0) + "  "
             + "\(record.agentID ?? "-") / \(record.correlationID ?? "-") / \(tags)"
     }
 
-    static func summary(_ s: LogSummary, directory: String) -> String {
+    /// `xxd`-style lines: absolute offset, 16 bytes in hex, printable ASCII.
+    static func hexdump(_ bytes: [UInt8], startingAt base: Int64) -> String {
+        var lines: [String] = []
+        var index = 0
+        while index < bytes.count {
+            let row = bytes[index..<min(index + 16, bytes.count)]
+            var hex = ""
+            for (position, byte) in row.enumerated() {
+                hex += hexByte(byte) + (position % 2 == 1 ? " " : "")
+            }
+            let ascii = String(row.map { $0 >= 0x20 && $0 < 0x7F ? Character(UnicodeScalar($0)) : "." })
+            let offset = String(base + Int64(index), radix: 16)
+            lines.append(
+                String(repeating: "0", count: max(0, 8 - offset.count)) + offset + ": "
+                    + hex.padding(toLength: 40, withPad: " ", startingAt: 0) + " " + ascii
+            )
+            index += 16
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func summary(
+        _ s: LogSummary,
+        directory: String,
+        firstTime: Int64? = nil,
+        lastTime: Int64? = nil,
+        lags: [Inspect.CursorLag] = []
+    ) -> String {
         var lines: [String] = []
         func row(_ key: String, _ value: String) {
             lines.append(key.padding(toLength: 18, withPad: " ", startingAt: 0) + value)
@@ -160,6 +498,9 @@ enum Report {
         row("frames", "\(s.frames)")
         row("records", "\(s.records)")
         row("sequence", s.firstSeq.map { "\($0) ... \(s.lastSeq ?? $0)" } ?? "empty")
+        if let firstTime, let lastTime {
+            row("time", "\(rfc3339(firstTime)) ... \(rfc3339(lastTime))")
+        }
         let ratio = s.bytesOnDisk > 0 ? String(format: "%.2fx", Double(s.bytesRaw) / Double(s.bytesOnDisk)) : "-"
         row("bytes", "\(s.bytesOnDisk) on disk, \(s.bytesAllocated) allocated, \(s.bytesRaw) raw (\(ratio))")
         if s.staged.records > 0 || s.staged.lastSeq != nil {
@@ -177,11 +518,14 @@ enum Report {
         for gap in s.gaps {
             lines.append("  \(gap.fromSeq) ... \(gap.toSeq): \(gap.reason)")
         }
-        row("cursors", s.cursors.isEmpty ? "none" : "")
-        for (name, seq) in s.cursors.sorted(by: { $0.key < $1.key }) {
-            let lag = (s.lastSeq ?? 0) > seq ? (s.lastSeq ?? 0) - seq : 0
+        row("cursors", lags.isEmpty ? "none" : "")
+        for lag in lags {
+            let behind =
+                lag.lagRecords == 0
+                ? "at the end"
+                : "\(lag.lagRecords) records behind, oldest unshipped emitted \(humanDuration(nanos: Int64(lag.lagSeconds * 1e9))) ago"
             lines.append(
-                "  \(name.padding(toLength: 24, withPad: " ", startingAt: 0)) at \(seq), \(lag) records behind"
+                "  \(lag.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(lag.source.padding(toLength: 9, withPad: " ", startingAt: 0)) at \(lag.seq), \(behind)"
             )
         }
         return lines.joined(separator: "\n")

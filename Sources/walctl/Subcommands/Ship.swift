@@ -113,11 +113,6 @@ struct Ship: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
         let logger = Logger(label: "walctl.ship")
         guard (try? LogDirectory(path: dir).readMeta()) != nil else {
             Output.error("walctl ship: \(dir) is not a log directory")
