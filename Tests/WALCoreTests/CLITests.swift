@@ -79,10 +79,13 @@ import WALTestKit
         let verify = try walctl(["verify", "--help"])
         #expect(verify.status == 0)
         let text = verify.out.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        #expect(text.contains("exit 0 when sound, 1 when damage is found, 2 on usage errors"))
-        #expect(verify.out.contains("Examples:"))
-        for command in ["emit", "inspect"] {
-            #expect(try walctl([command, "--help"]).out.contains("Examples:"))
+        #expect(text.contains("exit 0 sound, 1 damaged, 2 usage"))
+        #expect(text.contains("--repair"))
+        for command in ["emit", "inspect", "tail", "replay", "verify", "stats", "ship"] {
+            let help = try walctl([command, "--help"])
+            #expect(help.status == 0)
+            #expect(help.out.contains("Examples:"), "\(command)")
+            #expect(help.out.contains("Exit codes"), "\(command)")
         }
     }
 

@@ -44,3 +44,9 @@ func readMetrics(_ path: String, from seq: UInt64 = 1) throws -> [MetricRecord] 
     }
     return records
 }
+
+func withTemporaryDirectory<T>(_ body: (TemporaryDirectory) throws -> T) throws -> T {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    return try body(directory)
+}

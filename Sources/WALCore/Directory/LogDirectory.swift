@@ -93,7 +93,8 @@ public struct LogMeta: Sendable, Equatable {
 final class DirectoryLock {
     private let fd: FileDescriptor
 
-    init(directory: LogDirectory) throws(WALError) {
+    /// Takes the lock; a writer records its pid in the file, a maintenance holder (`repair`) leaves it as it is.
+    init(directory: LogDirectory, recordPID: Bool = true) throws(WALError) {
         let fd = try FileSystem.open(
             directory.lockPath,
             .readWrite,
@@ -106,9 +107,11 @@ final class DirectoryLock {
                 let holder = directory.lockHolderPID().map { "pid \($0)" } ?? "another process"
                 throw WALError(.locked, "the log is already open for writing by \(holder)", path: directory.lockPath)
             }
-            try fd.setSize(0)
-            let text = Array("\(getpid())\n".utf8)
-            try text.withBytes { buffer throws(Errno) in try fd.writeFully(at: 0, from: buffer) }
+            if recordPID {
+                try fd.setSize(0)
+                let text = Array("\(getpid())\n".utf8)
+                try text.withBytes { buffer throws(Errno) in try fd.writeFully(at: 0, from: buffer) }
+            }
         } catch let error as WALError {
             throw error
         } catch {

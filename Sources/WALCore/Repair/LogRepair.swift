@@ -45,7 +45,7 @@ public enum LogRepair {
     public static func repair(path: String) throws(WALError) -> RepairReport {
         let directory = LogDirectory(path: path)
         let meta = try directory.readMeta()
-        let lock = try DirectoryLock(directory: directory)
+        let lock = try DirectoryLock(directory: directory, recordPID: false)
         defer { withExtendedLifetime(lock) {} }
         var report = RepairReport()
         let files = try directory.segments()

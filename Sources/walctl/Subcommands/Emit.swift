@@ -10,15 +10,17 @@ struct Emit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Append metrics to a log: realistic agent traffic, or one record from a script.",
         discussion: """
-            Traffic mode (--count): each thread plays four agents emitting all 25 catalog metrics with the design's
-            tags and correlation ids (deterministic, see AgentTraffic). Prints `acked SEQ` on stdout after every
-            10,000 appends have returned (every record up to SEQ is then durable in the chosen mode) and `done SEQ`
-            at the end; a throughput summary goes to stderr. --raw writes self-checking opaque records instead of
-            metrics (a test of the log alone).
+            Traffic mode (--count): each thread plays four agents emitting all 25 catalog metrics with the \
+            design's tags and correlation ids (deterministic, see AgentTraffic). Prints `acked SEQ` on stdout after \
+            every 10,000 appends have returned (every record up to SEQ is then durable in the chosen mode) and \
+            `done SEQ` at the end; a throughput summary goes to stderr. --raw writes self-checking opaque records \
+            instead of metrics (a test of the log alone).
 
-            Single mode (--metric): appends one record and prints `recorded SEQ`; exits 1 with the reason when the
-            collector rejects it. Type and unit come from the catalog for catalog names; give --type and --unit for
-            other names.
+            Single mode (--metric): appends one record and prints `recorded SEQ`; exits 1 with the reason when the \
+            collector rejects it. Type and unit come from the catalog for catalog names; give --type and --unit \
+            for other names.
+
+            Exit codes: 0 appended; 1 the log cannot be opened or the record was rejected; 2 usage.
 
             Examples:
               walctl emit --dir /var/lib/agent/metrics --count 1000000 --threads 2
