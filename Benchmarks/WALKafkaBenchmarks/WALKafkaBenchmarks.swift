@@ -137,4 +137,3 @@ final class Cluster: @unchecked Sendable {
         return configuration
     }
 }
-

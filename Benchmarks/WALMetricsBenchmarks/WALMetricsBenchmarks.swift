@@ -74,6 +74,73 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.measurement(.custom("bytes x100, i.i.d. random catalog traffic"), Int(random.disk * 100))
         benchmark.measurement(.custom("raw bytes x100, workflow traffic"), Int(workflow.raw * 100))
     }
+
+    // The bulk-read path of `walctl replay --to stdout` and `inspect --records --json` (the operator issue asks for
+    // at least one million records per second to /dev/null).
+    Benchmark(
+        "envelopes from the log to /dev/null, 1M records",
+        configuration: .init(
+            metrics: [.wallClock, .custom("records per second")],
+            timeUnits: .milliseconds,
+            warmupIterations: 1,
+            maxDuration: .seconds(20),
+            maxIterations: 5
+        )
+    ) { benchmark, fixture in
+        for _ in benchmark.scaledIterations {
+            let started = ContinuousClock.now
+            let rendered = try fixture.renderAll()
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            precondition(rendered == MillionRecordLog.records, "rendered \(rendered)")
+            benchmark.measurement(.custom("records per second"), Int(Double(rendered) / seconds))
+        }
+    } setup: {
+        try MillionRecordLog()
+    }
+}
+
+/// A closed log of one million records of two agent threads' traffic, for the bulk-read benchmark.
+final class MillionRecordLog: @unchecked Sendable {
+    let path: String
+    let logID: LogID
+    static let records = 1_000_000
+
+    init() throws {
+        path = NSTemporaryDirectory() + "walctl-replay-bench-\(UUID().uuidString)"
+        try emitTraffic(into: path, perThread: Self.records / 2, threads: 2) { thread, counter in
+            AgentTraffic(thread: thread).event(counter)
+        }
+        logID = try LogDirectory(path: path).readMeta().logID
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    /// What `walctl replay --to stdout` and `inspect --records --json` do: every record to its envelope JSON line,
+    /// written to /dev/null in 64 KiB writes. Returns the records rendered.
+    func renderAll() throws -> Int {
+        let stream = EnvelopeStream(directory: path, logID: logID)
+        let sink = open("/dev/null", O_WRONLY)
+        defer { close(sink) }
+        var output: [UInt8] = []
+        output.reserveCapacity(1 << 17)
+        var rendered = 0
+        try LogReader(path: path).read { entry in
+            if case .record(let seq, let bytes) = entry,
+                stream.render(seq: seq, bytes: bytes, into: &output) == .rendered
+            {
+                output.append(0x0A)
+                rendered += 1
+                if output.count >= 1 << 16 {
+                    _ = output.withUnsafeBytes { write(sink, $0.baseAddress, $0.count) }
+                    output.removeAll(keepingCapacity: true)
+                }
+            }
+            return true
+        }
+        _ = output.withUnsafeBytes { write(sink, $0.baseAddress, $0.count) }
+        return rendered
+    }
 }
 
 final class CollectorFixture: @unchecked Sendable {
@@ -100,8 +167,20 @@ final class CollectorFixture: @unchecked Sendable {
 func bytesPerRecord(threads: Int, _ make: (Int, UInt64) -> AgentTraffic.Event) throws -> (disk: Double, raw: Double) {
     let path = NSTemporaryDirectory() + "walctl-bytes-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: path) }
+    try emitTraffic(into: path, perThread: 200_000, threads: threads, make)
+    let summary = try LogInspector.examine(path: path)
+    return (Double(summary.bytesOnDisk) / Double(summary.records), Double(summary.bytesRaw) / Double(summary.records))
+}
+
+/// Emits `perThread` events per thread, interleaved as agent threads would, into a new log, and closes it.
+func emitTraffic(
+    into path: String,
+    perThread: Int,
+    threads: Int,
+    _ make: (Int, UInt64) -> AgentTraffic.Event
+) throws {
     let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
-    for counter in 0..<UInt64(200_000) {
+    for counter in 0..<UInt64(perThread) {
         for thread in 0..<threads {
             let event = make(thread, counter)
             collector.record(
@@ -114,6 +193,4 @@ func bytesPerRecord(threads: Int, _ make: (Int, UInt64) -> AgentTraffic.Event) t
         }
     }
     try collector.close()
-    let summary = try LogInspector.examine(path: path)
-    return (Double(summary.bytesOnDisk) / Double(summary.records), Double(summary.bytesRaw) / Double(summary.records))
 }

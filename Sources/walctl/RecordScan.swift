@@ -48,18 +48,68 @@ struct RecordScan {
                 counts.matched += 1
                 return try body(record)
             case .gap(let gap):
-                if filter.isPast(gap.fromSeq) { return false }
-                counts.gapRecords += gap.toSeq - max(gap.fromSeq, filter.fromSeq) + 1
-                counts.lastSeq = gap.toSeq
-                report("gap: sequence numbers \(gap.fromSeq)...\(gap.toSeq) are not in the log: \(gap.reason)")
+                return passOver(gap: gap, filter: filter, counts: &counts)
             case .damage(let damage):
-                counts.damagedRegions += 1
-                report("damage: \(damage); run walctl verify for the full list, walctl verify --repair to salvage")
+                passOver(damage: damage, counts: &counts)
             case .undecodable(let seq, let failure):
                 if filter.isPast(seq) { return false }
                 counts.undecodable += 1
                 counts.lastSeq = seq
                 report("record \(seq) does not decode: \(failure)")
+            }
+            return true
+        }
+    }
+}
+
+extension RecordScan {
+    /// Counts and reports a gap; false when it lies past the filter's range (reading stops).
+    func passOver(gap: GapMarker, filter: RecordFilter, counts: inout Counts) -> Bool {
+        if filter.isPast(gap.fromSeq) { return false }
+        counts.gapRecords += gap.toSeq - max(gap.fromSeq, filter.fromSeq) + 1
+        counts.lastSeq = gap.toSeq
+        report("gap: sequence numbers \(gap.fromSeq)...\(gap.toSeq) are not in the log: \(gap.reason)")
+        return true
+    }
+
+    func passOver(damage: ReadDamage, counts: inout Counts) {
+        counts.damagedRegions += 1
+        report("damage: \(damage); run walctl verify for the full list, walctl verify --repair to salvage")
+    }
+
+    /// Appends the envelope JSON line of every matching record to `output` (the fast path of `replay --to stdout`
+    /// and `inspect --records --json`: no `MetricRecord` is built). `body` is called with the sequence number of
+    /// each record appended and may flush `output`; it returns false to stop.
+    func envelopes(
+        directory: String,
+        filter: RecordFilter,
+        logID: LogID,
+        counts: inout Counts,
+        output: inout [UInt8],
+        _ body: (UInt64, inout [UInt8]) throws -> Bool
+    ) throws {
+        let stream = EnvelopeStream(directory: directory, logID: logID, filter: filter)
+        let reader = LogReader(path: directory, from: filter.fromSeq)
+        try reader.read { entry in
+            switch entry {
+            case .record(let seq, let bytes):
+                if filter.isPast(seq) { return false }
+                counts.lastSeq = seq
+                switch stream.render(seq: seq, bytes: bytes, into: &output) {
+                case .rendered:
+                    output.append(0x0A)
+                    counts.matched += 1
+                    return try body(seq, &output)
+                case .filteredOut:
+                    counts.filteredOut += 1
+                case .undecodable(let failure):
+                    counts.undecodable += 1
+                    report("record \(seq) does not decode: \(failure)")
+                }
+            case .gap(let gap):
+                return passOver(gap: gap, filter: filter, counts: &counts)
+            case .damage(let damage):
+                passOver(damage: damage, counts: &counts)
             }
             return true
         }

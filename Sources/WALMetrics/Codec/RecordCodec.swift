@@ -107,7 +107,15 @@ enum RecordCodec {
         var agent: UInt32
         var timestampNanos: Int64
         var value: Double
-        var correlationID: String?
+        /// A correlation id that is not a canonical UUID (kept as text).
+        var correlationText: String?
+        /// A canonical UUID correlation id, as its two halves (formatted only when asked).
+        var correlationUUID: (UInt64, UInt64)?
+
+        var correlationID: String? {
+            if let correlationUUID { return RecordCodec.formatUUID(correlationUUID.0, correlationUUID.1) }
+            return correlationText
+        }
     }
 
     enum DecodeFailure: Error, Equatable {
@@ -152,19 +160,20 @@ enum RecordCodec {
         case .none:
             return .failure(.malformed("unknown value encoding"))
         }
-        var correlationID: String?
+        var correlationText: String?
+        var correlationUUID: (UInt64, UInt64)?
         switch (flags >> 3) & 0x03 {
         case 0: break
         case 1:
             guard let high = reader.bigEndian64(), let low = reader.bigEndian64() else {
                 return .failure(.malformed("truncated correlation id"))
             }
-            correlationID = formatUUID(high, low)
+            correlationUUID = (high, low)
         case 2:
             guard let count = reader.varint(), count <= UInt64(Validation.maxIDBytes),
                 let text = reader.slice(Int(count))
             else { return .failure(.malformed("truncated correlation id")) }
-            correlationID = String(decoding: text, as: UTF8.self)
+            correlationText = String(decoding: text, as: UTF8.self)
         default:
             return .failure(.malformed("bad correlation encoding"))
         }
@@ -176,7 +185,8 @@ enum RecordCodec {
                 agent: UInt32(agent),
                 timestampNanos: Int64(bitPattern: time),
                 value: value,
-                correlationID: correlationID
+                correlationText: correlationText,
+                correlationUUID: correlationUUID
             )
         )
     }
@@ -213,28 +223,7 @@ enum RecordCodec {
 
     static func formatUUID(_ high: UInt64, _ low: UInt64) -> String {
         String(unsafeUninitializedCapacity: 36) { bytes in
-            let digits = Envelope.hexDigits
-            var position = 35
-            var value = low
-            for _ in 0..<16 {
-                if position == 23 {
-                    bytes[position] = 0x2D
-                    position -= 1
-                }
-                bytes[position] = digits[Int(value & 0xF)]
-                value >>= 4
-                position -= 1
-            }
-            value = high
-            for _ in 0..<16 {
-                if position == 18 || position == 13 || position == 8 {
-                    bytes[position] = 0x2D
-                    position -= 1
-                }
-                bytes[position] = digits[Int(value & 0xF)]
-                value >>= 4
-                position -= 1
-            }
+            Envelope.writeUUID(high, low, into: bytes)
             return 36
         }
     }

@@ -19,6 +19,54 @@ public enum Envelope {
 
     /// The event id of record `seq` of log `logID`.
     public static func eventID(logID: LogID, seq: UInt64) -> String {
+        let (high, low) = eventIDBits(logID: logID, seq: seq)
+        return RecordCodec.formatUUID(high, low)
+    }
+
+    /// Appends the event id's 36 characters to `output` (no String made).
+    static func appendEventID(logID: LogID, seq: UInt64, into output: inout [UInt8]) {
+        let (high, low) = eventIDBits(logID: logID, seq: seq)
+        appendUUID(high, low, into: &output)
+    }
+
+    /// Appends the canonical text of a UUID given as two halves (36 characters, lower case).
+    static func appendUUID(_ high: UInt64, _ low: UInt64, into output: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
+            writeUUID(high, low, into: text)
+            output.append(contentsOf: UnsafeBufferPointer(text))
+        }
+    }
+
+    /// Writes the 36 characters of a UUID's canonical text into `text` (at least 36 bytes).
+    static func writeUUID(_ high: UInt64, _ low: UInt64, into text: UnsafeMutableBufferPointer<UInt8>) {
+        @inline(__always) func hex(_ nibble: UInt64) -> UInt8 {
+            nibble < 10 ? 0x30 + UInt8(nibble) : 0x57 + UInt8(nibble)
+        }
+        var position = 35
+        var value = low
+        for _ in 0..<16 {
+            if position == 23 {
+                text[position] = 0x2D
+                position -= 1
+            }
+            text[position] = hex(value & 0xF)
+            value >>= 4
+            position -= 1
+        }
+        value = high
+        for _ in 0..<16 {
+            if position == 18 || position == 13 || position == 8 {
+                text[position] = 0x2D
+                position -= 1
+            }
+            text[position] = hex(value & 0xF)
+            value >>= 4
+            position -= 1
+        }
+    }
+
+    /// The 128 bits of the event id (UUID version 5 of the decimal seq in the log id's namespace).
+    static func eventIDBits(logID: LogID, seq: UInt64) -> (UInt64, UInt64) {
         // The message: the 16 bytes of the namespace, then the decimal digits of seq (at most 20).
         withUnsafeTemporaryAllocation(byteCount: 36, alignment: 8) { message in
             var length = 0
@@ -45,7 +93,7 @@ public enum Envelope {
                 var low: UInt64 = 0
                 for index in 0..<8 { high = high << 8 | UInt64(digest[index]) }
                 for index in 8..<16 { low = low << 8 | UInt64(digest[index]) }
-                return RecordCodec.formatUUID(high, low)
+                return (high, low)
             }
         }
     }
@@ -198,29 +246,31 @@ public enum Envelope {
         let day = dayOfYear - (153 * monthPrime + 2) / 5 + 1
         let month = monthPrime < 10 ? monthPrime + 3 : monthPrime - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func digits(_ value: Int64, _ width: Int) {
-            var text = [UInt8](repeating: 0x30, count: width)
-            var rest = value
-            for index in stride(from: width - 1, through: 0, by: -1) {
-                text[index] = UInt8(0x30 + rest % 10)
-                rest /= 10
+        // 30 bytes, written in place: YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ (Int64 nanoseconds span years 1677 to 2262).
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 30) { text in
+            func digits(_ value: Int64, _ width: Int, at start: Int) {
+                var rest = value.magnitude
+                for index in stride(from: start + width - 1, through: start, by: -1) {
+                    text[index] = UInt8(0x30 + rest % 10)
+                    rest /= 10
+                }
             }
-            output.append(contentsOf: text)
+            digits(year, 4, at: 0)
+            text[4] = 0x2D
+            digits(month, 2, at: 5)
+            text[7] = 0x2D
+            digits(day, 2, at: 8)
+            text[10] = 0x54
+            digits(secondOfDay / 3600, 2, at: 11)
+            text[13] = 0x3A
+            digits(secondOfDay / 60 % 60, 2, at: 14)
+            text[16] = 0x3A
+            digits(secondOfDay % 60, 2, at: 17)
+            text[19] = 0x2E
+            digits(fraction, 9, at: 20)
+            text[29] = 0x5A
+            output.append(contentsOf: UnsafeBufferPointer(text))
         }
-        digits(year, 4)
-        output.append(0x2D)
-        digits(month, 2)
-        output.append(0x2D)
-        digits(day, 2)
-        output.append(0x54)
-        digits(secondOfDay / 3600, 2)
-        output.append(0x3A)
-        digits(secondOfDay / 60 % 60, 2)
-        output.append(0x3A)
-        digits(secondOfDay % 60, 2)
-        output.append(0x2E)
-        digits(fraction, 9)
-        output.append(0x5A)
     }
 }
 
@@ -257,30 +307,19 @@ enum SHA1 {
                     words[i] = x << 1 | x >> 31
                 }
                 var (a, b, c, d, e) = h
-                for i in 0..<80 {
-                    let f: UInt32
-                    let k: UInt32
-                    switch i {
-                    case 0..<20:
-                        f = (b & c) | (~b & d)
-                        k = 0x5A82_7999
-                    case 20..<40:
-                        f = b ^ c ^ d
-                        k = 0x6ED9_EBA1
-                    case 40..<60:
-                        f = (b & c) | (b & d) | (c & d)
-                        k = 0x8F1B_BCDC
-                    default:
-                        f = b ^ c ^ d
-                        k = 0xCA62_C1D6
-                    }
-                    let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ words[i]
+                // Four loops of twenty rounds, one per round function (no per-round switch).
+                @inline(__always) func round(_ f: UInt32, _ k: UInt32, _ w: UInt32) {
+                    let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w
                     e = d
                     d = c
                     c = b << 30 | b >> 2
                     b = a
                     a = temp
                 }
+                for i in 0..<20 { round((b & c) | (~b & d), 0x5A82_7999, words[i]) }
+                for i in 20..<40 { round(b ^ c ^ d, 0x6ED9_EBA1, words[i]) }
+                for i in 40..<60 { round((b & c) | (b & d) | (c & d), 0x8F1B_BCDC, words[i]) }
+                for i in 60..<80 { round(b ^ c ^ d, 0xCA62_C1D6, words[i]) }
                 h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
             }
             let digest = UnsafeMutableRawBufferPointer(rebasing: scratch[(blocks * 64 + 320)...])

@@ -72,14 +72,14 @@ public final class MetricsDecoder {
         return symbols.symbols[Int(id) - 1]
     }
 
-    private func resolveString(_ id: UInt32) -> String? {
+    func resolveString(_ id: UInt32) -> String? {
         if let cached = strings[id] { return cached }
         guard case .string(let text) = symbol(id) else { return nil }
         strings[id] = text
         return text
     }
 
-    private func resolveMetric(_ id: UInt32) -> (name: String, type: MetricType, unit: String)? {
+    func resolveMetric(_ id: UInt32) -> (name: String, type: MetricType, unit: String)? {
         if let cached = metrics[id] { return cached }
         guard case .metric(let type, let nameID, let unitID) = symbol(id), let name = resolveString(nameID),
             let unit = resolveString(unitID)
@@ -88,7 +88,7 @@ public final class MetricsDecoder {
         return (name, type, unit)
     }
 
-    private func resolveTagSet(_ id: UInt32) -> [String: String]? {
+    func resolveTagSet(_ id: UInt32) -> [String: String]? {
         if let cached = tagSets[id] { return cached }
         guard case .tagSet(let pairs) = symbol(id) else { return nil }
         var tags: [String: String] = [:]

@@ -420,18 +420,33 @@ extension Inspect {
         var counts = RecordScan.Counts()
         var printed = 0
         if limit == 0 { return }
+        let scan = RecordScan()
         do {
-            try RecordScan().run(directory: dir, filter: filter, counts: &counts) { record in
-                if json {
-                    Envelope.render(record, logID: meta.logID, into: &output.bytes)
-                    output.bytes.append(0x0A)
-                } else {
-                    output.line(Report.recordRow(record))
+            if json {
+                // Envelopes rendered straight from the log records (the fast path, as replay --to stdout).
+                try scan.envelopes(
+                    directory: dir,
+                    filter: filter,
+                    logID: meta.logID,
+                    counts: &counts,
+                    output: &output.bytes
+                ) {
+                    _,
+                    bytes in
+                    printed += 1
+                    if bytes.count >= 1 << 16 {
+                        Output.raw(bytes)
+                        bytes.removeAll(keepingCapacity: true)
+                    }
+                    return limit.map { printed < $0 } ?? true
                 }
-                printed += 1
-                output.flushIfLarge()
-                if let limit, printed >= limit { return false }
-                return true
+            } else {
+                try scan.run(directory: dir, filter: filter, counts: &counts) { record in
+                    output.line(Report.recordRow(record))
+                    printed += 1
+                    output.flushIfLarge()
+                    return limit.map { printed < $0 } ?? true
+                }
             }
         } catch {
             output.flush()

@@ -205,16 +205,49 @@ struct Replay: AsyncParsableCommand {
         }
 
         do {
-            try RecordScan().run(directory: dir, filter: filter, counts: &counts) { record in
-                summary.firstSeq = summary.firstSeq ?? record.seq
-                batch.append(record)
-                if batch.count >= limit {
-                    try flush()
-                    progress.update(seq: record.seq, sent: summary.sent + summary.alreadyPresent)
+            if let stream = sender as? StreamSender {
+                // stdout, a file, or a dry run: envelopes rendered straight from the log records.
+                var output: [UInt8] = []
+                output.reserveCapacity(1 << 17)
+                var pending = 0
+                var firstSeq: UInt64?
+                var sent: UInt64 = 0
+                defer {
+                    summary.firstSeq = firstSeq
+                    summary.sent = sent
                 }
-                return true
+                try RecordScan().envelopes(
+                    directory: dir,
+                    filter: filter,
+                    logID: meta.logID,
+                    counts: &counts,
+                    output: &output
+                ) { seq, bytes in
+                    firstSeq = firstSeq ?? seq
+                    pending += 1
+                    if pending >= limit || bytes.count >= 1 << 16 {
+                        try stream.write(&bytes)
+                        sent += UInt64(pending)
+                        pacer.account(pending)
+                        pending = 0
+                        progress.update(seq: seq, sent: sent)
+                    }
+                    return true
+                }
+                try stream.write(&output)
+                sent += UInt64(pending)
+            } else {
+                try RecordScan().run(directory: dir, filter: filter, counts: &counts) { record in
+                    summary.firstSeq = summary.firstSeq ?? record.seq
+                    batch.append(record)
+                    if batch.count >= limit {
+                        try flush()
+                        progress.update(seq: record.seq, sent: summary.sent + summary.alreadyPresent)
+                    }
+                    return true
+                }
+                try flush()
             }
-            try flush()
         } catch let error as ReplayFailure {
             failure = error.message
         } catch {
@@ -367,23 +400,25 @@ final class StreamSender: ReplaySender {
             Envelope.render(record, logID: logID, into: &output.bytes)
             output.bytes.append(0x0A)
         }
-        try write()
+        try write(&output.bytes)
         return ReplayOutcome(sent: UInt64(batch.count))
     }
 
-    private func write() throws {
+    /// Writes `bytes` whole (nowhere for a dry run) and empties it.
+    func write(_ bytes: inout [UInt8]) throws {
+        defer { bytes.removeAll(keepingCapacity: true) }
+        guard fd >= 0 else { return }
         var offset = 0
-        while offset < output.bytes.count {
-            let n = output.bytes.withUnsafeBytes { buffer in
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { buffer in
                 Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw FatalSinkError("write failed: \(String(cString: strerror(errno)))")
+                throw ReplayFailure(message: "write failed: \(String(cString: strerror(errno)))")
             }
             offset += n
         }
-        output.bytes.removeAll(keepingCapacity: true)
     }
 
     func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64? { nil }
