@@ -205,3 +205,10 @@ func hexByte(_ byte: UInt8) -> String {
     let digits = Array("0123456789abcdef")
     return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]])
 }
+
+extension String {
+    /// The string followed by spaces up to `width` characters; a longer string is kept whole (never truncated).
+    func padded(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}

@@ -13,19 +13,23 @@ struct Inspect: AsyncParsableCommand {
             Read-only and lock-free: safe while a writer runs, on a crashed log, and on a read-only copy taken \
             off a dead machine. Segments deleted by retention while inspect reads are skipped.
 
-            Views (one at a time; the summary is the default):
-              (none)       log id, segments, frames, records, sequence and time ranges, bytes on disk and raw,
-                           compression, gap markers with their reasons, torn tail, damaged frames, and every cursor
-                           with its lag in records and age (the emit age of the oldest record it has not passed).
-                           --postgres / --kafka add the cursors committed in those sinks.
-              --segments   one row per segment: seq range, sealed-at range, frames, records, sizes, sealed/active.
-              --frames     one row per frame: offset, length, kind, codec, checksum status, seq range, records;
-                           unreadable regions appear as "damaged" rows with the reason.
-              --records    decoded metric records, filtered (--from-seq, --to-seq, --since, --until, --metric,
-                           --tag, --agent, --correlation-id, --limit).
-              --frame SEGMENT:OFFSET
-                           the header of the frame at that byte offset, decoded field by field even when invalid,
-                           with each checksum's status; --hexdump adds its raw bytes.
+            Views, one at a time:
+
+            (default) The summary: log id, segments, frames, records, sequence and time ranges, bytes on disk \
+            and raw, compression, gap markers with their reasons, torn tail, damaged frames, and every cursor \
+            with its lag in records and age (the emit age of the oldest record it has not passed). --postgres and \
+            --kafka add the cursors committed in those sinks.
+
+            --segments: one row per segment: seq range, sealed-at range, frames, records, sizes, sealed or active.
+
+            --frames: one row per frame: offset, length, kind, codec, checksum status, seq range, records; \
+            unreadable regions appear as "damaged" rows with the reason.
+
+            --records: decoded metric records, filtered with --from-seq, --to-seq, --since, --until, --metric, \
+            --tag, --agent, --correlation-id and --limit.
+
+            --frame SEGMENT:OFFSET: the header of the frame at that byte offset, decoded field by field even \
+            when invalid, with each checksum's status; --hexdump adds its raw bytes.
 
             --json prints one JSON object per view, or JSON lines (one OnexEnvelopeV1 per record, the bytes the \
             Kafka shipper sends) with --records.
@@ -40,7 +44,7 @@ struct Inspect: AsyncParsableCommand {
               walctl inspect ./log --segments
               walctl inspect ./log --frames --json | jq '.frames[] | select(.kind == "damaged")'
               walctl inspect ./log --frame 00000000000000000001.seg:4160 --hexdump
-              walctl inspect ./log --records --since -15m --metric 'routing_*' --tag priority=high --limit 20
+              walctl inspect ./log --records --since -15m --metric 'routing_*' --tag agent_type=router --limit 20
               walctl inspect ./log --records --from-seq 5000 --json | jq .payload.value
             """
     )
@@ -460,18 +464,18 @@ extension Inspect {
 /// Human-readable renderings shared by subcommands.
 enum Report {
     static let recordHeader =
-        "SEQ".padding(toLength: 10, withPad: " ", startingAt: 0) + "  "
-        + "TIME (UTC)".padding(toLength: 30, withPad: " ", startingAt: 0) + "  "
-        + "METRIC".padding(toLength: 32, withPad: " ", startingAt: 0) + "  "
-        + "VALUE".padding(toLength: 14, withPad: " ", startingAt: 0) + "  AGENT / CORRELATION / TAGS"
+        "SEQ".padded(to: 10) + "  "
+        + "TIME (UTC)".padded(to: 30) + "  "
+        + "METRIC".padded(to: 32) + "  "
+        + "VALUE".padded(to: 14) + "  AGENT / CORRELATION / TAGS"
 
     static func recordRow(_ record: MetricRecord) -> String {
         let tags = record.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         let value = "\(Envelope.numberText(record.value)) \(record.unit)"
-        return String(record.seq).padding(toLength: 10, withPad: " ", startingAt: 0) + "  "
-            + rfc3339(record.timestampNanos).padding(toLength: 30, withPad: " ", startingAt: 0) + "  "
-            + record.name.padding(toLength: 32, withPad: " ", startingAt: 0) + "  "
-            + value.padding(toLength: 14, withPad: " ", startingAt: 0) + "  "
+        return String(record.seq).padded(to: 10) + "  "
+            + rfc3339(record.timestampNanos).padded(to: 30) + "  "
+            + record.name.padded(to: 32) + "  "
+            + value.padded(to: 14) + "  "
             + "\(record.agentID ?? "-") / \(record.correlationID ?? "-") / \(tags)"
     }
 
@@ -489,7 +493,7 @@ enum Report {
             let offset = String(base + Int64(index), radix: 16)
             lines.append(
                 String(repeating: "0", count: max(0, 8 - offset.count)) + offset + ": "
-                    + hex.padding(toLength: 40, withPad: " ", startingAt: 0) + " " + ascii
+                    + hex.padded(to: 40) + " " + ascii
             )
             index += 16
         }
@@ -505,7 +509,7 @@ enum Report {
     ) -> String {
         var lines: [String] = []
         func row(_ key: String, _ value: String) {
-            lines.append(key.padding(toLength: 18, withPad: " ", startingAt: 0) + value)
+            lines.append(key.padded(to: 18) + value)
         }
         row("log", "\(directory)  (id \(s.logID))")
         row("writer", s.writerPID.map { "running, pid \($0)" } ?? "none")
@@ -540,7 +544,7 @@ enum Report {
                 ? "at the end"
                 : "\(lag.lagRecords) records behind, oldest unshipped emitted \(humanDuration(nanos: Int64(lag.lagSeconds * 1e9))) ago"
             lines.append(
-                "  \(lag.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(lag.source.padding(toLength: 9, withPad: " ", startingAt: 0)) at \(lag.seq), \(behind)"
+                "  \(lag.name.padded(to: 28)) \(lag.source.padded(to: 9)) at \(lag.seq), \(behind)"
             )
         }
         return lines.joined(separator: "\n")

@@ -12,14 +12,17 @@ struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-ship a range of a log after an outage, idempotently, to PostgreSQL, Kafka, stdout or a file.",
         discussion: """
-            Reads the selected records (filters below) and sends them without touching the shippers' cursors:
+            Reads the selected records (filters below) and sends them without touching the shippers' cursors.
 
-              postgres     rows already present (same log_id, wal_seq, timestamp) are skipped, so a replay never \
-            creates duplicates and a second replay adds nothing. Counts say what was inserted and what was there.
-              kafka        the same messages the shipper sends (topics, keys, headers), with the same event_id \
+            --to postgres: rows already present (same log_id, wal_seq, timestamp) are skipped, so a replay never \
+            creates duplicates and a second replay adds nothing. The summary says what was inserted and what was \
+            already there.
+
+            --to kafka: the same messages the shipper sends (topics, keys, headers), with the same event_id \
             (derived from the log id and sequence number), so consumers drop what they already have.
-              stdout       one OnexEnvelopeV1 JSON object per line.
-              file:PATH    the same, into PATH (created or truncated, fsynced at the end).
+
+            --to stdout: one OnexEnvelopeV1 JSON object per line. --to file:PATH: the same into PATH (created or \
+            truncated, fsynced at the end).
 
             Works on a live log and on a copy taken off a dead machine, read-only filesystem included: nothing is \
             written into the log directory. --advance-cursor then moves the sink's committed cursor forward to the \
@@ -34,11 +37,11 @@ struct Replay: AsyncParsableCommand {
             2 usage.
 
             Examples:
-              walctl replay ./log --to postgres --postgres "$DATABASE_URL" --since 2026-11-29T02:00:00Z --until -1h
+              walctl replay ./log --to postgres --since 2026-11-29T02:00:00Z --until -1h
               walctl replay /mnt/dead-host/metrics --to kafka --kafka broker:9092 --from-seq 120000
               walctl replay ./log --to stdout --metric 'workflow_*' | jq .payload.value
               walctl replay ./log --to file:/tmp/outage.jsonl --since -2h --rate-limit 50000
-              walctl replay ./log --to postgres --dry-run --tag priority=high
+              walctl replay ./log --to postgres --dry-run --tag agent_type=router
             """
     )
 

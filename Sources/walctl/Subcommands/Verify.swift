@@ -11,13 +11,12 @@ struct Verify: AsyncParsableCommand {
             but is not damage: the next writer open cuts it. Each damaged region is listed with its file and byte \
             offset. Without --repair it is read-only and safe while a writer runs.
 
-            --repair fixes the log in place and never deletes data:
-              - a torn tail is cut (its bytes are first copied to quarantine/SEGMENT.torn-at-OFFSET);
-              - a segment with damage is moved to quarantine/ after every intact frame of it was copied, byte for \
-            byte, into a new segment of the same name; the sequence numbers lost in the damage are covered by gap \
-            markers naming the quarantined file, so readers and shippers account for them.
-            It prints each action, then verifies again. On a clean log it changes nothing. It takes the writer's \
-            lock and refuses (exit 1) while a writer runs: stop the agent first.
+            --repair fixes the log in place and never deletes data. A torn tail is cut, its bytes first copied \
+            to quarantine/SEGMENT.torn-at-OFFSET. A segment with damage is moved to quarantine/ after every intact \
+            frame of it was copied, byte for byte, into a new segment of the same name; the sequence numbers lost \
+            in the damage are covered by gap markers naming the quarantined file, so readers and shippers account \
+            for them. It prints each action, then verifies again. On a clean log it changes nothing. It takes the \
+            writer's lock and refuses (exit 1) while a writer runs: stop the agent first.
 
             Exit codes: 0 sound (after --repair: repaired and now sound); 1 damage found, or the repair could not \
             be done; 2 usage.
