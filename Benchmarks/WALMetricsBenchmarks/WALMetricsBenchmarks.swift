@@ -116,28 +116,27 @@ final class MillionRecordLog: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
-    /// What `walctl replay --to stdout` and `inspect --records --json` do: every record to its envelope JSON line,
-    /// written to /dev/null in 64 KiB writes. Returns the records rendered.
+    /// What `walctl replay --to stdout` and `inspect --records --json` do: every record to its envelope JSON line
+    /// (`EnvelopeReader`, one rendering thread per processor), written to /dev/null in 64 KiB writes. Returns the
+    /// records rendered.
     func renderAll() throws -> Int {
-        let stream = EnvelopeStream(directory: path, logID: logID)
         let sink = open("/dev/null", O_WRONLY)
         defer { close(sink) }
         var output: [UInt8] = []
         output.reserveCapacity(1 << 17)
         var rendered = 0
-        try LogReader(path: path).read { entry in
-            if case .record(let seq, let bytes) = entry,
-                stream.render(seq: seq, bytes: bytes, into: &output) == .rendered
-            {
-                output.append(0x0A)
+        try EnvelopeReader(directory: path, logID: logID).read(
+            passedOver: { _ in true },
+            line: { _, line in
+                output.append(contentsOf: line)
                 rendered += 1
                 if output.count >= 1 << 16 {
                     _ = output.withUnsafeBytes { write(sink, $0.baseAddress, $0.count) }
                     output.removeAll(keepingCapacity: true)
                 }
+                return true
             }
-            return true
-        }
+        )
         _ = output.withUnsafeBytes { write(sink, $0.baseAddress, $0.count) }
         return rendered
     }

@@ -67,7 +67,7 @@ extension RecordScan {
     func passOver(gap: GapMarker, filter: RecordFilter, counts: inout Counts) -> Bool {
         if filter.isPast(gap.fromSeq) { return false }
         counts.gapRecords += gap.toSeq - max(gap.fromSeq, filter.fromSeq) + 1
-        counts.lastSeq = gap.toSeq
+        counts.lastSeq = max(counts.lastSeq, gap.toSeq)
         report("gap: sequence numbers \(gap.fromSeq)...\(gap.toSeq) are not in the log: \(gap.reason)")
         return true
     }
@@ -88,31 +88,31 @@ extension RecordScan {
         output: inout [UInt8],
         _ body: (UInt64, inout [UInt8]) throws -> Bool
     ) throws {
-        let stream = EnvelopeStream(directory: directory, logID: logID, filter: filter)
-        let reader = LogReader(path: directory, from: filter.fromSeq)
-        try reader.read { entry in
-            switch entry {
-            case .record(let seq, let bytes):
-                if filter.isPast(seq) { return false }
-                counts.lastSeq = seq
-                switch stream.render(seq: seq, bytes: bytes, into: &output) {
-                case .rendered:
-                    output.append(0x0A)
-                    counts.matched += 1
-                    return try body(seq, &output)
-                case .filteredOut:
+        let reader = EnvelopeReader(directory: directory, logID: logID, filter: filter)
+        try reader.read(
+            passedOver: { entry in
+                switch entry {
+                case .filteredOut(let seq):
                     counts.filteredOut += 1
-                case .undecodable(let failure):
+                    counts.lastSeq = max(counts.lastSeq, seq)
+                case .undecodable(let seq, let failure):
                     counts.undecodable += 1
+                    counts.lastSeq = max(counts.lastSeq, seq)
                     report("record \(seq) does not decode: \(failure)")
+                case .gap(let gap):
+                    return passOver(gap: gap, filter: filter, counts: &counts)
+                case .damage(let damage):
+                    passOver(damage: damage, counts: &counts)
                 }
-            case .gap(let gap):
-                return passOver(gap: gap, filter: filter, counts: &counts)
-            case .damage(let damage):
-                passOver(damage: damage, counts: &counts)
+                return true
+            },
+            line: { seq, line in
+                counts.matched += 1
+                counts.lastSeq = max(counts.lastSeq, seq)
+                output.append(contentsOf: line)
+                return try body(seq, &output)
             }
-            return true
-        }
+        )
     }
 }
 

@@ -64,6 +64,72 @@ import WALTestKit
         }
     }
 
+    @Test func theParallelReaderDeliversTheSameLinesInOrderAndStopsWhenAsked() throws {
+        try withCollector { collector, path in
+            for index in 0..<5000 {
+                let event = AgentTraffic(thread: index % 2).event(UInt64(index))
+                collector.record(
+                    event.definition,
+                    value: event.value,
+                    tags: event.tags,
+                    correlationID: event.correlationID,
+                    agentID: event.agentID
+                )
+            }
+            try collector.close()
+            let logID = try LogDirectory(path: path).readMeta().logID
+            let records = try readMetrics(path)
+            var filter = RecordFilter()
+            filter.metrics = ["routing_*", "workflow_*"]
+            filter.fromSeq = 7
+            filter.toSeq = 4900
+            for threads in [1, 2, 3] {
+                var expected: [UInt8] = []
+                var expectedSeqs: [UInt64] = []
+                for record in records where filter.matches(record) {
+                    Envelope.render(record, logID: logID, into: &expected)
+                    expected.append(0x0A)
+                    expectedSeqs.append(record.seq)
+                }
+                let reader = EnvelopeReader(
+                    directory: path,
+                    logID: logID,
+                    filter: filter,
+                    threads: threads,
+                    chunkRecords: 97
+                )
+                var actual: [UInt8] = []
+                var seqs: [UInt64] = []
+                var filtered = 0
+                try reader.read(
+                    passedOver: { entry in
+                        if case .filteredOut = entry { filtered += 1 } else { Issue.record("\(entry)") }
+                        return true
+                    },
+                    line: { seq, line in
+                        seqs.append(seq)
+                        actual.append(contentsOf: line)
+                        return true
+                    }
+                )
+                #expect(actual == expected, "threads \(threads)")
+                #expect(seqs == expectedSeqs)
+                #expect(filtered + seqs.count == 4900 - 7 + 1)
+
+                var stoppedAfter: [UInt64] = []
+                try EnvelopeReader(directory: path, logID: logID, filter: filter, threads: threads, chunkRecords: 50)
+                    .read(
+                        passedOver: { _ in true },
+                        line: { seq, _ in
+                            stoppedAfter.append(seq)
+                            return stoppedAfter.count < 123
+                        }
+                    )
+                #expect(stoppedAfter == Array(expectedSeqs.prefix(123)))
+            }
+        }
+    }
+
     @Test func aRecordThatIsNotAMetricIsReportedNotRendered() throws {
         let stream = EnvelopeStream(directory: "/nonexistent", logID: LogID.random())
         var output: [UInt8] = []

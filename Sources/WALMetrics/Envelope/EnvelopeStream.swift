@@ -7,8 +7,8 @@ import WALCore
 /// id, already escaped) are rendered once per combination and reused; a record then costs its event id, timestamp,
 /// value and correlation id. The filter's name, tag and agent conditions are decided once per combination too.
 ///
-/// Not thread-safe: one stream per reader.
-public final class EnvelopeStream {
+/// Not thread-safe: one thread at a time (it may move between threads, as `EnvelopeReader` moves it).
+public final class EnvelopeStream: @unchecked Sendable {
     /// What the envelope shares with every record of the same metric, tag set and agent.
     final class Shape {
         let matches: Bool

@@ -67,7 +67,6 @@ struct Stats: AsyncParsableCommand {
             var filter = try filters.filter()
             if filters.since == nil { filter.sinceNanos = Int64(Date().timeIntervalSince1970 * 1e9) - 300_000_000_000 }
             let view = try compute(filter: filter)
-            Output.errorRaw("")
             Output.raw(
                 Array(
                     ("\u{1B}[H\u{1B}[2J" + "walctl stats \(dir)  (every 1 s, ctrl-c to stop)\n\n" + render(view) + "\n")
