@@ -66,16 +66,7 @@ import WALTestKit
 
     @Test func theParallelReaderDeliversTheSameLinesInOrderAndStopsWhenAsked() throws {
         try withCollector { collector, path in
-            for index in 0..<5000 {
-                let event = AgentTraffic(thread: index % 2).event(UInt64(index))
-                collector.record(
-                    event.definition,
-                    value: event.value,
-                    tags: event.tags,
-                    correlationID: event.correlationID,
-                    agentID: event.agentID
-                )
-            }
+            for index in 0..<5000 { AgentTraffic(thread: index % 2).emit(UInt64(index), into: collector) }
             try collector.close()
             let logID = try LogDirectory(path: path).readMeta().logID
             let records = try readMetrics(path)
