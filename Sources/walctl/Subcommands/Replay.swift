@@ -179,13 +179,19 @@ struct Replay: AsyncParsableCommand {
         }
     }
 
+    /// Where the records go: envelope lines to a file descriptor (stdout, a file, nowhere for --dry-run), or a sink.
+    enum Destination {
+        case lines(EnvelopeOutput)
+        case sink(any ReplaySender)
+    }
+
     func run() async throws {
         let meta = try readMeta(dir, command: "replay")
         let filter = try filters.filter()
         guard let target = Target(to) else { throw ExitCode(2) }
-        let sender: any ReplaySender
+        let destination: Destination
         do {
-            sender = try makeSender(target, logID: meta.logID)
+            destination = try makeDestination(target, logID: meta.logID)
         } catch {
             Output.error("walctl replay: \(error)")
             throw ExitCode(1)
@@ -194,84 +200,35 @@ struct Replay: AsyncParsableCommand {
         var progress = ProgressReporter(from: filter.fromSeq, to: end)
         var summary = Summary(target: target.name, dryRun: dryRun)
         let started = monotonicNanos()
-        var batch: [MetricRecord] = []
-        var pacer = RatePacer(recordsPerSecond: rateLimit)
         var failure: String?
-        let limit = min(batchSize, rateLimit ?? .max)
-        var counts = RecordScan.Counts()
-
-        func flush() throws {
-            guard !batch.isEmpty else { return }
-            try send(batch, with: sender, logID: meta.logID, summary: &summary)
-            pacer.account(batch.count)
-            batch.removeAll(keepingCapacity: true)
-        }
-
         do {
-            if let stream = sender as? StreamSender {
-                // stdout, a file, or a dry run: envelopes rendered straight from the log records.
-                var output: [UInt8] = []
-                output.reserveCapacity(1 << 17)
-                var pending = 0
-                var firstSeq: UInt64?
-                var sent: UInt64 = 0
-                defer {
-                    summary.firstSeq = firstSeq
-                    summary.sent = sent
-                }
-                try RecordScan().envelopes(
-                    directory: dir,
-                    filter: filter,
-                    logID: meta.logID,
-                    counts: &counts,
-                    output: &output
-                ) { seq, bytes in
-                    firstSeq = firstSeq ?? seq
-                    pending += 1
-                    if pending >= limit || bytes.count >= 1 << 16 {
-                        try stream.write(&bytes)
-                        sent += UInt64(pending)
-                        pacer.account(pending)
-                        pending = 0
-                        progress.update(seq: seq, sent: sent)
-                    }
-                    return true
-                }
-                try stream.write(&output)
-                sent += UInt64(pending)
-            } else {
-                try RecordScan().run(directory: dir, filter: filter, counts: &counts) { record in
-                    summary.firstSeq = summary.firstSeq ?? record.seq
-                    batch.append(record)
-                    if batch.count >= limit {
-                        try flush()
-                        progress.update(seq: record.seq, sent: summary.sent + summary.alreadyPresent)
-                    }
-                    return true
-                }
-                try flush()
+            switch destination {
+            case .lines(let output):
+                try writeLines(to: output, filter: filter, logID: meta.logID, summary: &summary, progress: &progress)
+            case .sink(let sender):
+                try sendBatches(to: sender, filter: filter, logID: meta.logID, summary: &summary, progress: &progress)
             }
         } catch let error as ReplayFailure {
             failure = error.message
         } catch {
             failure = "cannot read the log: \(error)"
         }
-        summary.scan = counts
         summary.lastSeq = summary.scan.lastSeq > 0 ? summary.scan.lastSeq : nil
         progress.finish()
-        if failure == nil && advanceCursor && !dryRun {
-            do {
-                summary.cursor = try sender.advanceCursor(
-                    logID: meta.logID,
-                    from: filter.fromSeq,
-                    to: summary.scan.lastSeq
-                )
-            } catch {
-                failure = "cannot advance the cursor: \(error)"
-            }
-        }
         do {
-            try sender.finish()
+            switch destination {
+            case .lines(let output):
+                try output.finish()
+            case .sink(let sender):
+                if failure == nil && advanceCursor {
+                    summary.cursor = try sender.advanceCursor(
+                        logID: meta.logID,
+                        from: filter.fromSeq,
+                        to: summary.scan.lastSeq
+                    )
+                }
+                sender.finish()
+            }
         } catch {
             failure = failure ?? "\(error)"
         }
@@ -282,6 +239,87 @@ struct Replay: AsyncParsableCommand {
             throw ExitCode(1)
         }
         if summary.failed > 0 { throw ExitCode(1) }
+    }
+
+    /// stdout, a file, or a dry run: envelopes rendered straight from the log records, written in large blocks.
+    private func writeLines(
+        to destination: EnvelopeOutput,
+        filter: RecordFilter,
+        logID: LogID,
+        summary: inout Summary,
+        progress: inout ProgressReporter
+    ) throws {
+        var pacer = RatePacer(recordsPerSecond: rateLimit)
+        let block = min(batchSize, rateLimit ?? .max)
+        var counts = RecordScan.Counts()
+        var output: [UInt8] = []
+        output.reserveCapacity(1 << 17)
+        var pending = 0
+        var firstSeq: UInt64?
+        var sent: UInt64 = 0
+        defer {
+            summary.scan = counts
+            summary.firstSeq = firstSeq
+            summary.sent = sent
+        }
+        try RecordScan().envelopes(directory: dir, filter: filter, logID: logID, counts: &counts, output: &output) {
+            seq,
+            bytes in
+            firstSeq = firstSeq ?? seq
+            pending += 1
+            if pending >= block || bytes.count >= 1 << 16 {
+                try destination.write(&bytes)
+                sent += UInt64(pending)
+                pacer.account(pending)
+                pending = 0
+                progress.update(seq: seq, sent: sent)
+            }
+            return true
+        }
+        try destination.write(&output)
+        sent += UInt64(pending)
+    }
+
+    /// PostgreSQL or Kafka: decoded records in batches, each retried with backoff on transient failures.
+    private func sendBatches(
+        to sender: any ReplaySender,
+        filter: RecordFilter,
+        logID: LogID,
+        summary: inout Summary,
+        progress: inout ProgressReporter
+    ) throws {
+        var pacer = RatePacer(recordsPerSecond: rateLimit)
+        let limit = min(batchSize, rateLimit ?? .max)
+        var counts = RecordScan.Counts()
+        var batch: [MetricRecord] = []
+        var outcome = ReplayOutcome(sent: 0)
+        var firstSeq: UInt64?
+        defer {
+            summary.scan = counts
+            summary.firstSeq = firstSeq
+            summary.sent = outcome.sent
+            summary.alreadyPresent = outcome.present
+            summary.failed = outcome.failed
+        }
+        func flush() throws {
+            guard !batch.isEmpty else { return }
+            let done = try send(batch, with: sender, logID: logID)
+            outcome.sent += done.sent
+            outcome.present += done.present
+            outcome.failed += done.failed
+            pacer.account(batch.count)
+            batch.removeAll(keepingCapacity: true)
+        }
+        try RecordScan().run(directory: dir, filter: filter, counts: &counts) { record in
+            firstSeq = firstSeq ?? record.seq
+            batch.append(record)
+            if batch.count >= limit {
+                try flush()
+                progress.update(seq: record.seq, sent: outcome.sent + outcome.present)
+            }
+            return true
+        }
+        try flush()
     }
 
     private func report(_ summary: Summary) {
@@ -307,26 +345,13 @@ struct Replay: AsyncParsableCommand {
 
     // MARK: - Sending
 
-    private func send(
-        _ batch: [MetricRecord],
-        with sender: any ReplaySender,
-        logID: LogID,
-        summary: inout Summary
-    ) throws {
-        if dryRun {
-            summary.sent += UInt64(batch.count)
-            return
-        }
+    private func send(_ batch: [MetricRecord], with sender: any ReplaySender, logID: LogID) throws -> ReplayOutcome {
         var attempt = 0
         let policy = RetryPolicy(initialMilliseconds: 200, maximumMilliseconds: 5000)
         while true {
             attempt += 1
             do {
-                let outcome = try sender.send(batch, logID: logID)
-                summary.sent += outcome.sent
-                summary.alreadyPresent += outcome.present
-                summary.failed += outcome.failed
-                return
+                return try sender.send(batch, logID: logID)
             } catch {
                 if attempt >= retries || error is FatalSinkError {
                     throw ReplayFailure(
@@ -340,22 +365,24 @@ struct Replay: AsyncParsableCommand {
         }
     }
 
-    private func makeSender(_ target: Target, logID: LogID) throws -> any ReplaySender {
-        if dryRun { return StreamSender(fd: -1) }
+    private func makeDestination(_ target: Target, logID: LogID) throws -> Destination {
+        if dryRun { return .lines(EnvelopeOutput(fd: -1)) }
         switch target {
         case .stdout:
-            return StreamSender(fd: 1)
+            return .lines(EnvelopeOutput(fd: 1))
         case .file(let path):
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
                 throw ReplayFailure(message: "cannot create \(path): \(String(cString: strerror(errno)))")
             }
-            return StreamSender(fd: fd)
+            return .lines(EnvelopeOutput(fd: fd))
         case .postgres:
-            return PostgresSender(
-                sink: PostgresSink(
-                    configuration: PostgresSinkConfiguration(conninfo: conninfo ?? ""),
-                    logger: Logger(label: "walctl.replay")
+            return .sink(
+                PostgresSender(
+                    sink: PostgresSink(
+                        configuration: PostgresSinkConfiguration(conninfo: conninfo ?? ""),
+                        logger: Logger(label: "walctl.replay")
+                    )
                 )
             )
         case .kafka:
@@ -365,7 +392,7 @@ struct Replay: AsyncParsableCommand {
             settings.apply(environment: environment)
             settings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
             settings.commitsCursor = false
-            return KafkaSender(sink: KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay")))
+            return .sink(KafkaSender(sink: KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay"))))
         }
     }
 }
@@ -382,32 +409,21 @@ struct ReplayOutcome {
     var failed: UInt64 = 0
 }
 
-/// One replay destination.
+/// A sink replayed into.
 protocol ReplaySender {
     func send(_ batch: [MetricRecord], logID: LogID) throws -> ReplayOutcome
     /// Moves the sink's cursor forward to `seq` when it is at or after `from - 1`; returns it afterwards.
-    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64?
-    func finish() throws
+    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64
+    func finish()
 }
 
-/// Envelope JSON lines to a file descriptor (-1: nowhere, for --dry-run).
-final class StreamSender: ReplaySender {
+/// Envelope JSON lines to a file descriptor; -1 writes nowhere (--dry-run).
+final class EnvelopeOutput {
     let fd: Int32
-    private var output = OutputBuffer()
 
     init(fd: Int32) { self.fd = fd }
 
-    func send(_ batch: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
-        guard fd >= 0 else { return ReplayOutcome(sent: UInt64(batch.count)) }
-        for record in batch {
-            Envelope.render(record, logID: logID, into: &output.bytes)
-            output.bytes.append(0x0A)
-        }
-        try write(&output.bytes)
-        return ReplayOutcome(sent: UInt64(batch.count))
-    }
-
-    /// Writes `bytes` whole (nowhere for a dry run) and empties it.
+    /// Writes `bytes` whole and empties it.
     func write(_ bytes: inout [UInt8]) throws {
         defer { bytes.removeAll(keepingCapacity: true) }
         guard fd >= 0 else { return }
@@ -424,12 +440,11 @@ final class StreamSender: ReplaySender {
         }
     }
 
-    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64? { nil }
-
+    /// A file is fsynced and closed; stdout is left open.
     func finish() throws {
         guard fd > 2 else { return }
+        defer { close(fd) }
         if fsync(fd) != 0 { throw ReplayFailure(message: "fsync failed: \(String(cString: strerror(errno)))") }
-        close(fd)
     }
 }
 
@@ -442,7 +457,7 @@ final class PostgresSender: ReplaySender {
         return ReplayOutcome(sent: UInt64(outcome.inserted), present: UInt64(outcome.present))
     }
 
-    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64? {
+    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
         let current = try sink.committedSeq(logID: logID)
         guard current + 1 >= from else {
             throw ReplayFailure(
@@ -453,7 +468,7 @@ final class PostgresSender: ReplaySender {
         return try sink.advanceCursor(logID: logID, to: seq)
     }
 
-    func finish() throws { sink.disconnect() }
+    func finish() { sink.disconnect() }
 }
 
 final class KafkaSender: ReplaySender {
@@ -470,7 +485,7 @@ final class KafkaSender: ReplaySender {
         )
     }
 
-    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64? {
+    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
         let current = try sink.committedSeq(logID: logID)
         guard current + 1 >= from else {
             throw ReplayFailure(
@@ -481,7 +496,7 @@ final class KafkaSender: ReplaySender {
         return try sink.advanceCursor(logID: logID, to: seq)
     }
 
-    func finish() throws { sink.disconnect() }
+    func finish() { sink.disconnect() }
 }
 
 // MARK: - Pace and progress
