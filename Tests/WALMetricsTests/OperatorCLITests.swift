@@ -217,6 +217,34 @@ import WALTestKit
         }
     }
 
+    @Test func readingCommandsWorkBesideALiveWriter() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let writer = try ChildProcess(
+                walctlPath,
+                ["emit", "--dir", path, "--count", "100000000", "--rate", "50000"]
+            )
+            defer { writer.kill() }
+            let acked = try #require(writer.readLine().flatMap { UInt64($0.dropFirst("acked ".count)) })
+            let logID = try LogDirectory(path: path).readMeta().logID
+            // Acked records are durable in staging at once, and sealed (readable) within the seal delay.
+            #expect(waitFor { ((try? LogInspector.lastSealedSeqCheap(path: path)) ?? 0) >= acked })
+            let replayed = try walctl(["replay", path, "--to", "stdout", "--to-seq", "\(acked)"])
+            #expect(replayed.status == 0, "\(replayed.err)")
+            #expect(
+                eventIDs(try jsonLines(replayed.out)) == ids(of: 1...acked, logID: logID),
+                "every acked record, in order"
+            )
+            for arguments in [
+                ["inspect", path, "--frames"], ["inspect", path, "--segments"], ["stats", path], ["verify", path],
+            ] {
+                let result = try walctl(arguments)
+                #expect(result.status == 0, "\(arguments): \(result.err)")
+            }
+            #expect(writer.readLine()?.hasPrefix("acked") == true, "the writer kept going")
+        }
+    }
+
     // MARK: - stats
 
     @Test func statsComputesDistributionsPerMetricAndTag() throws {
