@@ -337,6 +337,20 @@ import WALTestKit
         }
     }
 
+    @Test func replayShowsAProgressBarWithRateAndETAOnATerminal() throws {
+        try withTemporaryDirectory { directory in
+            let path = try trafficLog(directory, count: 30_000)
+            // script(1) gives replay a pseudo-terminal; the rate limit makes the run last about 1.5 s.
+            let command = "\(walctlPath) replay \(path) --to file:\(directory.file("out.jsonl")) --rate-limit 20000"
+            let result = try ChildProcess("/usr/bin/script", ["-qfec", command, "/dev/null"])
+            let output = result.remainingOutput()
+            #expect(result.wait() == 0, "\(output)")
+            #expect(output.contains("\r["), "a bar redrawn in place")
+            #expect(output.contains("records/s") && output.contains("ETA"))
+            #expect(output.contains("replayed 30000 records to file:"))
+        }
+    }
+
     // MARK: - crashed, live and read-only logs
 
     @Test func everyCommandWorksOnACrashedLog() throws {
