@@ -7,6 +7,7 @@ import PackageDescription
 //   WALMetrics   the metrics model: emit API, catalog, record codec, swift-metrics backend
 //   WALShipping  shipper service, sink protocol, retry policy, dead-letter file
 //   WALPostgres, WALKafka   one sink each
+//   WALAlerts    thresholds and their evaluation
 //   walctl       the operator's CLI
 // Each C module is imported by exactly one Swift target.
 let package = Package(
@@ -18,6 +19,7 @@ let package = Package(
         .library(name: "WALShipping", targets: ["WALShipping"]),
         .library(name: "WALPostgres", targets: ["WALPostgres"]),
         .library(name: "WALKafka", targets: ["WALKafka"]),
+        .library(name: "WALAlerts", targets: ["WALAlerts"]),
         .executable(name: "kafka-mock", targets: ["kafka-mock"]),
         // Test support (temp dirs, corruptors, child processes, agent traffic), for tests and Benchmarks/.
         .library(name: "WALTestKit", targets: ["WALTestKit"]),
@@ -30,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // MARK: - C libraries from Debian, as system-library modules
@@ -102,6 +105,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // MARK: - Alerting: thresholds and their evaluation (delivery channels come on top)
+        .target(
+            name: "WALAlerts",
+            dependencies: [
+                "WALMetrics",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+
         // librdkafka's mock cluster as a process, for tests where no broker can be installed.
         .executableTarget(
             name: "kafka-mock",
@@ -119,6 +131,7 @@ let package = Package(
         .executableTarget(
             name: "walctl",
             dependencies: [
+                "WALAlerts",
                 "WALCore",
                 "WALMetrics",
                 "WALKafka",
@@ -145,6 +158,10 @@ let package = Package(
         .testTarget(
             name: "WALKafkaTests",
             dependencies: ["WALKafka", "WALShipping", "WALMetrics", "WALTestKit", "kafka-mock", "walctl"]
+        ),
+        .testTarget(
+            name: "WALAlertsTests",
+            dependencies: ["WALAlerts", "WALMetrics", "WALTestKit", "walctl"]
         ),
         .testTarget(
             name: "WALMetricsTests",

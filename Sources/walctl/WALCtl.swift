@@ -11,7 +11,8 @@ struct WALCtl: AsyncParsableCommand {
             Exit codes: 0 success; 1 the operation failed or found damage; 2 usage error.
             """,
         subcommands: [
-            Emit.self, Inspect.self, Tail.self, Replay.self, Verify.self, Stats.self, Ship.self, PG.self, Demo.self,
+            Emit.self, Inspect.self, Tail.self, Replay.self, Verify.self, Stats.self, Ship.self, PG.self, Alerts.self,
+            Demo.self,
         ]
     )
 

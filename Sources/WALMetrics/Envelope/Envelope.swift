@@ -65,6 +65,29 @@ public enum Envelope {
         }
     }
 
+    /// A UUID version 5 (SHA-1) of `name` in the namespace of the log id, as canonical text: the event id scheme,
+    /// for other names (alert ids).
+    public static func uuid5(logID: LogID, name: String) -> String {
+        let message = logID.bytes + Array(name.utf8)
+        let (high, low) = message.withUnsafeBytes { bytes in
+            uuid5Bits(bytes)
+        }
+        return RecordCodec.formatUUID(high, low)
+    }
+
+    /// The 128 bits of the UUID version 5 whose SHA-1 input is `message` (namespace bytes, then the name).
+    static func uuid5Bits(_ message: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
+        SHA1.hash(message) { digest in
+            digest[6] = (digest[6] & 0x0F) | 0x50
+            digest[8] = (digest[8] & 0x3F) | 0x80
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            for index in 0..<8 { high = high << 8 | UInt64(digest[index]) }
+            for index in 8..<16 { low = low << 8 | UInt64(digest[index]) }
+            return (high, low)
+        }
+    }
+
     /// The 128 bits of the event id (UUID version 5 of the decimal seq in the log id's namespace).
     static func eventIDBits(logID: LogID, seq: UInt64) -> (UInt64, UInt64) {
         // The message: the 16 bytes of the namespace, then the decimal digits of seq (at most 20).
@@ -86,15 +109,7 @@ public enum Envelope {
                 value /= 10
             }
             length += digits
-            return SHA1.hash(UnsafeRawBufferPointer(rebasing: message[0..<length])) { digest in
-                digest[6] = (digest[6] & 0x0F) | 0x50
-                digest[8] = (digest[8] & 0x3F) | 0x80
-                var high: UInt64 = 0
-                var low: UInt64 = 0
-                for index in 0..<8 { high = high << 8 | UInt64(digest[index]) }
-                for index in 8..<16 { low = low << 8 | UInt64(digest[index]) }
-                return (high, low)
-            }
+            return uuid5Bits(UnsafeRawBufferPointer(rebasing: message[0..<length]))
         }
     }
 

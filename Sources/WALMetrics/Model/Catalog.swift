@@ -249,6 +249,9 @@ public enum MetricCatalog {
         .quorum: ["quorum_type", "model_count", "consensus_level", "validation_outcome"],
     ]
 
+    /// True when `name` is a metric name the collector accepts (`[a-z][a-z0-9]*(_[a-z0-9]+)+`, 3 to 100 bytes).
+    public static func isValidName(_ name: String) -> Bool { Validation.isValidName(name) }
+
     /// The `metric_id` of a name: the catalog id, or for a name outside the catalog `custom_` and 8 hex digits of
     /// the name's FNV-1a hash (deterministic, so it need not be stored).
     public static func metricID(for name: String) -> String {
