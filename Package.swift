@@ -109,7 +109,11 @@ let package = Package(
         .target(
             name: "WALAlerts",
             dependencies: [
+                "WALCore",
                 "WALMetrics",
+                "WALShipping",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -62,6 +62,8 @@ public struct Alert: Sendable, Equatable {
         text("timestamp", String(decoding: time, as: UTF8.self))
         key("wal_seq")
         out.append(contentsOf: String(seq).utf8)
+        key("rule")
+        out.append(contentsOf: String(rule).utf8)
         out.append(0x7D)
         return String(decoding: out, as: UTF8.self)
     }

@@ -76,24 +76,7 @@ public final class Shipper: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    OSThread.start(name: "ship-\(sink.name)") { [self] in
-                        do {
-                            try loop()
-                            continuation.resume()
-                        } catch {
-                            continuation.resume(throwing: error)
-                        }
-                    }.detach()
-                }
-            } onCancel: {
-                self.stop()
-            }
-        } onGracefulShutdown: {
-            self.stop()
-        }
+        try await runOnDedicatedThread(name: "ship-\(sink.name)", stop: { self.stop() }) { try self.loop() }
     }
 
     /// Runs the loop on the calling thread until stopped or drained (for tools and tests).
@@ -260,6 +243,34 @@ public final class Shipper: Service, @unchecked Sendable {
 
 @inline(__always)
 func monotonicNow() -> UInt64 { monotonicNanos() }
+
+/// Runs `body` on a thread of its own (blocking C calls never hold a thread of the cooperative pool) until it
+/// returns or throws; graceful shutdown and task cancellation call `stop`, which must make `body` return soon.
+/// The shape of every long-running service here (shippers, the alert evaluator).
+public func runOnDedicatedThread(
+    name: String,
+    stop: @escaping @Sendable () -> Void,
+    _ body: @escaping @Sendable () throws -> Void
+) async throws {
+    try await withGracefulShutdownHandler {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                OSThread.start(name: name) {
+                    do {
+                        try body()
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }.detach()
+            }
+        } onCancel: {
+            stop()
+        }
+    } onGracefulShutdown: {
+        stop()
+    }
+}
 
 @inline(__always)
 func wallClockNow() -> Int64 { Int64(bitPattern: wallClockNanos()) }

@@ -83,60 +83,8 @@ enum TimeArgument {
         return rfc3339Nanos(text)
     }
 
-    /// `2026-11-29T14:00:00Z`, `2026-11-29T14:00:00.123456789+01:00` (nanosecond precision kept; `t`, `z` and a
-    /// space separator accepted, as RFC 3339 allows).
-    static func rfc3339Nanos(_ text: String) -> Int64? {
-        let chars = Array(text.utf8)
-        func number(_ range: Range<Int>) -> Int? {
-            guard range.upperBound <= chars.count else { return nil }
-            var value = 0
-            for index in range {
-                guard chars[index] >= 0x30 && chars[index] <= 0x39 else { return nil }
-                value = value * 10 + Int(chars[index] - 0x30)
-            }
-            return value
-        }
-        guard chars.count >= 20, chars[4] == 0x2D, chars[7] == 0x2D, [0x54, 0x74, 0x20].contains(chars[10]),
-            chars[13] == 0x3A, chars[16] == 0x3A,
-            let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
-            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
-        else { return nil }
-        var index = 19
-        var nanos: Int64 = 0
-        if index < chars.count && chars[index] == 0x2E {
-            index += 1
-            var digits = 0
-            while index < chars.count, chars[index] >= 0x30 && chars[index] <= 0x39 {
-                if digits < 9 { nanos = nanos * 10 + Int64(chars[index] - 0x30) }
-                digits += 1
-                index += 1
-            }
-            guard digits > 0 else { return nil }
-            for _ in digits..<max(digits, 9) { nanos *= 10 }
-        }
-        var offsetSeconds = 0
-        guard index < chars.count else { return nil }
-        if chars[index] == 0x5A || chars[index] == 0x7A {
-            index += 1
-        } else if chars[index] == 0x2B || chars[index] == 0x2D {
-            guard chars.count == index + 6, chars[index + 3] == 0x3A, let hours = number(index + 1..<index + 3),
-                let minutes = number(index + 4..<index + 6)
-            else { return nil }
-            offsetSeconds = (hours * 3600 + minutes * 60) * (chars[index] == 0x2D ? -1 : 1)
-            index += 6
-        }
-        guard index == chars.count else { return nil }
-        // Days from the civil date (Howard Hinnant's algorithm), avoiding timegm's dependence on the C library.
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
-        let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offsetSeconds)
-        return seconds * 1_000_000_000 + nanos
-    }
+    /// RFC 3339 (see `Envelope.parseTimestamp`).
+    static func rfc3339Nanos(_ text: String) -> Int64? { Envelope.parseTimestamp(text) }
 
     /// `-15m` is fifteen minutes ago; `+1h` an hour ahead; the sign is required.
     static func relativeNanos(_ text: String) -> Int64? {

@@ -255,8 +255,41 @@ extension LogInspector {
         let files = try LogDirectory(path: path).segments()
         guard let last = files.last else { return 0 }
         let reader = try SegmentFileReader(path: last.path)
-        var offset = Int64(LogFormat.segmentHeaderSize)
         var lastSeq = reader.header.firstSeq - 1
+        hopFrameHeaders(reader) { frame in
+            lastSeq = frame.lastSeq
+            return true
+        }
+        return lastSeq
+    }
+}
+
+extension LogInspector {
+    /// The first sequence number of the first frame sealed at or after `nanos` (wall clock), found by hopping over
+    /// frame headers (header checksums only); 0 when every frame was sealed before. A record emitted at or after
+    /// `nanos` is in such a frame (a frame is sealed after its records were appended), so reading from here sees
+    /// every record of a time window: how an alert evaluator rebuilds its windows after a restart.
+    public static func firstSeq(sealedAtOrAfter nanos: UInt64, path: String) throws(WALError) -> UInt64 {
+        let files = try LogDirectory(path: path).segments()
+        // Segments are in seq order, and so are the frames within one: the first match is the answer.
+        for file in files {
+            guard let reader = try? SegmentFileReader(path: file.path) else { continue }
+            var found: UInt64?
+            hopFrameHeaders(reader) { frame in
+                if frame.sealedAtNanos >= nanos { found = frame.firstSeq }
+                return found == nil
+            }
+            if let found { return found }
+        }
+        return 0
+    }
+}
+
+extension LogInspector {
+    /// Calls `body` with each frame header of a segment, hopping by frame lengths (header checksums only; payloads
+    /// are not read), until the first invalid header or until `body` returns false.
+    static func hopFrameHeaders(_ reader: SegmentFileReader, _ body: (FrameHeader) -> Bool) {
+        var offset = Int64(LogFormat.segmentHeaderSize)
         var header = [UInt8](repeating: 0, count: LogFormat.frameHeaderSize)
         while true {
             let n =
@@ -264,11 +297,10 @@ extension LogInspector {
                     try reader.fd.readFully(at: offset, into: buffer)
                 }) ?? 0
             guard n == LogFormat.frameHeaderSize,
-                case .success(let frame) = header.withUnsafeBytes({ FrameHeader.decode($0) })
-            else { break }
-            lastSeq = frame.lastSeq
+                case .success(let frame) = header.withUnsafeBytes({ FrameHeader.decode($0) }),
+                body(frame)
+            else { return }
             offset += Int64(frame.frameLength)
         }
-        return lastSeq
     }
 }

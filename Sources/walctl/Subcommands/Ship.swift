@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import WALAlerts
 import WALCore
 import WALKafka
 import WALMetrics
@@ -75,6 +76,14 @@ struct Ship: AsyncParsableCommand {
     @Flag(help: "Exit once everything in the log at start is committed.")
     var drain = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Also evaluate alert thresholds from this file (see walctl alerts check), beside the shippers.",
+            valueName: "thresholds.yaml"
+        )
+    )
+    var alerts: String?
+
     @Option(help: "Records per batch when catching up on a backlog (default 10000).")
     var maxBatchSize: Int?
 
@@ -87,18 +96,19 @@ struct Ship: AsyncParsableCommand {
     /// Explicit sinks win; with none given, the environment's (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS).
     var conninfo: String? {
         if let postgres { return postgres }
-        return kafka == nil ? ProcessInfo.processInfo.environment["DATABASE_URL"] : nil
+        return kafka == nil && alerts == nil ? ProcessInfo.processInfo.environment["DATABASE_URL"] : nil
     }
 
     var bootstrap: String? {
         if let kafka { return kafka }
-        return postgres == nil ? ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] : nil
+        return postgres == nil && alerts == nil ? ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] : nil
     }
 
     func validate() throws {
-        guard conninfo != nil || bootstrap != nil else {
+        guard conninfo != nil || bootstrap != nil || alerts != nil else {
             throw ValidationError(
-                "give --postgres CONNINFO and/or --kafka BOOTSTRAP (or set DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS)"
+                "give --postgres CONNINFO, --kafka BOOTSTRAP and/or --alerts FILE "
+                    + "(or set DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS)"
             )
         }
         for assignment in kafkaProperties where KafkaProperty(assignment: assignment) == nil {
@@ -145,20 +155,48 @@ struct Ship: AsyncParsableCommand {
         }
         // One shipper per sink: its own thread and cursor.
         let shippers = sinks.map { Shipper(directory: dir, sink: $0, configuration: settings, logger: logger) }
-        let services = shippers.map {
+        var services: [any Service] = shippers
+        var evaluator: AlertService?
+        if let alerts {
+            let thresholds: ThresholdFile
+            do {
+                thresholds = try ThresholdFile.load(path: alerts)
+            } catch {
+                Output.error("walctl ship: \(error)")
+                throw ExitCode(1)
+            }
+            var alertSettings = AlertServiceConfiguration(thresholds: thresholds)
+            alertSettings.drainThroughSeq = settings.drainThroughSeq
+            let service = AlertService(
+                directory: dir,
+                configuration: alertSettings,
+                channels: [LogAlertChannel(logger: Logger(label: "walctl.alerts"))],
+                logger: logger
+            )
+            evaluator = service
+            services.append(service)
+        }
+        let configured = services.map {
             ServiceGroupConfiguration.ServiceConfiguration(
                 service: $0,
                 successTerminationBehavior: drain ? .ignore : .gracefullyShutdownGroup
             )
         }
         let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         do {
             try await group.run()
         } catch {
             Output.error("walctl ship: \(error)")
             throw ExitCode(1)
+        }
+        if let evaluator {
+            let statistics = evaluator.statistics
+            Output.error(
+                "walctl ship: alerts: evaluated through \(statistics.evaluatedThrough), \(statistics.alertsFired) fired, "
+                    + "\(statistics.alertsResent) re-sent from the journal"
+            )
         }
         for shipper in shippers {
             let statistics = shipper.statistics
