@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, bottom to top (dependencies point down only):
-//   C modules (CLZ4, CRdKafka, CLibPQ, CWALSupport)
+//   C modules (CLZ4, CRdKafka, CLibPQ, CWALSupport, CWALCurl)
 //   WALCore      the payload-agnostic segment log
 //   WALMetrics   the metrics model: emit API, catalog, record codec, swift-metrics backend
 //   WALShipping  shipper service, sink protocol, retry policy, dead-letter file
@@ -105,11 +105,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // MARK: - Alerting: thresholds and their evaluation (delivery channels come on top)
+        // libcurl for the email channel (SMTP with STARTTLS); wrappers for its variadic curl_easy_setopt.
+        .target(
+            name: "CWALCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+
+        // MARK: - Alerting: thresholds, evaluation, channels
         .target(
             name: "WALAlerts",
             dependencies: [
+                "CWALCurl",
                 "WALCore",
+                "WALKafka",
                 "WALMetrics",
                 "WALShipping",
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +173,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WALAlertsTests",
-            dependencies: ["WALAlerts", "WALMetrics", "WALTestKit", "walctl"]
+            dependencies: ["WALAlerts", "WALMetrics", "WALTestKit", "walctl", "kafka-mock"]
         ),
         .testTarget(
             name: "WALMetricsTests",

@@ -11,15 +11,15 @@ public protocol AlertChannel: AnyObject, Sendable {
     func deliver(_ alert: Alert) throws
 }
 
-/// Which channels each severity goes to. The design's defaults: critical to log, Kafka, Slack and PagerDuty;
-/// warning to log, Kafka and Slack; info to log. Channels that are not configured are left out.
+/// Which channels each severity goes to. The design's defaults: critical to log, Kafka, Slack, PagerDuty and
+/// email; warning to log, Kafka and Slack; info to log. Channels that are not configured are left out.
 public struct AlertRoutes: Sendable, Equatable {
     public var channels: [Severity: [String]]
 
     public init(channels: [Severity: [String]] = AlertRoutes.designDefaults) { self.channels = channels }
 
     public static let designDefaults: [Severity: [String]] = [
-        .critical: ["log", "kafka", "slack", "pagerduty"],
+        .critical: ["log", "kafka", "slack", "pagerduty", "email"],
         .warning: ["log", "kafka", "slack"],
         .info: ["log"],
     ]

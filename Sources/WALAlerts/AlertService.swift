@@ -92,11 +92,10 @@ public final class AlertService: Service, @unchecked Sendable {
         for worker in workers.values { worker.start() }
         defer { for worker in workers.values { worker.stop() } }
 
+        /// Each alert to the channels of its severity, in the order fired.
         func route(_ alerts: [Alert]) {
-            for severity in Severity.allCases {
-                let subset = alerts.filter { $0.severity == severity }
-                guard !subset.isEmpty else { continue }
-                for name in configuration.routes.channels(for: severity) { workers[name]?.enqueue(subset) }
+            for alert in alerts {
+                for name in configuration.routes.channels(for: alert.severity) { workers[name]?.enqueue([alert]) }
             }
         }
 

@@ -84,6 +84,45 @@ struct Ship: AsyncParsableCommand {
     )
     var alerts: String?
 
+    @Option(help: "Alerts: Slack-compatible incoming webhook URL (default: $ALERT_SLACK_WEBHOOK_URL).")
+    var slackWebhook: String?
+
+    @Option(help: "Alerts: PagerDuty Events API v2 routing key (default: $ALERT_PAGERDUTY_ROUTING_KEY).")
+    var pagerdutyRoutingKey: String?
+
+    @Option(help: "Alerts: PagerDuty events URL (default: $ALERT_PAGERDUTY_URL or PagerDuty's /v2/enqueue).")
+    var pagerdutyURL: String?
+
+    @Option(help: "Alerts: SMTP server for email, host[:port] (default: $ALERT_SMTP_HOST; port 587).")
+    var smtp: String?
+
+    @Option(help: "Alerts: email sender (default: $ALERT_SMTP_FROM).")
+    var smtpFrom: String?
+
+    @Option(help: "Alerts: email recipient, repeatable (default: $ALERT_SMTP_TO, comma-separated).")
+    var smtpTo: [String] = []
+
+    @Flag(help: "Alerts: send email without STARTTLS (by default STARTTLS is required).")
+    var smtpNoStarttls = false
+
+    @Flag(help: "Alerts: do not verify the SMTP server's certificate (test servers only).")
+    var smtpInsecure = false
+
+    @Option(help: "Alerts: Kafka topic of alerts, when --kafka is given.")
+    var alertsTopic = "agent.alerts.v1"
+
+    @Option(
+        name: .customLong("alert-route"),
+        help: ArgumentHelp(
+            "Alerts: the channels of a severity, replacing the design's (repeatable): critical=log,kafka,slack,pagerduty",
+            valueName: "severity=channels"
+        )
+    )
+    var alertRoutes: [String] = []
+
+    @Option(help: "Alerts: delivery attempts per alert and channel before it is dead-lettered.")
+    var alertMaxAttempts = 8
+
     @Option(help: "Records per batch when catching up on a backlog (default 10000).")
     var maxBatchSize: Int?
 
@@ -120,6 +159,85 @@ struct Ship: AsyncParsableCommand {
         if let maxBatchSize, maxBatchSize < 1 { throw ValidationError("--max-batch-size must be positive") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be positive") }
         if let flushIntervalMs, flushIntervalMs < 1 { throw ValidationError("--flush-interval-ms must be positive") }
+        _ = try routes()
+        if smtp != nil && (smtpFrom == nil || smtpTo.isEmpty)
+            && (ProcessInfo.processInfo.environment["ALERT_SMTP_FROM"] == nil
+                || ProcessInfo.processInfo.environment["ALERT_SMTP_TO"] == nil)
+        {
+            throw ValidationError("--smtp needs --smtp-from and --smtp-to (or ALERT_SMTP_FROM / ALERT_SMTP_TO)")
+        }
+        if alertMaxAttempts < 1 { throw ValidationError("--alert-max-attempts must be positive") }
+        for (flag, value) in [("--slack-webhook", slackURL), ("--pagerduty-url", pagerdutyURL)] {
+            if let value, WebhookURL(value) == nil { throw ValidationError("\(flag) takes an http(s) URL") }
+        }
+    }
+
+    var slackURL: String? { slackWebhook ?? ProcessInfo.processInfo.environment["ALERT_SLACK_WEBHOOK_URL"] }
+
+    /// The design's routes, with `--alert-route` replacing a severity's channels.
+    func routes() throws -> AlertRoutes {
+        var routes = AlertRoutes()
+        for assignment in alertRoutes {
+            let parts = assignment.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let severity = Severity(rawValue: parts[0]) else {
+                throw ValidationError("--alert-route takes severity=channel,channel (info, warning or critical)")
+            }
+            let channels = parts[1].split(separator: ",").map(String.init)
+            let known: Set = ["log", "kafka", "slack", "pagerduty", "email"]
+            guard channels.allSatisfy(known.contains) else {
+                throw ValidationError("--alert-route channels are log, kafka, slack, pagerduty and email")
+            }
+            routes.channels[severity] = channels
+        }
+        return routes
+    }
+
+    /// The alert channels configured on the command line and in the environment.
+    func alertChannels(logger: Logger) -> [any AlertChannel] {
+        let environment = ProcessInfo.processInfo.environment
+        var channels: [any AlertChannel] = [LogAlertChannel(logger: Logger(label: "walctl.alerts"))]
+        if let bootstrap {
+            var settings = KafkaSinkConfiguration(bootstrapServers: bootstrap, deadLetterFile: "/dev/null")
+            settings.shipperName = "alerts"
+            settings.apply(environment: environment)
+            settings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
+            channels.append(
+                KafkaAlertChannel(
+                    producer: KafkaMessageProducer(configuration: settings, topic: alertsTopic, logger: logger)
+                )
+            )
+        }
+        if let text = slackURL, let target = WebhookURL(text) {
+            channels.append(SlackAlertChannel(target: target))
+        }
+        if let key = pagerdutyRoutingKey ?? environment["ALERT_PAGERDUTY_ROUTING_KEY"],
+            let target = WebhookURL(
+                pagerdutyURL ?? environment["ALERT_PAGERDUTY_URL"] ?? PagerDutyAlertChannel.defaultURL
+            )
+        {
+            channels.append(PagerDutyAlertChannel(routingKey: key, target: target))
+        }
+        if let email = emailSettings(environment) { channels.append(EmailAlertChannel(settings: email)) }
+        return channels
+    }
+
+    /// Email settings from the command line and ALERT_SMTP_* variables; nil when no SMTP server is given.
+    func emailSettings(_ environment: [String: String]) -> EmailSettings? {
+        guard let server = smtp ?? environment["ALERT_SMTP_HOST"], !server.isEmpty else { return nil }
+        let to = smtpTo.isEmpty ? (environment["ALERT_SMTP_TO"] ?? "").split(separator: ",").map(String.init) : smtpTo
+        guard let from = smtpFrom ?? environment["ALERT_SMTP_FROM"], !to.isEmpty else { return nil }
+        let parts = server.split(separator: ":", maxSplits: 1)
+        var settings = EmailSettings(host: String(parts[0]), from: from, to: to)
+        if parts.count == 2, let port = Int(parts[1]) {
+            settings.port = port
+        } else if let port = environment["ALERT_SMTP_PORT"].flatMap(Int.init) {
+            settings.port = port
+        }
+        settings.startTLS = !smtpNoStarttls
+        settings.verifyTLS = !smtpInsecure
+        settings.username = environment["ALERT_SMTP_USERNAME"]
+        settings.password = environment["ALERT_SMTP_PASSWORD"]
+        return settings
     }
 
     func run() async throws {
@@ -167,10 +285,17 @@ struct Ship: AsyncParsableCommand {
             }
             var alertSettings = AlertServiceConfiguration(thresholds: thresholds)
             alertSettings.drainThroughSeq = settings.drainThroughSeq
+            alertSettings.routes = try routes()
+            alertSettings.maxAttempts = alertMaxAttempts
+            let channels = alertChannels(logger: logger)
+            logger.info(
+                "alert channels",
+                metadata: ["channels": "\(channels.map(\.name).joined(separator: ","))"]
+            )
             let service = AlertService(
                 directory: dir,
                 configuration: alertSettings,
-                channels: [LogAlertChannel(logger: Logger(label: "walctl.alerts"))],
+                channels: channels,
                 logger: logger
             )
             evaluator = service

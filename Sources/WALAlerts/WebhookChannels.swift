@@ -1,0 +1,166 @@
+import Foundation
+import WALKafka
+import WALMetrics
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Alerts to Kafka: one message per alert on `agent.alerts.v1` (the payload JSON, keyed by metric name, headers
+/// `alert_id` and `severity`), acknowledged by the brokers before it counts as delivered.
+public final class KafkaAlertChannel: AlertChannel, @unchecked Sendable {
+    public let name = "kafka"
+    private let producer: KafkaMessageProducer
+
+    public init(producer: KafkaMessageProducer) { self.producer = producer }
+
+    public func deliver(_ alert: Alert) throws {
+        try producer.send(
+            key: alert.metric,
+            value: Array(alert.json().utf8),
+            alertID: alert.id,
+            severity: alert.severity.rawValue
+        )
+    }
+}
+
+/// A webhook URL that is never written out whole: only its scheme and host appear in logs and errors (a Slack
+/// webhook URL is a secret).
+public struct WebhookURL: Sendable, CustomStringConvertible {
+    public let url: URL
+
+    public init?(_ text: String) {
+        guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme),
+            url.host != nil
+        else { return nil }
+        self.url = url
+    }
+
+    public var description: String { "\(url.scheme ?? "?")://\(url.host ?? "?")/…" }
+}
+
+/// Why a webhook post failed.
+public struct WebhookError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
+/// POSTs JSON and waits for a 2xx answer, at most `timeoutSeconds`.
+func postJSON(_ body: [UInt8], to target: WebhookURL, timeoutSeconds: Double = 10) throws {
+    var request = URLRequest(url: target.url, timeoutInterval: timeoutSeconds)
+    request.httpMethod = "POST"
+    request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    request.httpBody = Data(body)
+    final class Outcome: @unchecked Sendable {
+        var status: Int?
+        var error: (any Error)?
+    }
+    let outcome = Outcome()
+    let done = DispatchSemaphore(value: 0)
+    let task = URLSession.shared.dataTask(with: request) { _, response, error in
+        outcome.status = (response as? HTTPURLResponse)?.statusCode
+        outcome.error = error
+        done.signal()
+    }
+    task.resume()
+    if done.wait(timeout: .now() + timeoutSeconds + 5) == .timedOut {
+        task.cancel()
+        throw WebhookError(message: "\(target): no answer within \(Int(timeoutSeconds)) s")
+    }
+    if let error = outcome.error {
+        throw WebhookError(message: "\(target): \((error as NSError).localizedDescription)")
+    }
+    guard let status = outcome.status, (200..<300).contains(status) else {
+        throw WebhookError(message: "\(target): HTTP status \(outcome.status.map(String.init) ?? "none")")
+    }
+}
+
+/// Alerts to a Slack-compatible incoming webhook: a `text` line, and an attachment whose fields carry the alert
+/// field by field (severity, metric, value, threshold, direction, window, agent, correlation id, tags, time, id).
+public final class SlackAlertChannel: AlertChannel, @unchecked Sendable {
+    public let name = "slack"
+    public let target: WebhookURL
+
+    public init(target: WebhookURL) { self.target = target }
+
+    public func deliver(_ alert: Alert) throws {
+        try postJSON(Self.payload(alert), to: target)
+    }
+
+    static func payload(_ alert: Alert) -> [UInt8] {
+        let color = alert.severity == .critical ? "danger" : alert.severity == .warning ? "warning" : "good"
+        let comparison = alert.direction == .above ? ">" : "<"
+        let text =
+            "[\(alert.severity.rawValue.uppercased())] \(alert.metric) = \(Envelope.numberText(alert.value)) "
+            + "(\(comparison) \(Envelope.numberText(alert.threshold))) on \(alert.agentID ?? "unknown agent")"
+        var time: [UInt8] = []
+        Envelope.appendTimestamp(alert.timestampNanos, into: &time)
+        let fields: [(String, String)] = [
+            ("severity", alert.severity.rawValue), ("metric", alert.metric),
+            ("value", Envelope.numberText(alert.value)),
+            ("threshold", Envelope.numberText(alert.threshold)), ("direction", alert.direction.rawValue),
+            ("window", alert.window.description), ("agent_id", alert.agentID ?? "-"),
+            ("correlation_id", alert.correlationID ?? "-"),
+            ("tags", alert.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")),
+            ("timestamp", String(decoding: time, as: UTF8.self)), ("alert_id", alert.id),
+        ]
+        var out: [UInt8] = Array(#"{"text":"#.utf8)
+        Envelope.appendJSONString(text, into: &out)
+        out += Array(#","attachments":[{"color":"\#(color)","fields":["#.utf8)
+        for (index, field) in fields.enumerated() {
+            if index > 0 { out.append(0x2C) }
+            out += Array(#"{"title":"#.utf8)
+            Envelope.appendJSONString(field.0, into: &out)
+            out += Array(#","value":"#.utf8)
+            Envelope.appendJSONString(field.1, into: &out)
+            out += Array(#","short":true}"#.utf8)
+        }
+        out += Array("]}]}".utf8)
+        return out
+    }
+}
+
+/// Alerts to PagerDuty's Events API v2 (`/v2/enqueue`): a `trigger` event whose `dedup_key` is the alert id, so a
+/// re-sent alert does not page twice.
+public final class PagerDutyAlertChannel: AlertChannel, @unchecked Sendable {
+    public let name = "pagerduty"
+    public let target: WebhookURL
+    private let routingKey: String
+
+    public static let defaultURL = "https://events.pagerduty.com/v2/enqueue"
+
+    public init(routingKey: String, target: WebhookURL) {
+        self.routingKey = routingKey
+        self.target = target
+    }
+
+    public func deliver(_ alert: Alert) throws {
+        try postJSON(payload(alert), to: target)
+    }
+
+    func payload(_ alert: Alert) -> [UInt8] {
+        var time: [UInt8] = []
+        Envelope.appendTimestamp(alert.timestampNanos, into: &time)
+        let summary =
+            "\(alert.metric) = \(Envelope.numberText(alert.value)) \(alert.direction == .above ? ">" : "<") "
+            + "\(Envelope.numberText(alert.threshold)) (\(alert.severity.rawValue))"
+        var out: [UInt8] = Array(#"{"routing_key":"#.utf8)
+        Envelope.appendJSONString(routingKey, into: &out)
+        out += Array(#","event_action":"trigger","dedup_key":"#.utf8)
+        Envelope.appendJSONString(alert.id, into: &out)
+        out += Array(#","payload":{"summary":"#.utf8)
+        Envelope.appendJSONString(summary, into: &out)
+        out += Array(#","source":"#.utf8)
+        Envelope.appendJSONString(alert.agentID ?? "walctl", into: &out)
+        out += Array(#","severity":"\#(alert.severity.rawValue)","timestamp":"#.utf8)
+        Envelope.appendJSONString(String(decoding: time, as: UTF8.self), into: &out)
+        out += Array(#","component":"#.utf8)
+        Envelope.appendJSONString(alert.metric, into: &out)
+        out += Array(#","group":"#.utf8)
+        Envelope.appendJSONString(MetricCategory(metricName: alert.metric).rawValue, into: &out)
+        out += Array(#","class":"threshold","custom_details":"#.utf8)
+        out += Array(alert.json().utf8)
+        out += Array("}}".utf8)
+        return out
+    }
+}
