@@ -138,7 +138,7 @@ final class ChannelWorker: @unchecked Sendable {
                             "alert not delivered; dead-lettered",
                             metadata: ["channel": "\(channel.name)", "alert_id": "\(alert.id)", "error": "\(error)"]
                         )
-                        try? journal.deadLettered(alert.id, channel: channel.name, reason: "\(error)")
+                        try? journal.deadLettered(alert, channel: channel.name, reason: "\(error)")
                     }
                     return
                 }

@@ -7,7 +7,8 @@ import WALShipping
 /// - `{"event":"fired","alert":{…payload…}}` is written before the evaluator's cursor passes the record that fired
 ///   the alert, so no alert is lost to a crash.
 /// - `{"event":"delivered","alert_id","channel","at"}` after a channel accepted it;
-///   `{"event":"dead_lettered","alert_id","channel","at","reason"}` after a channel gave up on it.
+///   `{"event":"dead_lettered","alert_id","channel","at","reason"}` after a channel gave up on it (the alert itself
+///   then also goes to `{log}/dead-letters/alerts.jsonl` with the channel and the reason).
 ///
 /// On start the evaluator re-sends every fired alert that some channel has neither delivered nor dead-lettered: at
 /// least once per channel, repeats only for alerts that were in flight, with the same id. Thread-safe.
@@ -16,12 +17,17 @@ public final class AlertJournal: @unchecked Sendable {
     public static let fileName = "journal.jsonl"
 
     public let path: String
+    /// `{log}/dead-letters/alerts.jsonl`: each alert a channel gave up on, whole, with the channel and the reason.
+    public let deadLetterPath: String
     private let file: DeadLetterFile
+    private let deadLetters: DeadLetterFile
     private let lock = NSLock()
 
     public init(logDirectory: String) {
         path = logDirectory + "/" + Self.folder + "/" + Self.fileName
+        deadLetterPath = logDirectory + "/dead-letters/alerts.jsonl"
         file = DeadLetterFile(path: path)
+        deadLetters = DeadLetterFile(path: deadLetterPath)
     }
 
     public func fired(_ alerts: [Alert]) throws {
@@ -37,7 +43,16 @@ public final class AlertJournal: @unchecked Sendable {
         ])
     }
 
-    public func deadLettered(_ alertID: String, channel: String, reason: String) throws {
+    public func deadLettered(_ alert: Alert, channel: String, reason: String) throws {
+        let alertID = alert.id
+        try lock.withLock {
+            try deadLetters.append([
+                Array(
+                    #"{"channel":\#(quoted(channel)),"reason":\#(quoted(reason)),"at":"\#(now())","alert":\#(alert.json())}"#
+                        .utf8
+                )
+            ])
+        }
         try append([
             Array(
                 #"{"event":"dead_lettered","alert_id":"\#(alertID)","channel":\#(quoted(channel)),"at":"\#(now())","reason":\#(quoted(reason))}"#

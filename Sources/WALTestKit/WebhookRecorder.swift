@@ -15,6 +15,7 @@ public final class WebhookRecorder: @unchecked Sendable {
     private let socket: Int32
     private let requests = Mutex<[Request]>([])
     private let status = Atomic<Int>(200)
+    private let delayMilliseconds = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
 
     public init() throws {
@@ -46,8 +47,11 @@ public final class WebhookRecorder: @unchecked Sendable {
     /// `http://127.0.0.1:PORT` + `path`.
     public func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
 
-    /// The status code of the answers from now on.
-    public func respond(with code: Int) { status.store(code, ordering: .relaxed) }
+    /// The status code of the answers from now on, given after `delayMilliseconds` (a slow endpoint).
+    public func respond(with code: Int, delayMilliseconds delay: Int = 0) {
+        status.store(code, ordering: .relaxed)
+        delayMilliseconds.store(delay, ordering: .relaxed)
+    }
 
     public var received: [Request] { requests.withLock { $0 } }
 
@@ -94,6 +98,8 @@ public final class WebhookRecorder: @unchecked Sendable {
         requests.withLock {
             $0.append(Request(path: path, body: body, receivedAt: DispatchTime.now().uptimeNanoseconds))
         }
+        let delay = delayMilliseconds.load(ordering: .relaxed)
+        if delay > 0 { usleep(UInt32(delay) * 1000) }
         let code = status.load(ordering: .relaxed)
         let answer =
             "HTTP/1.1 \(code) \(code == 200 ? "OK" : "Error")\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
