@@ -15,6 +15,21 @@ public struct FrameHeader: Sendable, Equatable {
     /// Bytes the whole frame occupies in the segment, padding included.
     public var frameLength: Int { align8(LogFormat.frameHeaderSize + Int(storedLength)) }
 
+    /// The header of a gap marker frame covering `count` sequence numbers from `firstSeq`, whose payload is the
+    /// reason (`payload`, stored uncompressed).
+    static func gap(firstSeq: UInt64, count: UInt32, payload: UnsafeRawBufferPointer) -> FrameHeader {
+        FrameHeader(
+            type: .gap,
+            codec: .none,
+            firstSeq: firstSeq,
+            recordCount: count,
+            rawLength: UInt32(payload.count),
+            storedLength: UInt32(payload.count),
+            payloadCRC: CRC32C.checksum(payload),
+            sealedAtNanos: wallClockNanos()
+        )
+    }
+
     /// Writes the header, its CRC last, into 48 bytes at `pointer`.
     func encode(into pointer: UnsafeMutableRawPointer) {
         pointer.putLE(LogFormat.frameMagic, at: 0)

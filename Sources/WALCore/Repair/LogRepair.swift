@@ -276,16 +276,7 @@ public enum LogRepair {
         while from <= to {
             let count = UInt32(min(to - from + 1, UInt64(UInt32.max)))
             let text = Array(reason.utf8.prefix(1024))
-            let header = FrameHeader(
-                type: .gap,
-                codec: .none,
-                firstSeq: from,
-                recordCount: count,
-                rawLength: UInt32(text.count),
-                storedLength: UInt32(text.count),
-                payloadCRC: CRC32C.checksum(text),
-                sealedAtNanos: wallClockNanos()
-            )
+            let header = text.withUnsafeBytes { FrameHeader.gap(firstSeq: from, count: count, payload: $0) }
             var frame = [UInt8](repeating: 0, count: header.frameLength)
             frame.withUnsafeMutableBytes { buffer in
                 guard let base = buffer.baseAddress else { return }

@@ -161,15 +161,10 @@ final class SegmentWriter {
             let frameLength: Int = frameBuffer.withUnsafeMutableBytes { frame in
                 let payload = frame.baseAddress! + LogFormat.frameHeaderSize
                 text.withUnsafeBytes { payload.copyMemory(from: $0.baseAddress!, byteCount: text.count) }
-                let header = FrameHeader(
-                    type: .gap,
-                    codec: .none,
+                let header = FrameHeader.gap(
                     firstSeq: from,
-                    recordCount: count,
-                    rawLength: UInt32(text.count),
-                    storedLength: UInt32(text.count),
-                    payloadCRC: CRC32C.checksum(UnsafeRawPointer(payload), count: text.count),
-                    sealedAtNanos: wallClockNanos()
+                    count: count,
+                    payload: UnsafeRawBufferPointer(start: payload, count: text.count)
                 )
                 header.encode(into: frame.baseAddress!)
                 let total = header.frameLength

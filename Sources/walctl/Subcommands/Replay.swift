@@ -417,6 +417,18 @@ protocol ReplaySender {
     func finish()
 }
 
+extension ReplaySender {
+    /// Refuses to move a cursor that lies before `from`: the shipper would then skip the records in between.
+    func checkAdvance(name: String, current: UInt64, from: UInt64) throws {
+        guard current + 1 >= from else {
+            throw ReplayFailure(
+                message: "the \(name) cursor is at \(current), before --from-seq \(from): advancing it would skip "
+                    + "\(current + 1)...\(from - 1); replay from \(current + 1) instead"
+            )
+        }
+    }
+}
+
 /// Envelope JSON lines to a file descriptor; -1 writes nowhere (--dry-run).
 final class EnvelopeOutput {
     let fd: Int32
@@ -458,13 +470,7 @@ final class PostgresSender: ReplaySender {
     }
 
     func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
-        let current = try sink.committedSeq(logID: logID)
-        guard current + 1 >= from else {
-            throw ReplayFailure(
-                message: "the postgres cursor is at \(current), before --from-seq \(from): advancing it would skip "
-                    + "\(current + 1)...\(from - 1); replay from \(current + 1) instead"
-            )
-        }
+        try checkAdvance(name: "postgres", current: try sink.committedSeq(logID: logID), from: from)
         return try sink.advanceCursor(logID: logID, to: seq)
     }
 
@@ -486,13 +492,7 @@ final class KafkaSender: ReplaySender {
     }
 
     func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
-        let current = try sink.committedSeq(logID: logID)
-        guard current + 1 >= from else {
-            throw ReplayFailure(
-                message: "the kafka cursor is at \(current), before --from-seq \(from): advancing it would skip "
-                    + "\(current + 1)...\(from - 1); replay from \(current + 1) instead"
-            )
-        }
+        try checkAdvance(name: "kafka", current: try sink.committedSeq(logID: logID), from: from)
         return try sink.advanceCursor(logID: logID, to: seq)
     }
 
