@@ -33,6 +33,11 @@ struct Ship: AsyncParsableCommand {
             retention. Transient failures (sink down, connection dropped) are retried with backoff forever while \
             the log accumulates. SIGTERM and SIGINT shut down gracefully after the batch in flight.
 
+            --alerts FILE also runs the alert evaluator on the same log, with its own cursor and journal \
+            (alerts/journal.jsonl): thresholds from FILE (walctl alerts check FILE validates it), alerts routed by \
+            severity to the log, Kafka (agent.alerts.v1, when --kafka is given), a Slack-compatible webhook, \
+            PagerDuty and email, each channel on its own thread with retries. walctl alerts DIR lists what fired.
+
             --drain exits 0 once everything sealed in the log when it started is committed to every sink.
 
             Exit codes: 0 drained or shut down; 1 a fatal error (a schema newer than this walctl, a bad Kafka \
