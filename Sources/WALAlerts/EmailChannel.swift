@@ -35,7 +35,7 @@ public final class EmailAlertChannel: AlertChannel, @unchecked Sendable {
 
     public func deliver(_ alert: Alert) throws {
         guard Self.initialized, let handle = curl_easy_init() else {
-            throw WebhookError(message: "email: libcurl could not start")
+            throw AlertDeliveryError(message: "email: libcurl could not start")
         }
         defer { curl_easy_cleanup(handle) }
         let message = MessageSource(Array(Self.message(alert, settings: settings).utf8))
@@ -86,7 +86,7 @@ public final class EmailAlertChannel: AlertChannel, @unchecked Sendable {
         }
         guard performed == CURLE_OK else {
             let detail = String(cString: errorText)
-            throw WebhookError(
+            throw AlertDeliveryError(
                 message: "email via \(settings.host):\(settings.port): "
                     + (detail.isEmpty ? String(cString: curl_easy_strerror(performed)) : detail)
             )

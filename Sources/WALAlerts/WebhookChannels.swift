@@ -39,8 +39,8 @@ public struct WebhookURL: Sendable, CustomStringConvertible {
     public var description: String { "\(url.scheme ?? "?")://\(url.host ?? "?")/…" }
 }
 
-/// Why a webhook post failed.
-public struct WebhookError: Error, CustomStringConvertible, Sendable {
+/// Why a channel could not deliver an alert (webhook, email).
+public struct AlertDeliveryError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var description: String { message }
 }
@@ -65,13 +65,13 @@ func postJSON(_ body: [UInt8], to target: WebhookURL, timeoutSeconds: Double = 1
     task.resume()
     if done.wait(timeout: .now() + timeoutSeconds + 5) == .timedOut {
         task.cancel()
-        throw WebhookError(message: "\(target): no answer within \(Int(timeoutSeconds)) s")
+        throw AlertDeliveryError(message: "\(target): no answer within \(Int(timeoutSeconds)) s")
     }
     if let error = outcome.error {
-        throw WebhookError(message: "\(target): \((error as NSError).localizedDescription)")
+        throw AlertDeliveryError(message: "\(target): \((error as NSError).localizedDescription)")
     }
     guard let status = outcome.status, (200..<300).contains(status) else {
-        throw WebhookError(message: "\(target): HTTP status \(outcome.status.map(String.init) ?? "none")")
+        throw AlertDeliveryError(message: "\(target): HTTP status \(outcome.status.map(String.init) ?? "none")")
     }
 }
 

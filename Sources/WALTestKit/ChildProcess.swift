@@ -127,6 +127,12 @@ public func walctl(
 }
 
 extension ChildProcess {
+    /// A `walctl emit` that appends agent traffic into `path` at `rate` records per second until it is killed
+    /// (a live writer for tests of readers beside it). It prints `acked SEQ` every 10,000 records.
+    public static func endlessWriter(_ path: String, rate: Int) throws -> ChildProcess {
+        try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "100000000", "--rate", "\(rate)"])
+    }
+
     /// For a `walctl emit` child: reads `lines` lines of its output, waits `extraMicroseconds`, kills it with
     /// SIGKILL, and returns the highest `acked SEQ` it printed (lines written before the kill count too).
     public func killAfterAcks(lines: Int, extraMicroseconds: UInt32) -> UInt64 {

@@ -80,11 +80,8 @@ enum TimeArgument {
         let nowNanos = Int64(now.timeIntervalSince1970 * 1e9)
         if text == "now" { return nowNanos }
         if let relative = relativeNanos(text) { return nowNanos + relative }
-        return rfc3339Nanos(text)
+        return Envelope.parseTimestamp(text)
     }
-
-    /// RFC 3339 (see `Envelope.parseTimestamp`).
-    static func rfc3339Nanos(_ text: String) -> Int64? { Envelope.parseTimestamp(text) }
 
     /// `-15m` is fifteen minutes ago; `+1h` an hour ahead; the sign is required.
     static func relativeNanos(_ text: String) -> Int64? {

@@ -20,6 +20,14 @@ struct AlertChannelTests {
         #expect(result.status == 0, "\(result.err)")
     }
 
+    /// `walctl ship --alerts` with Kafka: alerts on `topic`, metrics on topics of their own.
+    func shipWithAlerts(_ path: String, _ thresholds: String, servers: String, topic: String) -> [String] {
+        [
+            "ship", "--dir", path, "--alerts", thresholds, "--kafka", servers, "--alerts-topic", topic,
+            "--kafka-topic-prefix", "walctl-test-\(UUID().uuidString.prefix(8).lowercased()).metrics",
+        ]
+    }
+
     func object(_ text: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     }
@@ -37,12 +45,12 @@ struct AlertChannelTests {
         let thresholds = directory.file("thresholds.yaml")
         try DefaultThresholds.yaml.write(toFile: thresholds, atomically: true, encoding: .utf8)
         let topic = "walctl-test-alerts-\(UUID().uuidString.prefix(8).lowercased())"
-        let shipped = try walctl([
-            "ship", "--dir", path, "--alerts", thresholds, "--kafka", servers, "--alerts-topic", topic,
-            "--kafka-topic-prefix", "walctl-test-\(UUID().uuidString.prefix(8).lowercased()).metrics",
-            "--slack-webhook", server.url("/services/T000/B000/secret-token"), "--pagerduty-routing-key", "rk-123",
-            "--pagerduty-url", server.url("/v2/enqueue"), "--drain",
-        ])
+        let shipped = try walctl(
+            shipWithAlerts(path, thresholds, servers: servers, topic: topic) + [
+                "--slack-webhook", server.url("/services/T000/B000/secret-token"), "--pagerduty-routing-key", "rk-123",
+                "--pagerduty-url", server.url("/v2/enqueue"), "--drain",
+            ]
+        )
         #expect(shipped.status == 0, "\(shipped.err)")
         #expect(!shipped.err.contains("secret-token"), "a webhook URL is never logged in full")
 
@@ -119,12 +127,12 @@ struct AlertChannelTests {
             encoding: .utf8
         )
         let topic = "walctl-test-alerts-\(UUID().uuidString.prefix(8).lowercased())"
-        let shipped = try walctl([
-            "ship", "--dir", path, "--alerts", thresholds, "--kafka", servers, "--alerts-topic", topic,
-            "--kafka-topic-prefix", "walctl-test-\(UUID().uuidString.prefix(8).lowercased()).metrics",
-            "--slack-webhook", server.url("/hook"), "--alert-route", "critical=kafka,slack", "--alert-max-attempts",
-            "2", "--drain",
-        ])
+        let shipped = try walctl(
+            shipWithAlerts(path, thresholds, servers: servers, topic: topic) + [
+                "--slack-webhook", server.url("/hook"), "--alert-route", "critical=kafka,slack", "--alert-max-attempts",
+                "2", "--drain",
+            ]
+        )
         #expect(shipped.status == 0, "\(shipped.err)")
         let alerts = AlertJournal.read(logDirectory: path).entries
         #expect(alerts.count == 3)

@@ -92,10 +92,7 @@ import WALTestKit
     @Test func inspectWorksOnALogBeingWritten() throws {
         try withTemporaryDirectory { directory in
             let path = directory.file("log")
-            let writer = try ChildProcess(
-                walctlPath,
-                ["emit", "--dir", path, "--count", "100000000", "--rate", "200000"]
-            )
+            let writer = try ChildProcess.endlessWriter(path, rate: 200000)
             defer { writer.kill() }
             _ = writer.readLine()
             var previous: UInt64 = 0

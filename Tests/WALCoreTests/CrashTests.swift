@@ -59,10 +59,7 @@ import WALTestKit
         try withTemporaryDirectory { directory in
             let path = directory.file("log")
             // A long seal delay keeps the last records in staging when the child is killed.
-            let child = try ChildProcess(
-                walctlPath,
-                ["emit", "--dir", path, "--count", "100000000", "--rate", "20000"]
-            )
+            let child = try ChildProcess.endlessWriter(path, rate: 20000)
             var acked: UInt64 = 0
             while acked < 20_000, let line = child.readLine() {
                 if line.hasPrefix("acked ") { acked = UInt64(line.dropFirst(6)) ?? 0 }

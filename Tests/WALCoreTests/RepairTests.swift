@@ -164,10 +164,7 @@ import WALTestKit
     @Test func repairRefusesWhileAWriterHoldsTheLock() throws {
         try withTemporaryDirectory { directory in
             let path = directory.file("log")
-            let writer = try ChildProcess(
-                walctlPath,
-                ["emit", "--dir", path, "--count", "100000000", "--rate", "20000"]
-            )
+            let writer = try ChildProcess.endlessWriter(path, rate: 20000)
             defer { writer.kill() }
             #expect(writer.readLine()?.hasPrefix("acked") == true)
             let result = try walctl(["verify", path, "--repair"])

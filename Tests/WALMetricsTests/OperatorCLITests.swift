@@ -197,10 +197,7 @@ import WALTestKit
     @Test func tailFollowsALiveWriter() throws {
         try withTemporaryDirectory { directory in
             let path = directory.file("log")
-            let writer = try ChildProcess(
-                walctlPath,
-                ["emit", "--dir", path, "--count", "100000000", "--rate", "20000"]
-            )
+            let writer = try ChildProcess.endlessWriter(path, rate: 20000)
             defer { writer.kill() }
             #expect(writer.readLine()?.hasPrefix("acked") == true)
             let follower = try ChildProcess(walctlPath, ["tail", path, "-f", "-n", "1"])
@@ -220,10 +217,7 @@ import WALTestKit
     @Test func readingCommandsWorkBesideALiveWriter() throws {
         try withTemporaryDirectory { directory in
             let path = directory.file("log")
-            let writer = try ChildProcess(
-                walctlPath,
-                ["emit", "--dir", path, "--count", "100000000", "--rate", "50000"]
-            )
+            let writer = try ChildProcess.endlessWriter(path, rate: 50000)
             defer { writer.kill() }
             let acked = try #require(writer.readLine().flatMap { UInt64($0.dropFirst("acked ".count)) })
             let logID = try LogDirectory(path: path).readMeta().logID

@@ -65,7 +65,7 @@ struct AlertsList: AsyncParsableCommand {
         var output = OutputBuffer()
         for entry in entries {
             let alert = entry.alert
-            let time = TimeArgument.rfc3339Nanos(entry.timestamp) ?? 0
+            let time = Envelope.parseTimestamp(entry.timestamp) ?? 0
             guard time >= sinceNanos, time <= untilNanos,
                 let level = Severity(rawValue: entry.severity), level >= minimum
             else { continue }
