@@ -34,7 +34,7 @@ public struct CursorStore: Sendable {
         guard Self.isValidName(name) else {
             throw WALError(.invalidArgument, "invalid cursor name '\(name)' (use 1-64 of A-Z a-z 0-9 . _ -)")
         }
-        try FileSystem.makeDirectory(directory.cursorDirectory)
+        try FileSystem.makeDirectory(directory.cursorDirectory, followLink: false)
         var bytes = LogFormat.cursorMagic
         bytes.appendLE(seq)
         bytes.appendLE(wallClockNanos())

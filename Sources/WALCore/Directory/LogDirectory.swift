@@ -46,16 +46,19 @@ public struct LogDirectory: Sendable {
 
     /// The pid written in the lock file by the current or last writer, if any.
     public func lockHolderPID() -> Int32? {
-        guard let bytes = try? FileSystem.readAll(lockPath, limit: 64) else { return nil }
+        guard let bytes = try? FileSystem.readAll(lockPath, limit: 64, followLink: false) else { return nil }
         return Int32(String(decoding: bytes, as: UTF8.self).trimmingWhitespace())
     }
 
-    /// True when a live process holds the writer lock (probed with a non-blocking lock attempt).
+    /// True when a live process holds the writer lock (probed with a non-blocking lock attempt on the directory,
+    /// and on `wal.lock` for writers of earlier versions).
     public func isWriterActive() -> Bool {
-        guard let fd = try? FileSystem.open(lockPath, .readOnly) else { return false }
-        defer { try? fd.close() }
-        guard let acquired = try? fd.tryLockExclusive() else { return false }
-        return !acquired
+        for (lockable, options) in [(path, FileDescriptor.OpenOptions.directory), (lockPath, .noFollow)] {
+            guard let fd = try? FileSystem.open(lockable, .readOnly, options: options) else { continue }
+            defer { try? fd.close() }
+            if let acquired = try? fd.tryLockExclusive(), !acquired { return true }
+        }
+        return false
     }
 }
 
@@ -89,21 +92,42 @@ public struct LogMeta: Sendable, Equatable {
     }
 }
 
-/// The writer's exclusive hold on a directory: an advisory `flock` on `wal.lock`, which holds the writer's pid.
+/// The writer's exclusive hold on a directory: an advisory `flock` on the directory itself, which nobody can
+/// delete from under a running writer, and on `wal.lock`, which holds the writer's pid (and excludes writers of
+/// earlier versions, which lock only that file). Deleting `wal.lock` ("a stale lock") lets no second writer in.
 final class DirectoryLock {
+    private let directoryFD: FileDescriptor
     private let fd: FileDescriptor
 
     /// Takes the lock; a writer records its pid in the file, a maintenance holder (`repair`) leaves it as it is.
     init(directory: LogDirectory, recordPID: Bool = true) throws(WALError) {
-        let fd = try FileSystem.open(
-            directory.lockPath,
-            .readWrite,
-            options: [.create],
-            permissions: [.ownerReadWrite]
-        )
+        let directoryFD = try FileSystem.open(directory.path, .readOnly, options: [.directory])
+        let locked: Bool
+        do { locked = try directoryFD.tryLockExclusive() } catch {
+            try? directoryFD.close()
+            throw WALError.io("cannot lock", path: directory.path, error)
+        }
+        guard locked else {
+            try? directoryFD.close()
+            let holder = directory.lockHolderPID().map { "pid \($0)" } ?? "another process"
+            throw WALError(.locked, "the log is already open for writing by \(holder)", path: directory.path)
+        }
+        let fd: FileDescriptor
+        do {
+            fd = try FileSystem.open(
+                directory.lockPath,
+                .readWrite,
+                options: [.create, .noFollow],
+                permissions: [.ownerReadWrite]
+            )
+        } catch {
+            try? directoryFD.close()
+            throw error
+        }
         do {
             guard try fd.tryLockExclusive() else {
                 try? fd.close()
+                try? directoryFD.close()
                 let holder = directory.lockHolderPID().map { "pid \($0)" } ?? "another process"
                 throw WALError(.locked, "the log is already open for writing by \(holder)", path: directory.lockPath)
             }
@@ -116,14 +140,17 @@ final class DirectoryLock {
             throw error
         } catch {
             try? fd.close()
+            try? directoryFD.close()
             throw WALError.io("cannot lock", path: directory.lockPath, error as? Errno ?? .ioError)
         }
         self.fd = fd
+        self.directoryFD = directoryFD
     }
 
     deinit {
-        // Closing the descriptor releases the flock.
+        // Closing the descriptors releases the flocks.
         try? fd.close()
+        try? directoryFD.close()
     }
 }
 

@@ -117,6 +117,7 @@ public enum LogInspector {
         )
         var decoder = FrameDecoder()
         var lastSealed: UInt64 = 0
+        var orderProblems: [LogSummary.Problem] = []
         for (index, file) in files.enumerated() {
             let reader: SegmentFileReader
             do {
@@ -141,6 +142,28 @@ public enum LogInspector {
             )
             var decodeProblems: [LogSummary.Problem] = []
             let scan = SegmentScan.scan(reader) { frame, stored in
+                // Sequence numbers are strictly increasing and every one is a record or in a gap marker.
+                if lastSealed > 0 && frame.header.firstSeq <= lastSealed {
+                    orderProblems.append(
+                        .init(
+                            file: file.path,
+                            offset: frame.offset,
+                            length: Int64(frame.header.frameLength),
+                            reason: "frame claims seqs \(frame.header.firstSeq)...\(frame.header.lastSeq), but the "
+                                + "log already reached seq \(lastSealed) (overlapping or going backwards)"
+                        )
+                    )
+                } else if lastSealed > 0 && frame.header.firstSeq > lastSealed + 1 {
+                    orderProblems.append(
+                        .init(
+                            file: file.path,
+                            offset: frame.offset,
+                            length: 0,
+                            reason: "seqs \(lastSealed + 1)...\(frame.header.firstSeq - 1) are missing "
+                                + "(neither a record nor a gap marker)"
+                        )
+                    )
+                }
                 info.frames += 1
                 info.firstSealedAtNanos = info.firstSealedAtNanos ?? frame.header.sealedAtNanos
                 info.lastSealedAtNanos = frame.header.sealedAtNanos
@@ -200,12 +223,46 @@ public enum LogInspector {
             }
             summary.segmentList.append(info)
         }
+        summary.damage.append(contentsOf: orderProblems)
         summary.corruptFrames = summary.damage.count
         summary.lastSeq = lastSealed > 0 ? lastSealed : nil
         summary.bytesAllocated += FileSystem.size(directory.stagingPath) ?? 0
         summary.staged = stagedRecords(directory: directory, after: lastSealed)
         let (cursors, damagedCursors) = try CursorStore(directory: directory).all()
-        for cursor in cursors { summary.cursors[cursor.name] = cursor.seq }
+        var logEnd = max(lastSealed, summary.staged.lastSeq ?? 0)
+        if summary.writerPID == nil && !directory.isWriterActive(),
+            let state = WriterStateRecord.read(path: directory.stagingPath)
+        {
+            // Drops the stopped writer had not staged yet: the next open seals their gap marker.
+            if state.gapFirst > 0 && state.gapFirst <= logEnd + 1 { logEnd = max(logEnd, state.gapLast) }
+            if state.highWaterSeq > logEnd {
+                summary.damage.append(
+                    .init(
+                        file: directory.stagingPath,
+                        offset: 0,
+                        length: 0,
+                        reason: "seqs \(logEnd + 1)...\(state.highWaterSeq) were assigned (the writer's high-water "
+                            + "mark) but are not in the log: the active segment lost its end; the next writer "
+                            + "records them as a gap"
+                    )
+                )
+            }
+        }
+        for cursor in cursors {
+            summary.cursors[cursor.name] = cursor.seq
+            if cursor.seq > logEnd {
+                summary.damage.append(
+                    .init(
+                        file: CursorStore(directory: directory).path(of: cursor.name),
+                        offset: 0,
+                        length: 0,
+                        reason:
+                            "cursor '\(cursor.name)' is at seq \(cursor.seq), ahead of the log's last seq \(logEnd) "
+                            + "(the log lost records its consumers had seen; the next writer records them as a gap)"
+                    )
+                )
+            }
+        }
         for error in damagedCursors {
             summary.damage.append(.init(file: error.path ?? "", offset: 0, length: 0, reason: error.message))
         }

@@ -59,7 +59,7 @@ public enum LogRepair {
     /// Where damaged bytes go: `quarantine/` in the log directory.
     static func quarantinePath(_ directory: LogDirectory, name: String) throws(WALError) -> String {
         let folder = directory.path + "/" + quarantineDirectoryName
-        try FileSystem.makeDirectory(folder)
+        try FileSystem.makeDirectory(folder, followLink: false)
         var candidate = folder + "/" + name
         var attempt = 1
         while FileSystem.exists(candidate) {

@@ -30,7 +30,12 @@ final class StagingArea {
     /// Creates (or replaces) the staging file, fully preallocated so stores into the mapping can never hit ENOSPC
     /// (which would be a SIGBUS), and synced.
     static func create(path: String, geometry: StagingGeometry) throws(WALError) -> StagingArea {
-        let fd = try FileSystem.open(path, .readWrite, options: [.create, .truncate], permissions: [.ownerReadWrite])
+        let fd = try FileSystem.open(
+            path,
+            .readWrite,
+            options: [.create, .truncate, .noFollow],
+            permissions: [.ownerReadWrite]
+        )
         let size = LogFormat.stagingHeaderSize + geometry.blockSize * geometry.blockCount
         do {
             try fd.preallocate(offset: 0, length: Int64(size))
@@ -53,7 +58,7 @@ final class StagingArea {
 
     /// Opens an existing staging file read-write, validating its header.
     static func open(path: String) throws(WALError) -> StagingArea {
-        let fd = try FileSystem.open(path, .readWrite)
+        let fd = try FileSystem.open(path, .readWrite, options: [.noFollow])
         do {
             var header = [UInt8](repeating: 0, count: StagingGeometry.encodedSize)
             let n = try header.withMutableBytes { buffer throws(Errno) in try fd.readFully(at: 0, into: buffer) }
@@ -111,6 +116,22 @@ final class StagingArea {
     /// Marks a block empty (its first record slot reads as "no record").
     func clear(block index: Int) {
         block(index).initializeMemory(as: UInt8.self, repeating: 0, count: LogFormat.stagedRecordHeaderSize)
+    }
+
+    // MARK: - Writer state
+
+    /// The writer state recorded in the header page (the newer valid slot), or nil when neither slot is valid.
+    func loadWriterState() -> WriterStateRecord? {
+        WriterStateRecord.load(UnsafeRawBufferPointer(start: base, count: LogFormat.stagingHeaderSize))
+    }
+
+    /// Records `state` in the header page: the older slot receives it with the next generation, its checksum
+    /// stored last, so a store torn by a crash leaves the other slot (the previous state) valid. A store into the
+    /// mapping: as durable as a staged record (section 10 of wal-format.md).
+    func storeWriterState(_ state: inout WriterStateRecord) {
+        state.generation &+= 1
+        let slot = base + WriterStateRecord.slotOffsets[Int(state.generation % 2)]
+        state.encode(into: slot)
     }
 
     /// msync of the whole mapping: staged records are on stable storage when this returns.
@@ -212,5 +233,62 @@ struct StagedRecord {
             offset = align8(payloadOffset + count)
         }
         return records
+    }
+}
+
+/// The writer's durable state, kept in the staging file's header page (wal-format.md 4.4): the highest sequence
+/// number the writer has assigned as of its last store (a high-water mark: no reader or sink can have seen a higher
+/// one), and the range of a gap (dropped records) not yet staged as a gap record.
+struct WriterStateRecord: Equatable {
+    static let slotOffsets = [128, 64]
+    static let slotSize = 64
+    static let magic = Array("WALWSTAT".utf8)
+
+    var generation: UInt64 = 0
+    var highWaterSeq: UInt64 = 0
+    /// First and last seq of the pending gap; 0 when there is none.
+    var gapFirst: UInt64 = 0
+    var gapLast: UInt64 = 0
+
+    func encode(into slot: UnsafeMutableRawPointer) {
+        var bytes = Self.magic
+        bytes.appendLE(generation)
+        bytes.appendLE(highWaterSeq)
+        bytes.appendLE(gapFirst)
+        bytes.appendLE(gapLast)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: 60 - bytes.count))
+        bytes.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: 60) }
+        slot.putLE(CRC32C.checksum(bytes), at: 60)
+    }
+
+    static func decode(_ slot: UnsafeRawBufferPointer) -> WriterStateRecord? {
+        guard slot.count >= slotSize, Array(slot.prefix(8)) == magic,
+            let crc = slot.getLE(UInt32.self, at: 60),
+            crc == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: slot.prefix(60))),
+            let generation = slot.getLE(UInt64.self, at: 8), generation > 0,
+            let highWater = slot.getLE(UInt64.self, at: 16),
+            let gapFirst = slot.getLE(UInt64.self, at: 24),
+            let gapLast = slot.getLE(UInt64.self, at: 32),
+            gapFirst <= gapLast, gapFirst == 0 || gapLast <= highWater
+        else { return nil }
+        return WriterStateRecord(generation: generation, highWaterSeq: highWater, gapFirst: gapFirst, gapLast: gapLast)
+    }
+
+    /// The newer valid slot of a header page (at least its first 192 bytes), or nil.
+    static func load(_ header: UnsafeRawBufferPointer) -> WriterStateRecord? {
+        var best: WriterStateRecord?
+        for offset in slotOffsets where offset + slotSize <= header.count {
+            guard let state = decode(UnsafeRawBufferPointer(rebasing: header[offset..<offset + slotSize])) else {
+                continue
+            }
+            if best.map({ state.generation > $0.generation }) ?? true { best = state }
+        }
+        return best
+    }
+
+    /// The newer valid slot of the staging file at `path`, read with `pread` (whatever the rest of its header says).
+    static func read(path: String) -> WriterStateRecord? {
+        guard let bytes = try? FileSystem.readAll(path, limit: 256, followLink: false) else { return nil }
+        return bytes.withUnsafeBytes { load($0) }
     }
 }

@@ -15,6 +15,7 @@ struct MappedRegion: ~Copyable {
 
     /// Maps `length` bytes of `fd` from offset 0. The corresponding C function is `mmap`.
     init(fd: FileDescriptor, length: Int, path: String) throws(WALError) {
+        if let injected = FaultInjection.check(.mmap) { throw WALError.io("cannot map", path: path, injected) }
         guard let pointer = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0),
             pointer != MAP_FAILED
         else {
@@ -26,7 +27,7 @@ struct MappedRegion: ~Copyable {
 
     /// Writes dirty pages of the range to stable storage and waits. The corresponding C function is `msync(MS_SYNC)`.
     func sync() throws(Errno) {
-        _ = try valueOrErrno { msync(base, length, MS_SYNC) }.get()
+        _ = try valueOrErrno { injectable(.msync) { msync(base, length, MS_SYNC) } }.get()
     }
 
     deinit {

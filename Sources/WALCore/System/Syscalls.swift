@@ -29,7 +29,9 @@ extension FileDescriptor {
     /// The corresponding C function is `fallocate` (mode 0). File systems that cannot preallocate fall back to
     /// `posix_fallocate`, which writes zeroes.
     func preallocate(offset: Int64, length: Int64) throws(Errno) {
-        let result = valueOrErrno { walsupport_fallocate(rawValue, off_t(offset), off_t(length)) }
+        let result = valueOrErrno {
+            injectable(.fallocate) { walsupport_fallocate(rawValue, off_t(offset), off_t(length)) }
+        }
         switch result {
         case .success: return
         case .failure(let error) where error == .notSupported:
@@ -41,12 +43,12 @@ extension FileDescriptor {
 
     /// Flushes the file's data (not all metadata) to stable storage. The corresponding C function is `fdatasync`.
     func dataSync() throws(Errno) {
-        _ = try valueOrErrno { fdatasync(rawValue) }.get()
+        _ = try valueOrErrno { injectable(.fdatasync) { fdatasync(rawValue) } }.get()
     }
 
     /// Flushes data and metadata. The corresponding C function is `fsync`.
     func fullSync() throws(Errno) {
-        _ = try valueOrErrno { fsync(rawValue) }.get()
+        _ = try valueOrErrno { injectable(.fsync) { fsync(rawValue) } }.get()
     }
 
     /// Takes an exclusive advisory lock without waiting. The corresponding C function is `flock(LOCK_EX|LOCK_NB)`.
@@ -75,7 +77,7 @@ extension FileDescriptor {
 
     /// Changes the file's size. The corresponding C function is `ftruncate`.
     func setSize(_ size: Int64) throws(Errno) {
-        _ = try valueOrErrno { ftruncate(rawValue, off_t(size)) }.get()
+        _ = try valueOrErrno { injectable(.ftruncate) { ftruncate(rawValue, off_t(size)) } }.get()
     }
 
     /// Reads until `buffer` is full or end of file; returns the count read (short only at end of file).
@@ -96,8 +98,9 @@ extension FileDescriptor {
         var done = 0
         while done < buffer.count {
             let base = buffer.baseAddress! + done
-            let n = try valueOrErrno { Glibc.pwrite(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }
-                .get()
+            let n = try valueOrErrno {
+                injectable(.write) { Glibc.pwrite(rawValue, base, buffer.count - done, off_t(offset) + off_t(done)) }
+            }.get()
             done += n
         }
     }
@@ -113,6 +116,9 @@ enum FileSystem {
         options: FileDescriptor.OpenOptions = [],
         permissions: FilePermissions? = nil
     ) throws(WALError) -> FileDescriptor {
+        if mode != .readOnly || options.contains(.create), let injected = FaultInjection.check(.open) {
+            throw WALError.io("cannot open", path: path, injected)
+        }
         do {
             return try FileDescriptor.open(
                 FilePath(path),
@@ -124,22 +130,58 @@ enum FileSystem {
             if error == .noSuchFileOrDirectory {
                 throw WALError(.notFound, "no such file", path: path, cause: error)
             }
+            if error == .tooManySymbolicLinkLevels && options.contains(.noFollow) {
+                throw WALError(.invalidArgument, "refusing to open a symbolic link", path: path, cause: error)
+            }
+            if error == .fileExists && options.contains(.exclusiveCreate) {
+                throw WALError(.io, "already exists (a planted file or link?)", path: path, cause: error)
+            }
             throw WALError.io("cannot open", path: path, error)
         } catch {
             throw WALError(.io, "cannot open: \(error)", path: path)
         }
     }
 
-    /// Creates a directory with mode 0700 if it does not exist.
-    static func makeDirectory(_ path: String) throws(WALError) {
-        if mkdir(path, 0o700) == 0 { return }
+    /// Creates a directory with mode 0700 if it does not exist. An existing one must be safe to write into: a real
+    /// directory (with `followLink` false, not a symbolic link), owned by this process's user, writable by nobody
+    /// else (see `checkPrivate`).
+    static func makeDirectory(_ path: String, followLink: Bool = true) throws(WALError) {
+        if injectable(.mkdir, { mkdir(path, 0o700) }) == 0 { return }
         let error = Errno(rawValue: errno)
         if error == .fileExists {
             var info = stat()
-            if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { return }
+            let found = followLink ? stat(path, &info) : lstat(path, &info)
+            if found == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+                try checkPrivate(path, info)
+                return
+            }
+            if found == 0 && (info.st_mode & S_IFMT) == S_IFLNK {
+                throw WALError(.invalidArgument, "is a symbolic link where a directory of the log belongs", path: path)
+            }
             throw WALError(.invalidArgument, "exists and is not a directory", path: path)
         }
         throw WALError.io("cannot create directory", path: path, error)
+    }
+
+    /// Refuses a directory that another user owns or that others may write into: anyone who can write there can
+    /// plant links and files the log would then write through.
+    static func checkPrivate(_ path: String, _ info: stat) throws(WALError) {
+        if info.st_uid != geteuid() {
+            throw WALError(
+                .invalidArgument,
+                "the directory is owned by uid \(info.st_uid), not by this user (uid \(geteuid())); "
+                    + "a log directory must belong to its writer",
+                path: path
+            )
+        }
+        if info.st_mode & 0o022 != 0 {
+            let mode = String(info.st_mode & 0o7777, radix: 8)
+            throw WALError(
+                .invalidArgument,
+                "the directory is writable by other users (mode \(mode)); run chmod 700 on it",
+                path: path
+            )
+        }
     }
 
     /// Names in a directory, excluding `.` and `..`.
@@ -180,14 +222,14 @@ enum FileSystem {
 
     /// Removes a file; a file already gone is not an error.
     static func remove(_ path: String) throws(WALError) {
-        if unlink(path) == 0 { return }
+        if injectable(.unlink, { unlink(path) }) == 0 { return }
         let error = Errno(rawValue: errno)
         if error == .noSuchFileOrDirectory { return }
         throw WALError.io("cannot remove", path: path, error)
     }
 
     static func rename(_ from: String, _ to: String) throws(WALError) {
-        if Glibc.rename(from, to) != 0 {
+        if injectable(.rename, { Glibc.rename(from, to) }) != 0 {
             throw WALError.io("cannot rename to \(to)", path: from, Errno(rawValue: errno))
         }
     }
@@ -200,9 +242,19 @@ enum FileSystem {
     }
 
     /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+    ///
+    /// The temporary file has an unpredictable name and is created with `O_EXCL | O_NOFOLLOW`: a file or link
+    /// planted under any name is never written through.
     static func writeAtomically(_ path: String, directory: String, bytes: [UInt8]) throws(WALError) {
-        let temporary = path + ".tmp.\(getpid())"
-        let fd = try open(temporary, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite])
+        var random = SystemRandomNumberGenerator()
+        let suffix = String(random.next() & 0xFFFF_FFFF_FFFF, radix: 16)
+        let temporary = path + ".tmp.\(getpid()).\(suffix)"
+        let fd = try open(
+            temporary,
+            .writeOnly,
+            options: [.create, .exclusiveCreate, .noFollow],
+            permissions: [.ownerReadWrite]
+        )
         do {
             try bytes.withBytes { buffer throws(Errno) in try fd.writeFully(at: 0, from: buffer) }
             try fd.fullSync()
@@ -217,8 +269,8 @@ enum FileSystem {
     }
 
     /// Reads a whole small file.
-    static func readAll(_ path: String, limit: Int = 1 << 20) throws(WALError) -> [UInt8] {
-        let fd = try open(path, .readOnly)
+    static func readAll(_ path: String, limit: Int = 1 << 20, followLink: Bool = true) throws(WALError) -> [UInt8] {
+        let fd = try open(path, .readOnly, options: followLink ? [] : [.noFollow])
         defer { try? fd.close() }
         do {
             let size = Int(min(try fd.size(), Int64(limit)))

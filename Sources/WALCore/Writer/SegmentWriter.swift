@@ -93,9 +93,18 @@ final class SegmentWriter {
     // MARK: - Frames
 
     /// Adds a record to the data frame being built. Records at or below `sealedSeq` are skipped (already written:
-    /// a retry after a stall, or recovery re-reading staging).
+    /// a retry after a stall, or recovery re-reading staging). A record that does not follow the pending ones
+    /// directly starts a frame of its own, so that a frame's seqs are always its records' seqs.
+    ///
+    /// Returns false on a stall; then nothing is pending any more (see `flush`), and the caller retries by adding
+    /// the same records again.
     func add(seq: UInt64, bytes: UnsafeRawBufferPointer) throws(WALError) -> Bool {
         guard seq > sealedSeq else { return true }
+        if pendingRecords > 0 {
+            let next = pendingFirstSeq + UInt64(pendingRecords)
+            if seq < next { return true }  // Already pending.
+            if seq > next { guard try flush() else { return false } }
+        }
         if rawCount + 4 + bytes.count > raw.count - 64 {
             guard try flush() else { return false }
         }
@@ -112,9 +121,17 @@ final class SegmentWriter {
         return true
     }
 
-    /// Writes the data frame being built, if any. Returns false on a stall (nothing written, state kept).
+    /// Writes the data frame being built, if any. Returns false on a stall.
+    ///
+    /// Whatever happens, the pending frame is gone afterwards: written, or discarded on a stall or an error. A
+    /// retry must rebuild it from staging; keeping it and adding the same records again would put them in the
+    /// frame twice, under the wrong sequence numbers.
     func flush() throws(WALError) -> Bool {
         guard pendingRecords > 0 else { return true }
+        defer {
+            pendingRecords = 0
+            rawCount = 0
+        }
         let count = rawCount
         let frameLength: Int = frameBuffer.withUnsafeMutableBytes { frame in
             let payloadArea = UnsafeMutableRawBufferPointer(rebasing: frame[LogFormat.frameHeaderSize...])
@@ -144,8 +161,6 @@ final class SegmentWriter {
         }
         guard try writeFrame(length: frameLength, firstSeq: pendingFirstSeq) else { return false }
         sealedSeq = pendingFirstSeq + UInt64(pendingRecords) - 1
-        pendingRecords = 0
-        rawCount = 0
         return true
     }
 
@@ -179,6 +194,14 @@ final class SegmentWriter {
     }
 
     private func writeFrame(length: Int, firstSeq: UInt64) throws(WALError) -> Bool {
+        // The log's first invariant, checked where it is made: frames follow each other seq by seq.
+        guard firstSeq == sealedSeq + 1 else {
+            throw WALError(
+                .corrupt,
+                "internal error: a frame starting at seq \(firstSeq) would follow seq \(sealedSeq); not written",
+                path: segmentPath
+            )
+        }
         if writeOffset + Int64(length) > capacity {
             guard try roll(firstSeq: firstSeq, needing: Int64(length)) else { return false }
         }

@@ -63,6 +63,8 @@ public final class WAL: @unchecked Sendable {
         var segmentBytes: Int64 = 0
         var stallReason: String?
         var lastError: String?
+        /// What the staging header records (high-water mark, unstaged gap); rewritten under `lock`.
+        var recorded = WriterStateRecord()
     }
 
     // MARK: - Opening
@@ -93,6 +95,10 @@ public final class WAL: @unchecked Sendable {
             report.created = true
         }
 
+        // What the previous writer recorded before it stopped: its high-water mark and an unstaged gap. Read before
+        // anything is changed, whatever state the staging file is in.
+        let prior = WriterStateRecord.read(path: directory.stagingPath)
+
         // The active segment: the last one, scanned for its end.
         let (segments, sealedSeq) = try openActiveSegment(
             directory: directory,
@@ -111,8 +117,12 @@ public final class WAL: @unchecked Sendable {
             directory: directory,
             geometry: geometry,
             segments: segments,
+            prior: prior,
             report: &report
         )
+        // Everything up to the recovered end is in a segment and durable: the new state starts from there.
+        var recorded = WriterStateRecord(generation: prior?.generation ?? 0, highWaterSeq: segments.sealedSeq)
+        staging.storeWriterState(&recorded)
         try staging.sync()
         report.durationNanos = monotonicNanos() - started
         return WAL(
@@ -123,7 +133,8 @@ public final class WAL: @unchecked Sendable {
             staging: staging,
             segments: segments,
             directoryLock: directoryLock,
-            sealedSeq: max(sealedSeq, segments.sealedSeq)
+            sealedSeq: max(sealedSeq, segments.sealedSeq),
+            recorded: recorded
         )
     }
 
@@ -135,7 +146,8 @@ public final class WAL: @unchecked Sendable {
         staging: StagingArea,
         segments: SegmentWriter,
         directoryLock: DirectoryLock,
-        sealedSeq: UInt64
+        sealedSeq: UInt64,
+        recorded: WriterStateRecord
     ) {
         self.directory = directory
         self.configuration = configuration
@@ -153,6 +165,7 @@ public final class WAL: @unchecked Sendable {
         state.pointee.sealedSeq = sealedSeq
         state.pointee.durableSeq = sealedSeq
         state.pointee.segmentBytes = segments.segmentBytes
+        state.pointee.recorded = recorded
         segments.admitNewSegment = { [unowned self] size in self.admitNewSegment(size: size) }
         sealer = OSThread.start(name: "wal-sealer") { [self] in self.sealerLoop() }
     }
@@ -173,7 +186,9 @@ public final class WAL: @unchecked Sendable {
         var files = try directory.segments()
         var totalBytes: Int64 = 0
         for file in files { totalBytes += FileSystem.size(file.path) ?? 0 }
-        // A crash while creating a segment can leave one whose header was never written: it holds nothing.
+        // A crash while creating a segment can leave one whose header was never written: it holds nothing. (Its
+        // name still tells where the log was; the seqs it may have held are accounted for by recovery.)
+        var removedFirstSeq: UInt64?
         while let last = files.last {
             let size = FileSystem.size(last.path) ?? 0
             if size < Int64(LogFormat.segmentHeaderSize) || (try? SegmentFileReader(path: last.path)) == nil {
@@ -183,6 +198,8 @@ public final class WAL: @unchecked Sendable {
                     break
                 }
                 try FileSystem.remove(last.path)
+                report.removedEmptySegments.append(last.name)
+                removedFirstSeq = last.firstSeq
                 totalBytes -= size
                 files.removeLast()
                 continue
@@ -190,10 +207,12 @@ public final class WAL: @unchecked Sendable {
             break
         }
         guard let last = files.last else {
+            // A new log, or one whose only segments were empty: the next seq is where the first of them began.
+            let firstSeq = removedFirstSeq ?? 1
             let (fd, path) = try SegmentWriter.createSegment(
                 directory: directory,
                 logID: meta.logID,
-                firstSeq: 1,
+                firstSeq: firstSeq,
                 size: Int64(configuration.segmentSize)
             )
             return (
@@ -204,12 +223,12 @@ public final class WAL: @unchecked Sendable {
                     blockSize: configuration.blockSize,
                     fd: fd,
                     segmentPath: path,
-                    segmentFirstSeq: 1,
+                    segmentFirstSeq: firstSeq,
                     writeOffset: Int64(LogFormat.segmentHeaderSize),
                     capacity: Int64(configuration.segmentSize),
-                    sealedSeq: 0,
+                    sealedSeq: firstSeq - 1,
                     segmentBytes: Int64(configuration.segmentSize)
-                ), 0
+                ), firstSeq - 1
             )
         }
         let reader = try SegmentFileReader(path: last.path)
@@ -258,46 +277,72 @@ public final class WAL: @unchecked Sendable {
         directory: LogDirectory,
         geometry: StagingGeometry,
         segments: SegmentWriter,
+        prior: WriterStateRecord?,
         report: inout RecoveryReport
     ) throws(WALError) -> StagingArea {
         let path = directory.stagingPath
-        guard FileSystem.exists(path) else { return try StagingArea.create(path: path, geometry: geometry) }
-        let old: StagingArea
-        do {
-            old = try StagingArea.open(path: path)
-        } catch {
-            // Unreadable header: keep the file for forensics, start a new one.
-            let aside = path + ".damaged-\(wallClockNanos())"
-            try FileSystem.rename(path, aside)
-            report.quarantined.append(aside)
-            return try StagingArea.create(path: path, geometry: geometry)
-        }
-        // Gather every valid record of every block, keep the contiguous run after the last sealed record.
-        var found: [(block: Int, record: StagedRecord, last: UInt64)] = []
-        for index in 0..<old.blockCount {
-            let block = UnsafeRawBufferPointer(start: old.block(index), count: old.blockSize)
-            for record in StagedRecord.scan(block: block) {
-                let last = record.lastSeq(in: block)
-                if last > segments.sealedSeq { found.append((index, record, last)) }
+        var old: StagingArea?
+        if FileSystem.exists(path) {
+            do {
+                old = try StagingArea.open(path: path)
+            } catch  where error.code == .invalidArgument {
+                throw error  // A symbolic link: not damage, and nothing to move aside.
+            } catch {
+                // Unreadable header: keep the file for forensics, start a new one.
+                let aside = path + ".damaged-\(wallClockNanos())"
+                try FileSystem.rename(path, aside)
+                report.quarantined.append(aside)
             }
         }
-        found.sort { $0.record.seq < $1.record.seq }
+        // Gather every valid record of every block, keep the contiguous run after the last sealed record. The
+        // unstaged gap of the state record (drops the writer had not yet written into a block) joins them.
+        enum Source {
+            case staged(block: Int, record: StagedRecord)
+            case unstagedGap
+        }
+        var found: [(source: Source, first: UInt64, last: UInt64)] = []
+        var highestStaged: UInt64 = 0
+        if let old {
+            for index in 0..<old.blockCount {
+                let block = UnsafeRawBufferPointer(start: old.block(index), count: old.blockSize)
+                for record in StagedRecord.scan(block: block) {
+                    let last = record.lastSeq(in: block)
+                    if last > segments.sealedSeq {
+                        found.append((.staged(block: index, record: record), record.seq, last))
+                        highestStaged = max(highestStaged, last)
+                    }
+                }
+            }
+        }
+        if let prior, prior.gapFirst > 0, prior.gapLast > segments.sealedSeq {
+            found.append((.unstagedGap, prior.gapFirst, prior.gapLast))
+        }
+        found.sort { $0.first < $1.first }
         var expected = segments.sealedSeq + 1
         for item in found {
             if item.last < expected { continue }
-            guard item.record.seq <= expected else { break }
-            let block = UnsafeRawBufferPointer(start: old.block(item.block), count: old.blockSize)
-            let payload = UnsafeRawBufferPointer(
-                rebasing: block[item.record.payloadOffset..<item.record.payloadOffset + item.record.count]
-            )
+            guard item.first <= expected else { break }
             let written: Bool
-            switch item.record.kind {
-            case .data:
-                written = try segments.add(seq: item.record.seq, bytes: payload)
-                report.resealedRecords += 1
-            case .gap:
-                let reason = String(decoding: payload.dropFirst(8), as: UTF8.self)
-                written = try segments.gap(from: item.record.seq, to: item.last, reason: reason)
+            switch item.source {
+            case .staged(let index, let record):
+                let block = UnsafeRawBufferPointer(start: old!.block(index), count: old!.blockSize)
+                let payload = UnsafeRawBufferPointer(
+                    rebasing: block[record.payloadOffset..<record.payloadOffset + record.count]
+                )
+                switch record.kind {
+                case .data:
+                    written = try segments.add(seq: record.seq, bytes: payload)
+                    report.resealedRecords += 1
+                case .gap:
+                    let reason = String(decoding: payload.dropFirst(8), as: UTF8.self)
+                    written = try segments.gap(from: record.seq, to: item.last, reason: reason)
+                }
+            case .unstagedGap:
+                written = try segments.gap(
+                    from: item.first,
+                    to: item.last,
+                    reason: "dropped by whenFull policy (the writer stopped before staging the gap record)"
+                )
             }
             guard written else {
                 throw WALError(
@@ -311,12 +356,63 @@ public final class WAL: @unchecked Sendable {
         guard try segments.flush() else {
             throw WALError(.io, "cannot seal recovered records: \(segments.stallReason ?? "no room")", path: path)
         }
+        try recordLostTail(
+            directory: directory,
+            segments: segments,
+            highWater: max(prior?.highWaterSeq ?? 0, prior?.gapLast ?? 0, highestStaged),
+            report: &report
+        )
         try segments.sync()
-        if geometry.blockSize == old.blockSize && geometry.blockCount == old.blockCount && geometry.logID == old.logID {
+        if let old,
+            geometry.blockSize == old.blockSize && geometry.blockCount == old.blockCount
+                && geometry.logID == old.logID
+        {
             for index in 0..<old.blockCount { old.clear(block: index) }
             return old
         }
         return try StagingArea.create(path: path, geometry: geometry)
+    }
+
+    /// The most seqs one recovery covers with a gap (2^36, 16 gap frames). A high-water mark or cursor further
+    /// ahead than this is not a loss but a damaged or foreign file: opening stops and says so.
+    static let maxRecoveredGap: UInt64 = 1 << 36
+
+    /// Never reuses a sequence number: when the log ends below a number that was assigned (the staging file's
+    /// high-water mark) or that a consumer has seen (a cursor), the active segment lost its tail (emptied, zeroed,
+    /// truncated, deleted). Those seqs get a gap marker, and the next record takes the number after them.
+    private static func recordLostTail(
+        directory: LogDirectory,
+        segments: SegmentWriter,
+        highWater: UInt64,
+        report: inout RecoveryReport
+    ) throws(WALError) {
+        var end = highWater
+        var witness = "the writer's high-water mark in \(LogFormat.stagingFileName)"
+        if let (cursors, _) = try? CursorStore(directory: directory).all() {
+            for cursor in cursors where cursor.seq > end {
+                end = cursor.seq
+                witness = "cursor '\(cursor.name)'"
+            }
+        }
+        guard end > segments.sealedSeq else { return }
+        let from = segments.sealedSeq + 1
+        guard end - segments.sealedSeq <= maxRecoveredGap else {
+            throw WALError(
+                .corrupt,
+                "the log ends at seq \(segments.sealedSeq) but \(witness) is at \(end), implausibly far ahead; "
+                    + "check that file (walctl verify shows it) before writing to this log",
+                path: directory.path
+            )
+        }
+        var cause = "the active segment lost its end (truncated, zeroed or deleted)"
+        if !report.removedEmptySegments.isEmpty {
+            cause = "empty or zeroed segment \(report.removedEmptySegments.joined(separator: ", ")) removed"
+        }
+        let reason = "lost: seqs \(from)...\(end) were assigned (\(witness)) but are not in the log; \(cause)"
+        guard try segments.gap(from: from, to: end, reason: reason) else {
+            throw WALError(.io, "cannot record lost seqs: \(segments.stallReason ?? "no room")", path: directory.path)
+        }
+        report.lostSeqs = from...end
     }
 
     // MARK: - Appending
@@ -425,6 +521,12 @@ public final class WAL: @unchecked Sendable {
                 s.pointee.pendingGapReason =
                     "dropped by whenFull policy: " + (s.pointee.stallReason ?? s.pointee.lastError ?? "log full")
             }
+            // The drop is durable before the call returns (as a staged record would be): the state record in the
+            // staging header holds the unstaged gap until its gap record reaches a block.
+            s.pointee.recorded.highWaterSeq = max(s.pointee.recorded.highWaterSeq, seq)
+            s.pointee.recorded.gapFirst = s.pointee.pendingGapFrom
+            s.pointee.recorded.gapLast = seq
+            staging.storeWriterState(&s.pointee.recorded)
             let reason = s.pointee.pendingGapReason
             lock.unlock()
             var error = WALError(.dropped, "record \(seq) dropped (\(reason))", path: directory.path)
@@ -487,9 +589,11 @@ public final class WAL: @unchecked Sendable {
             }
             state.pointee.syncInProgress = true
             let covering = state.pointee.nextSeq - 1
+            let dependency = syncDependency
             lock.unlock()
             var failure: WALError?
             do {
+                try dependency?()
                 try staging.sync()
                 try ioLock.withLock { () throws(WALError) in try segments.sync() }
             } catch {
@@ -506,6 +610,17 @@ public final class WAL: @unchecked Sendable {
             }
         }
         lock.unlock()
+    }
+
+    /// Files the records depend on (the metrics symbol table), flushed by every `sync()` and periodic flush before
+    /// the staging file, so that no durable record refers to something that is not durable. Guarded by `lock`.
+    private var syncDependency: (() throws(WALError) -> Void)?
+
+    /// Makes `sync()`, the `periodic` flush and `synchronous` appends run `body` first, before the staging file is
+    /// flushed: `body` makes durable what the records appended so far depend on. Set it before appending. `body`
+    /// runs on the syncing thread (an appender, or the sealer) and must not call back into this writer.
+    public func setSyncDependency(_ body: @escaping @Sendable () throws(WALError) -> Void) {
+        lock.withLock { syncDependency = body }
     }
 
     // MARK: - Sealer
@@ -550,6 +665,12 @@ public final class WAL: @unchecked Sendable {
                 continue
             }
             if s.pointee.closedCount > 0 && now >= stalledUntil {
+                // Before any of these records can reach a segment (and a reader), the high-water mark covers them:
+                // a writer that later finds the log shorter knows those seqs were used.
+                if s.pointee.nextSeq - 1 > s.pointee.recorded.highWaterSeq {
+                    s.pointee.recorded.highWaterSeq = s.pointee.nextSeq - 1
+                    staging.storeWriterState(&s.pointee.recorded)
+                }
                 let first = s.pointee.sealBlock
                 let count = s.pointee.closedCount
                 let lengths = (0..<count).map { closedLengths[(first + $0) % blockCount] }
@@ -731,6 +852,11 @@ public final class WAL: @unchecked Sendable {
             state.pointee.sealingPaused = false
             lock.broadcast()
         }
+    }
+
+    /// Runs retention now, on the calling thread, as the sealer does every `retentionIntervalMilliseconds`.
+    @_spi(Testing) public func runRetentionForTesting() {
+        runRetention(underPressure: false)
     }
 
     /// Leaves the log as a killed process would: staged records unsealed, nothing synced, the lock released.

@@ -133,6 +133,12 @@ public struct RecoveryReport: Sendable, Equatable {
     public var damage: [SegmentScan.Damage] = []
     /// Files moved aside because they could not be read (`*.damaged-<time>`).
     public var quarantined: [String] = []
+    /// Segment files removed because they were empty or their header was all zero (a crash while creating one, or
+    /// a file emptied by hand).
+    public var removedEmptySegments: [String] = []
+    /// Seqs that had been assigned (the high-water mark) or seen by a consumer (a cursor) but were not in the log:
+    /// recorded as a gap marker, never reused.
+    public var lostSeqs: ClosedRange<UInt64>?
     /// Wall time the recovery took.
     public var durationNanos: UInt64 = 0
 }

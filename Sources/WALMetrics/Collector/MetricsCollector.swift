@@ -105,6 +105,14 @@ public final class MetricsCollector: @unchecked Sendable {
                 throw error
             }
         }
+        // Every durability mode covers the symbols a record refers to: a sync flushes them first.
+        wal.setSyncDependency { () throws(WALError) in
+            do throws(MetricsError) {
+                try table.withLock { state throws(MetricsError) in try state.writer.sync() }
+            } catch {
+                throw WALError(.io, error.message, path: configuration.directory + "/metrics.symbols")
+            }
+        }
         log = wal
         symbols = table
         defaultAgent = agentID
@@ -355,8 +363,7 @@ public final class MetricsCollector: @unchecked Sendable {
 
     /// Returns once everything recorded so far is on stable storage (survives power loss).
     public func sync() throws(MetricsError) {
-        guard let log, let symbols else { return }
-        try symbols.withLock { state throws(MetricsError) in try state.writer.sync() }
+        guard let log else { return }
         do { try log.sync() } catch { throw MetricsError(.io, "sync failed: \(error)") }
     }
 

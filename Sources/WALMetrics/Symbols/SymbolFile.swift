@@ -79,7 +79,7 @@ final class SymbolFileWriter {
             fd = try FileDescriptor.open(
                 FilePath(path),
                 .readWrite,
-                options: [.create, .closeOnExec],
+                options: [.create, .closeOnExec, .noFollow],
                 permissions: [.ownerReadWrite]
             )
         } catch {
@@ -179,9 +179,16 @@ final class SymbolFileWriter {
         size = newSize
     }
 
-    /// msync: entries written so far are on stable storage.
+    /// The end of the entries known to be on stable storage.
+    private var syncedEnd = 0
+
+    /// msync: entries written so far are on stable storage. Costs nothing when no entry was added since the last.
     func sync() throws(MetricsError) {
-        guard msync(base, end, MS_SYNC) == 0 else { throw MetricsError(.io, "msync of \(path) failed") }
+        guard end > syncedEnd else { return }
+        guard msync(base, end, MS_SYNC) == 0 else {
+            throw MetricsError(.io, "msync of \(path) failed: \(Errno(rawValue: errno))")
+        }
+        syncedEnd = end
     }
 }
 

@@ -1,0 +1,297 @@
+import Foundation
+import Testing
+@_spi(Testing) import WALCore
+import WALTestKit
+
+/// The log's first promise (wal-format.md section 14): every record under its own sequence number, or a durable gap.
+@Suite(.serialized) struct SequenceIntegrityTests {
+    /// Staging + 2 segments of `smallConfiguration`: the size limit is reached after about 2 MiB.
+    func limited() -> WALConfiguration {
+        var configuration = smallConfiguration()
+        configuration.maxTotalBytes = Int64(2 << 20) + Int64(64 << 10) + 4096
+        configuration.whenFull = .dropNewest
+        configuration.retentionIntervalMilliseconds = 10
+        return configuration
+    }
+
+    /// Appends `values`, returning seq -> value for every acknowledged record and the dropped seqs.
+    func append(_ wal: WAL, _ values: Range<UInt64>) -> (acked: [UInt64: UInt64], dropped: [UInt64]) {
+        var acked: [UInt64: UInt64] = [:]
+        var dropped: [UInt64] = []
+        for value in values {
+            do throws(WALError) {
+                acked[try wal.append(testRecord(value))] = value
+            } catch {
+                if error.code == .dropped, let seq = error.seq {
+                    dropped.append(seq)
+                } else {
+                    Issue.record("unexpected \(error)")
+                }
+            }
+        }
+        return (acked, dropped)
+    }
+
+    /// Every acknowledged record is in the log under its own seq with its own bytes (those retention has not
+    /// deleted yet); no seq holds two records.
+    func expectAckedRecordsExact(_ path: String, _ acked: [UInt64: UInt64]) throws {
+        let contents = try LogContents.read(path)
+        let first = min(contents.records.first?.seq ?? .max, contents.gaps.first?.fromSeq ?? .max)
+        var seen = Set<UInt64>()
+        var twice: [UInt64] = []
+        var wrong: [UInt64] = []
+        for record in contents.records {
+            if !seen.insert(record.seq).inserted { twice.append(record.seq) }
+            if let value = acked[record.seq], record.bytes != testRecord(value) { wrong.append(record.seq) }
+        }
+        #expect(twice.isEmpty, "\(twice.count) seqs hold two records: \(twice.prefix(5))")
+        #expect(wrong.isEmpty, "\(wrong.count) seqs hold another record's bytes: \(wrong.prefix(5))")
+        let missing = Set(acked.keys.filter { $0 >= first }).subtracting(seen)
+        #expect(missing.isEmpty, "\(missing.count) acknowledged records missing: \(missing.sorted().prefix(5))")
+        let violations = try LogInvariants.violations(path)
+        #expect(violations.isEmpty, "\(violations.count) violations: \(violations.prefix(5))")
+    }
+
+    /// Defect: after a stall, the sealer's retry added the records of its unwritten frame to it again, so one frame
+    /// claimed thousands of seqs holding copies of earlier records.
+    @Test func aSealerRetryAfterAStallWritesEveryRecordUnderItsOwnSeq() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: limited())
+            let cursors = CursorStore(path: path)
+            try cursors.store("behind", seq: 0)
+            var (acked, dropped) = append(wal, 0..<40_000)
+            try #require(!dropped.isEmpty, "the size limit must have stalled the sealer")
+            // The consumer catches up, retention frees space, the sealer's retries succeed.
+            for round in 1...3 {
+                try cursors.store("behind", seq: wal.statistics.sealedSeq)
+                let more = append(wal, UInt64(round) * 100_000..<UInt64(round) * 100_000 + 20_000)
+                acked.merge(more.acked) { old, _ in old }
+                dropped += more.dropped
+            }
+            try cursors.store("behind", seq: wal.statistics.sealedSeq)
+            #expect(wal.waitUntilSealed(timeoutMilliseconds: 10_000))
+            try wal.close()
+            try cursors.remove("behind")
+            try expectAckedRecordsExact(path, acked)
+        }
+    }
+
+    /// Defect: drops at the size limit lived only in memory; closing (or a kill) lost the gap and the next writer
+    /// gave the dropped seqs to new records.
+    @Test(arguments: [false, true])
+    func droppedSeqsAreAGapAndNeverReusedAfterCloseOrCrash(crash: Bool) throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: limited())
+            try CursorStore(path: path).store("behind", seq: 0)
+            let (acked, dropped) = append(wal, 0..<40_000)
+            try #require(!dropped.isEmpty)
+            if crash { wal.abandonForTesting() } else { #expect(throws: WALError.self) { try wal.close() } }
+
+            try CursorStore(path: path).remove("behind")
+            let reopened = try WAL.open(path: path, configuration: smallConfiguration())
+            let next = try reopened.append(testRecord(7))
+            #expect(next > dropped.max()!, "a new record took seq \(next), at or below a dropped one")
+            #expect(reopened.waitUntilSealed())
+            try reopened.close()
+            try expectAckedRecordsExact(path, acked.merging([next: 7]) { old, _ in old })
+            let gaps = try LogContents.read(path).gaps
+            let gapSeqs = Set(gaps.flatMap { Array($0.fromSeq...$0.toSeq) })
+            #expect(gapSeqs == Set(dropped), "every dropped seq, and only those, is in a gap marker")
+        }
+    }
+
+    enum Tampering: String, CaseIterable {
+        case truncatedToZero, headerZeroed, deleted, truncatedToHalf
+    }
+
+    /// Defect: an empty or zeroed active segment was deleted silently and its seqs reused, so a shipper whose cursor
+    /// was past them skipped every new record up to there.
+    @Test(arguments: Tampering.allCases)
+    func aLostActiveSegmentEndIsAGapAndItsSeqsAreNeverReused(tampering: Tampering) throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            let acked = Dictionary(
+                uniqueKeysWithValues: try appendRecords(wal, 0..<30_000).enumerated().map {
+                    ($0.element, UInt64($0.offset))
+                }
+            )
+            try wal.close()
+            let segments = try LogDirectory(path: path).segments()
+            try #require(segments.count >= 3)
+            let active = segments.last!
+            switch tampering {
+            case .truncatedToZero: #expect(truncate(active.path, 0) == 0)
+            case .headerZeroed: try Corruptor.zero(active.path, at: 0, length: 64)
+            case .deleted: try FileManager.default.removeItem(atPath: active.path)
+            case .truncatedToHalf:
+                let size = try FileManager.default.attributesOfItem(atPath: active.path)[.size] as! Int
+                #expect(truncate(active.path, off_t(size / 2)) == 0)
+            }
+            // verify sees the loss before any writer opens the log.
+            #expect(try LogInspector.examine(path: path).damage.contains { $0.reason.contains("were assigned") })
+
+            let reopened = try WAL.open(path: path, configuration: smallConfiguration())
+            let lost = try #require(reopened.recovery.lostSeqs)
+            #expect(lost.upperBound == 30_000)
+            let next = try reopened.append(testRecord(99))
+            #expect(next == 30_001)
+            #expect(reopened.waitUntilSealed())
+            try reopened.close()
+            let contents = try LogContents.read(path)
+            let gap = try #require(contents.gaps.last)
+            #expect(gap.toSeq == 30_000 && gap.reason.contains("lost"))
+            let kept = Dictionary(uniqueKeysWithValues: acked.filter { $0.key < lost.lowerBound }.map { ($0, $1) })
+            try expectAckedRecordsExact(path, kept.merging([next: 99]) { old, _ in old })
+        }
+    }
+
+    /// A cursor ahead of the log (a consumer saw seqs the log no longer has, and the staging file is gone too):
+    /// the writer starts above it.
+    @Test func aCursorAheadOfTheLogIsAGapAndTheWriterStartsAboveIt() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            try appendRecords(wal, 0..<100)
+            try wal.close()
+            try CursorStore(path: path).store("postgres", seq: 150)
+            try FileManager.default.removeItem(atPath: path + "/staging.wal")
+            #expect(
+                try LogInspector.examine(path: path).damage.contains {
+                    $0.reason.contains("cursor 'postgres' is at seq 150, ahead of the log")
+                }
+            )
+            let reopened = try WAL.open(path: path, configuration: smallConfiguration())
+            #expect(reopened.recovery.lostSeqs == 101...150)
+            #expect(try reopened.append(testRecord(1)) == 151)
+            try reopened.close()
+            #expect(try LogInvariants.violations(path) == [])
+        }
+    }
+
+    @Test func aCursorImplausiblyFarAheadStopsTheWriterWithAClearError() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            try WAL.open(path: path, configuration: smallConfiguration()).close()
+            try CursorStore(path: path).store("bogus", seq: 1 << 60)
+            let error = #expect(throws: WALError.self) { try WAL.open(path: path, configuration: smallConfiguration()) }
+            #expect(error?.description.contains("cursor 'bogus'") == true)
+        }
+    }
+
+    /// verify reports frames whose seqs overlap or go backwards (damage, exit 1), naming the place.
+    @Test func verifyReportsAFrameThatGoesBackwards() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            try appendRecords(wal, 0..<2_000)
+            try wal.close()
+            #expect(try LogInvariants.violations(path) == [])
+            // Copy the segment's first frame to the end of its data: a frame of seqs the log already has.
+            let segment = try #require(try LogDirectory(path: path).segments().last)
+            let summary = try LogInspector.examine(path: path)
+            let end = try #require(summary.segmentList.last).bytesOnDisk
+            let bytes = try #require(FileManager.default.contents(atPath: segment.path))
+            let stored = bytes[64 + 24..<64 + 28].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            let length = (48 + Int(stored) + 7) & ~7
+            let handle = try FileHandle(forUpdating: URL(fileURLWithPath: segment.path))
+            try handle.seek(toOffset: UInt64(end))
+            try handle.write(contentsOf: bytes[64..<64 + length])
+            try handle.close()
+            let damage = try LogInspector.examine(path: path, decodeRecords: true).damage
+            #expect(damage.contains { $0.reason.contains("overlapping or going backwards") && $0.offset == end })
+            let verify = try walctl(["verify", path])
+            #expect(verify.status == 1)
+            #expect((verify.out + verify.err).contains("going backwards"))
+        }
+    }
+}
+
+/// The writer's exclusion and the files it creates, against a careless operator and a planted link.
+@Suite struct WriterExclusionTests {
+    @Test func deletingTheLockFileLetsNoSecondWriterIn() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let first = try WAL.open(path: path)
+            try FileManager.default.removeItem(atPath: path + "/wal.lock")
+            let error = #expect(throws: WALError.self) { try WAL.open(path: path) }
+            #expect(error?.code == .locked)
+            #expect(LogDirectory(path: path).isWriterActive())
+            try first.append(testRecord(1))
+            try first.close()
+            #expect(!LogDirectory(path: path).isWriterActive())
+            try WAL.open(path: path).close()
+        }
+    }
+
+    @Test func aPlantedLockSymlinkIsRefusedAndItsTargetUntouched() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            try WAL.open(path: path).close()
+            let victim = directory.file("victim")
+            try Data("precious\n".utf8).write(to: URL(fileURLWithPath: victim))
+            try FileManager.default.removeItem(atPath: path + "/wal.lock")
+            try FileManager.default.createSymbolicLink(atPath: path + "/wal.lock", withDestinationPath: victim)
+            let error = #expect(throws: WALError.self) { try WAL.open(path: path) }
+            #expect(error?.description.contains("symbolic link") == true)
+            #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        }
+    }
+
+    @Test func aPlantedStagingSymlinkIsNeverWrittenThrough() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            try WAL.open(path: path).close()
+            let victim = directory.file("victim")
+            try Data("precious\n".utf8).write(to: URL(fileURLWithPath: victim))
+            try FileManager.default.removeItem(atPath: path + "/staging.wal")
+            try FileManager.default.createSymbolicLink(atPath: path + "/staging.wal", withDestinationPath: victim)
+            let error = #expect(throws: WALError.self) { try WAL.open(path: path) }
+            #expect(error?.description.contains("symbolic link") == true)
+            #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        }
+    }
+
+    @Test func cursorWritesNeverFollowAPlantedTemporaryFile() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            try WAL.open(path: path).close()
+            let store = CursorStore(path: path)
+            try store.store("postgres", seq: 1)
+            let victim = directory.file("victim")
+            try Data("precious\n".utf8).write(to: URL(fileURLWithPath: victim))
+            // The old predictable name: NAME.tmp.PID.
+            let planted = path + "/cursors/postgres.cursor.tmp.\(getpid())"
+            try FileManager.default.createSymbolicLink(atPath: planted, withDestinationPath: victim)
+            try store.store("postgres", seq: 2)
+            #expect(try store.load("postgres")?.seq == 2)
+            #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        }
+    }
+
+    @Test func aLogDirectoryWritableByOthersIsRefused() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+            #expect(chmod(path, 0o777) == 0)
+            let error = #expect(throws: WALError.self) { try WAL.open(path: path) }
+            #expect(error?.description.contains("writable by other users") == true)
+            #expect(chmod(path, 0o700) == 0)
+            try WAL.open(path: path).close()
+        }
+    }
+
+    @Test func aCursorDirectoryThatIsASymlinkIsRefused() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            try WAL.open(path: path).close()
+            let elsewhere = directory.file("elsewhere")
+            try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: false)
+            try FileManager.default.createSymbolicLink(atPath: path + "/cursors", withDestinationPath: elsewhere)
+            #expect(throws: WALError.self) { try CursorStore(path: path).store("postgres", seq: 1) }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere).isEmpty)
+        }
+    }
+}
