@@ -24,6 +24,8 @@ let package = Package(
         // Test support (temp dirs, corruptors, child processes, agent traffic), for tests and Benchmarks/.
         .library(name: "WALTestKit", targets: ["WALTestKit"]),
         .executable(name: "walctl", targets: ["walctl"]),
+        // The readers' fuzz harness (tools/fuzz.sh builds it with libFuzzer; a normal build replays a corpus).
+        .executable(name: "walctl-fuzz", targets: ["walctl-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -130,6 +132,12 @@ let package = Package(
         .executableTarget(
             name: "kafka-mock",
             dependencies: ["WALKafka"]
+        ),
+
+        .executableTarget(
+            name: "walctl-fuzz",
+            dependencies: ["WALCore", "WALMetrics"],
+            path: "Sources/walctl-fuzz"
         ),
 
         // MARK: - Test support, shared by tests and benchmarks

@@ -24,4 +24,8 @@ else
     echo "test Kafka: the broker at $KAFKA_BOOTSTRAP_SERVERS" >&2
 fi
 
-swift test --skip-build "$@"
+# The readers under libFuzzer, briefly (tools/fuzz.sh SECONDS for longer runs).
+tools/fuzz.sh "${WALCTL_FUZZ_SECONDS:-10}"
+swift test --skip-build --skip FaultInjectionTests "$@"
+# The fault-injection sweeps arm a process-wide injection point: they run alone, in a process of their own.
+WALCTL_FAULT_TESTS=1 swift test --skip-build --filter FaultInjectionTests

@@ -112,6 +112,35 @@ let benchmarks: @Sendable () -> Void = {
         try CrashedLog(bytes: 1 << 30, record: record)
     }
 
+    // MARK: - Visibility
+
+    // The documented bound (wal-format.md 11): a record is visible to a tail reader at most about 100 ms after
+    // `append` returned with the default seal delay. Measured here, not asserted in a unit test.
+    Benchmark(
+        "append to visible in a tail reader (default seal delay)",
+        configuration: .init(
+            metrics: [.wallClock],
+            timeUnits: .milliseconds,
+            warmupIterations: 2,
+            maxDuration: .seconds(10),
+            maxIterations: 40
+        )
+    ) { benchmark, log in
+        let tail = TailReader(path: log.path, after: log.wal.statistics.nextSeq - 1)
+        for _ in benchmark.scaledIterations {
+            let seq = try record.withUnsafeBytes { try log.wal.append($0) }
+            var found = false
+            while !found {
+                try tail.poll { entry in
+                    if case .record(let got, _) = entry, got == seq { found = true }
+                }
+                if !found { usleep(1000) }
+            }
+        }
+    } setup: {
+        try BenchLog()
+    }
+
     // MARK: - Compression
 
     Benchmark(

@@ -48,7 +48,8 @@ public final class DeadLetterFile: @unchecked Sendable {
                 throw DeadLetterError(path: folder, operation: "mkdir", errno: errno)
             }
         }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        // O_NOFOLLOW: a symbolic link planted under the name is refused, never appended through.
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw DeadLetterError(path: path, operation: "open", errno: errno) }
         descriptor = fd
         return fd

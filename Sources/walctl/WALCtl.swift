@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+@_spi(Testing) import WALCore
 
 @main
 struct WALCtl: AsyncParsableCommand {
@@ -18,12 +19,21 @@ struct WALCtl: AsyncParsableCommand {
 
     /// Runs the command; usage errors exit 2 (ArgumentParser's default is 64), as documented.
     static func main() async {
+        // A testing aid, as SQLite's test VFS: `N:kill`, `N:ENOSPC`, `N:EIO` or `N:EINTR` makes the Nth system call
+        // of the log fail that way (wal-format.md section 14 and the fault-injection tests).
+        if let specification = ProcessInfo.processInfo.environment["WALCTL_FAULT_INJECTION"],
+            !FaultInjection.arm(specification: specification)
+        {
+            Output.error("walctl: WALCTL_FAULT_INJECTION='\(specification)' is not N:kill|ENOSPC|EIO|EINTR[:calls]")
+            Foundation.exit(2)
+        }
         // Logs go to stderr: stdout carries data (records, JSON) that scripts parse.
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .info
             return handler
         }
+        let injecting = ProcessInfo.processInfo.environment["WALCTL_FAULT_INJECTION"] != nil
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -31,6 +41,7 @@ struct WALCtl: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+            if injecting { Output.error("walctl: fault injection: \(FaultInjection.callCount) system calls counted") }
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {

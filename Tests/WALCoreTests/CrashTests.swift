@@ -9,7 +9,7 @@ import WALTestKit
     func everyAcknowledgedRecordSurvivesSIGKILL(threads: Int) throws {
         try withTemporaryDirectory { directory in
             let path = directory.file("log")
-            var generator = SystemRandomNumberGenerator()
+            var generator = SeededGenerator()
             var recoveredEnd: UInt64 = 0
             let trials = 12
             for trial in 0..<trials {

@@ -295,3 +295,20 @@ import WALTestKit
         }
     }
 }
+
+/// The fuzz harness's seed corpus (and any input a fuzz run once found) replayed through every reader: what
+/// `tools/fuzz.sh` explores with libFuzzer stays a regression test of the normal build.
+@Suite struct FuzzCorpusTests {
+    @Test(arguments: ["frame", "staging", "small-files", "record", "symbols"])
+    func theCorpusReplaysWithoutACrash(target: String) throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/corpus/\(target)").path
+        var environment = ProcessInfo.processInfo.environment
+        environment["WALCTL_FUZZ_TARGET"] = target
+        let child = try ChildProcess(BuiltProducts.executable("walctl-fuzz"), [corpus], environment: environment)
+        let output = child.remainingOutput()
+        #expect(child.wait() == 0)
+        let replayed = output.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        #expect(replayed > 0, "\(output)")
+    }
+}

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import WALCore
+@_spi(Testing) import WALCore
 import WALTestKit
 
 @Suite struct CursorTests {
@@ -51,8 +51,9 @@ import WALTestKit
             let segments = try LogDirectory(path: path).segments()
             try #require(segments.count >= 4)
 
-            // Without a cursor nothing is deleted: nobody consumed anything.
-            usleep(50_000)
+            // Without a cursor nothing is deleted: nobody consumed anything. (Retention run directly: waiting for
+            // the sealer's run would also pass if it never ran.)
+            wal.runRetentionForTesting()
             #expect(try LogDirectory(path: path).segments() == segments)
 
             // Two cursors: the slower one decides.
@@ -60,7 +61,7 @@ import WALTestKit
             try store.store("slow", seq: segments[2].firstSeq - 1)
             try store.store("fast", seq: 40_000)
             #expect(try eventually { try LogDirectory(path: path).segments().first == segments[2] })
-            usleep(50_000)
+            wal.runRetentionForTesting()
             #expect(try LogDirectory(path: path).segments().first == segments[2], "slow cursor holds segment 2")
             let contents = try LogContents.read(path)
             #expect(contents.seqs.first == segments[2].firstSeq)
@@ -218,7 +219,7 @@ import WALTestKit
             #expect(wal.waitUntilSealed())
             let before = try LogDirectory(path: path).segments()
             try CursorStore(path: path).store("done", seq: 40_000)
-            usleep(100_000)
+            wal.runRetentionForTesting()
             #expect(try LogDirectory(path: path).segments() == before, "young segments are kept for replay")
             try wal.close()
         }

@@ -181,7 +181,7 @@ import WALTestKit
     @Test func readerNeverCrashesOnRandomDamage() throws {
         try withTemporaryDirectory { directory in
             let (path, segments) = try makeLog(directory)
-            var generator = SystemRandomNumberGenerator()
+            var generator = SeededGenerator()
             for round in 0..<40 {
                 let victim = segments[Int.random(in: 0..<segments.count, using: &generator)]
                 let size = Corruptor.size(victim.path)

@@ -36,7 +36,7 @@ import WALTestKit
     }
 
     @Test func randomValuesRoundTripExactly() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator()
         for _ in 0..<20_000 {
             let bits = UInt64.random(in: 0...UInt64.max, using: &generator)
             let value = Double(bitPattern: bits)
@@ -77,15 +77,56 @@ import WALTestKit
         #expect(bytes == expected)
     }
 
-    @Test func garbageNeverDecodesIntoACrash() {
-        var generator = SystemRandomNumberGenerator()
+    /// Garbage never crashes the decoders, and they refuse what they must: a record whose kind byte is not 1, every
+    /// strict prefix of a valid record, and a symbol entry cut short.
+    @Test func garbageNeverDecodesIntoACrash() throws {
+        var generator = SeededGenerator()
+        var decoded = 0
         for length in 0..<200 {
             for _ in 0..<50 {
                 var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
                 if !bytes.isEmpty && Bool.random(using: &generator) { bytes[0] = 1 }
-                _ = bytes.withUnsafeBytes { RecordCodec.decode($0) }
+                let result = bytes.withUnsafeBytes { RecordCodec.decode($0) }
+                if let kind = bytes.first, kind != 1, case .success = result {
+                    Issue.record("a record of kind \(kind) decoded as a metric record")
+                }
+                if case .success(let fields) = result {
+                    decoded += 1
+                    #expect(fields.metric >= 1, "a decoded record names a metric")
+                }
                 _ = bytes.withUnsafeBytes { Symbol.decode($0, limit: 10) }
             }
+        }
+        #expect(decoded < 200 * 50 / 2, "most garbage is refused")
+        for value in [0.0, 12.5, -1e300, 73.206] {
+            for correlationID in [nil, "3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b", "req-17"] {
+                let bytes: [UInt8] = withUnsafeTemporaryAllocation(byteCount: RecordCodec.maxSize, alignment: 8) {
+                    let count = RecordCodec.encode(
+                        into: $0.baseAddress!,
+                        metric: 7,
+                        tagSet: 300,
+                        agent: 2,
+                        timestampNanos: 1_767_225_600_123_456_789,
+                        value: value,
+                        correlationID: correlationID
+                    )
+                    return Array(UnsafeRawBufferPointer(start: $0.baseAddress, count: count))
+                }
+                #expect(throws: Never.self) { try bytes.withUnsafeBytes { try RecordCodec.decode($0).get() } }
+                for cut in 0..<bytes.count {
+                    let prefix = Array(bytes.prefix(cut))
+                    let result = prefix.withUnsafeBytes { RecordCodec.decode($0) }
+                    guard case .failure = result else {
+                        Issue.record("a record cut to \(cut) of \(bytes.count) bytes decoded")
+                        continue
+                    }
+                }
+            }
+        }
+        let entry = Symbol.string("routing_decision_time_ms").encode()
+        for cut in 0..<entry.count - 1 {
+            let decoded = Array(entry.prefix(cut)).withUnsafeBytes { Symbol.decode($0, limit: 10) }
+            #expect(decoded != .string("routing_decision_time_ms"))
         }
     }
 

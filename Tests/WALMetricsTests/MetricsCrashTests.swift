@@ -10,7 +10,7 @@ import WALTestKit
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.file("log")
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator()
         var recoveredEnd: UInt64 = 0
         for trial in 0..<6 {
             let child = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "100000000", "--threads", "2"])

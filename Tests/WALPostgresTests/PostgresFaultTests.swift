@@ -19,7 +19,7 @@ extension PostgresTests {
             #expect(try walctl(["emit", "--dir", path, "--count", "60000", "--threads", "2"]).status == 0)
             // A writer keeps emitting while the shipper is killed again and again.
             let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "60000", "--rate", "20000"])
-            var generator = SystemRandomNumberGenerator()
+            var generator = SeededGenerator()
             var committedSeen: [UInt64] = []
             func committed() -> UInt64 {
                 UInt64(((try? database.scalar("SELECT coalesce(max(wal_seq), 0) FROM walctl_cursors")) ?? nil) ?? "0")
@@ -96,10 +96,11 @@ extension PostgresTests {
             // Terminate the shipper's backend at random moments while it copies (a bounded number of times, so
             // that it can also finish).
             let admin = try database.connect()
+            var generator = SeededGenerator()
             var terminated = 0
             var attempts = 0
             while attempts < 40 && terminated < 6
-                && done.wait(timeout: .now() + .milliseconds(Int.random(in: 20...150))) == .timedOut
+                && done.wait(timeout: .now() + .milliseconds(Int.random(in: 20...150, using: &generator))) == .timedOut
             {
                 attempts += 1
                 let result = try admin.execute(

@@ -53,15 +53,18 @@ public struct CursorStore: Sendable {
         } catch  where error.code == .notFound {
             return nil
         }
-        return try bytes.withBytes { buffer throws(WALError) in
-            guard buffer.count == LogFormat.cursorSize, Array(buffer.prefix(8)) == LogFormat.cursorMagic,
-                let seq = buffer.getLE(UInt64.self, at: 8),
-                let updated = buffer.getLE(UInt64.self, at: 16),
-                let crc = buffer.getLE(UInt32.self, at: 28),
-                crc == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer.prefix(28)))
-            else { throw WALError(.corrupt, "cursor file is damaged", path: file, offset: 0) }
-            return Cursor(name: name, seq: seq, updatedAtNanos: updated)
-        }
+        return try bytes.withBytes { buffer throws(WALError) in try Self.decode(buffer, name: name, path: file) }
+    }
+
+    /// Decodes the bytes of a cursor file (section 6 of wal-format.md).
+    static func decode(_ buffer: UnsafeRawBufferPointer, name: String, path: String) throws(WALError) -> Cursor {
+        guard buffer.count == LogFormat.cursorSize, Array(buffer.prefix(8)) == LogFormat.cursorMagic,
+            let seq = buffer.getLE(UInt64.self, at: 8),
+            let updated = buffer.getLE(UInt64.self, at: 16),
+            let crc = buffer.getLE(UInt32.self, at: 28),
+            crc == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer.prefix(28)))
+        else { throw WALError(.corrupt, "cursor file is damaged", path: path, offset: 0) }
+        return Cursor(name: name, seq: seq, updatedAtNanos: updated)
     }
 
     /// Every registered cursor, by name. Damaged cursor files are reported in `damaged`, not skipped silently.

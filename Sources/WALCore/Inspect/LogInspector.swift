@@ -125,6 +125,9 @@ public enum LogInspector {
             } catch  where error.code == .notFound {
                 continue  // Deleted by retention while we looked.
             } catch {
+                // The last segment, never written (a crash while creating it): it holds nothing; the next writer
+                // removes it. Not damage (seqs it should hold, if any, are checked against the high-water mark).
+                if index == files.count - 1 && SegmentFileReader.isUnwritten(path: file.path) { continue }
                 summary.corruptFrames += 1
                 let size = FileSystem.size(file.path) ?? 0
                 summary.damage.append(.init(file: file.path, offset: 0, length: size, reason: error.message))

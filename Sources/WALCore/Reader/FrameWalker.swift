@@ -81,7 +81,8 @@ final class FrameWalker {
                             )
                         )
                     }
-                    if live { return .end(tornTail: 0) }
+                    // The last segment, never written (a crash while creating it): nothing in it yet.
+                    if live || SegmentFileReader.isUnwritten(path: file.path) { return .end(tornTail: 0) }
                     throw error
                 }
                 finishedSegmentFirstSeq = nil

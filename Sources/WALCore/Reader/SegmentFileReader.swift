@@ -28,6 +28,13 @@ public final class SegmentFileReader {
         self.fd = fd
     }
 
+    /// True when the file at `path` is shorter than a segment header or its header bytes are all zero: what a crash
+    /// while creating a segment leaves. Such a last segment holds nothing (wal-format.md section 5, step 3).
+    public static func isUnwritten(path: String) -> Bool {
+        guard let bytes = try? FileSystem.readAll(path, limit: LogFormat.segmentHeaderSize) else { return false }
+        return bytes.count < LogFormat.segmentHeaderSize || bytes.allSatisfy { $0 == 0 }
+    }
+
     /// Opens a segment whose header is unreadable, with the header the caller knows (repair salvages its frames).
     init(path: String, assumedHeader: SegmentHeader) throws(WALError) {
         self.fd = try FileSystem.open(path, .readOnly)

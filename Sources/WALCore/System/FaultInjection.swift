@@ -90,7 +90,7 @@ import Musl
 
     /// The injection point: returns the errno the call must fail with, or nil to let it proceed.
     @inline(__always)
-    static func check(_ call: Call) -> Errno? {
+    package static func check(_ call: Call) -> Errno? {
         guard _slowPath(armed.load(ordering: .relaxed)) else { return nil }
         return checkArmed(call)
     }

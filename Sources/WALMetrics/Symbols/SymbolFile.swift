@@ -1,5 +1,5 @@
 import SystemPackage
-import WALCore
+@_spi(Testing) import WALCore
 
 #if canImport(Glibc)
 import Glibc
@@ -185,6 +185,9 @@ final class SymbolFileWriter {
     /// msync: entries written so far are on stable storage. Costs nothing when no entry was added since the last.
     func sync() throws(MetricsError) {
         guard end > syncedEnd else { return }
+        if let injected = FaultInjection.check(.msync) {
+            throw MetricsError(.io, "msync of \(path) failed: \(injected)")
+        }
         guard msync(base, end, MS_SYNC) == 0 else {
             throw MetricsError(.io, "msync of \(path) failed: \(Errno(rawValue: errno))")
         }
