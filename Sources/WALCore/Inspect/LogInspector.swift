@@ -233,6 +233,19 @@ public enum LogInspector {
         summary.staged = stagedRecords(directory: directory, after: lastSealed)
         let (cursors, damagedCursors) = try CursorStore(directory: directory).all()
         var logEnd = max(lastSealed, summary.staged.lastSeq ?? 0)
+        if let state = WriterStateRecord.read(path: directory.stagingPath), state.gapFirst > 0,
+            state.gapLast > lastSealed
+        {
+            // Drops not sealed yet (the sealer is stalled, or the writer stopped): durable in the writer state, and
+            // sealed as a gap marker as soon as it can be.
+            summary.gaps.append(
+                GapMarker(
+                    fromSeq: max(state.gapFirst, lastSealed + 1),
+                    toSeq: state.gapLast,
+                    reason: "dropped by whenFull policy (not sealed yet: recorded in the staging file's writer state)"
+                )
+            )
+        }
         if summary.writerPID == nil && !directory.isWriterActive(),
             let state = WriterStateRecord.read(path: directory.stagingPath)
         {
