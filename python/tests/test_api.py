@@ -1,0 +1,146 @@
+"""The Python API around the records: results (sync and awaited), handles, catalog, per-process directories, fork,
+exit, and the GIL policy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import walctl
+from walctl import EmitResult, MetricType, catalog
+from conftest import inspect_records
+
+
+def test_results_are_values_and_awaitables(log_dir):
+    with walctl.MetricsCollector(log_dir, use_environment=False) as collector:
+        first = collector.record_timing("routing_decision_time_ms", 1.5)
+        assert isinstance(first, EmitResult)
+        assert (first.status, first.recorded, first.reason, first.code) == ("ok", True, None, 0)
+
+        async def awaited():
+            return await collector.record_gauge("state_snapshot_size_kb", 512, "KB")
+
+        second = asyncio.run(awaited())
+        assert second.recorded and second.seq == first.seq + 1
+        assert repr(second) == f"EmitResult(ok, seq={second.seq})"
+        assert asyncio.run(_await(collector.flush_all())) is None
+        assert asyncio.run(_await(collector.sync())) is None
+    assert len(inspect_records(log_dir)) == 2
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def test_handles_record_with_resolved_tags_and_catalog_constants(log_dir):
+    assert len(catalog.ALL) == 25 and len(catalog.BY_NAME) == 25
+    assert catalog.QUORUM_CONSENSUS_SCORE.type is MetricType.GAUGE
+    with walctl.MetricsCollector(log_dir, agent_id="h", use_environment=False) as collector:
+        decide = collector.handle("routing_decision_time_ms", tags={"agent_type": "router"})
+        assert (decide.name, decide.unit, decide.type_code, decide.tags) == (
+            "routing_decision_time_ms", "ms", 0, {"agent_type": "router"})
+        custom = collector.handle("custom_queue_depth", metric_type=MetricType.GAUGE, unit="items")
+        assert decide.record(12.5, correlation_id="r-1").recorded
+        assert decide.record(7).recorded
+        assert custom.record(3).recorded
+        assert collector.record(catalog.QUORUM_CONSENSUS_SCORE, 0.91, tags={"quorum_type": "models"}).recorded
+    payloads = [(e["payload"]["metric_name"], e["payload"]["value"], e["payload"]["tags"], e["correlation_id"])
+                for e in inspect_records(log_dir)]
+    assert payloads == [
+        ("routing_decision_time_ms", 12.5, {"agent_type": "router"}, "r-1"),
+        ("routing_decision_time_ms", 7, {"agent_type": "router"}, None),
+        ("custom_queue_depth", 3, {}, None),
+        ("quorum_consensus_score", 0.91, {"quorum_type": "models"}, None),
+    ]
+
+
+def test_records_from_many_threads_all_land(log_dir):
+    collector = walctl.MetricsCollector(log_dir, use_environment=False)
+    handle = collector.handle(catalog.STATE_GET_TIME)
+
+    def emit(thread: int) -> None:
+        for i in range(2000):
+            if i % 2:
+                handle.record(i, correlation_id=f"{thread}-{i}")
+            else:
+                collector.record_timing("state_get_time_ms", i, correlation_id=f"{thread}-{i}")
+
+    threads = [threading.Thread(target=emit, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    collector.close()
+    ids = [e["correlation_id"] for e in inspect_records(log_dir)]
+    assert sorted(ids) == sorted(f"{t}-{i}" for t in range(4) for i in range(2000))
+
+
+def test_process_log_directory_and_fork_reopens_own_log_with_handles_following(tmp_path):
+    root = tmp_path / "root"
+    assert walctl.process_log_directory(root, "agent", 42) == str(root / "agent-42")
+    collector = walctl.MetricsCollector(per_process_root=root, agent_id="agent", use_environment=False)
+    assert collector.directory == walctl.process_log_directory(root, "agent")
+    handle = collector.handle(catalog.ROUTING_DECISION_TIME)
+    handle.record(1.0)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = handle.record(2.0).recorded and collector.record_timing("routing_decision_time_ms", 3.0).recorded
+            collector.close()
+            os.write(writer, f"{ok} {collector.directory}".encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    ok, child_directory = os.read(reader, 1000).decode().split(" ")
+    os.waitpid(pid, 0)
+    assert ok == "True" and child_directory == str(root / f"agent-{pid}")
+    handle.record(4.0)
+    collector.close()
+    assert [e["payload"]["value"] for e in inspect_records(root / f"agent-{os.getpid()}")] == [1.0, 4.0]
+    assert [e["payload"]["value"] for e in inspect_records(child_directory)] == [2.0, 3.0]
+
+
+def test_per_process_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_DIR", str(tmp_path))
+    monkeypatch.setenv("METRICS_PER_PROCESS", "true")
+    monkeypatch.setenv("METRICS_AGENT_ID", "envagent")
+    with walctl.MetricsCollector() as collector:
+        assert collector.directory == str(tmp_path / f"envagent-{os.getpid()}")
+
+
+def test_interpreter_exit_closes_the_collector(log_dir):
+    """No close() call: atexit seals the records, so a reader sees them without any recovery."""
+    code = textwrap.dedent(
+        """
+        import sys, walctl
+        collector = walctl.init_metrics(sys.argv[1], agent_id="exit", use_environment=False)
+        for i in range(100):
+            collector.record_counter("state_operation_count", i)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code, str(log_dir)], check=True)
+    assert [e["payload"]["value"] for e in inspect_records(log_dir)] == list(range(100))
+
+
+def test_gil_is_released_only_where_a_record_can_wait(tmp_path):
+    with walctl.MetricsCollector(tmp_path / "a", use_environment=False) as default:
+        assert default.may_block is False
+    with walctl.MetricsCollector(tmp_path / "b", when_full="block:200", use_environment=False) as blocking:
+        assert blocking.may_block is True
+        assert blocking.record_timing("routing_decision_time_ms", 1.0, {"k": "v"}, "c").recorded
+    with walctl.MetricsCollector(tmp_path / "c", durability="sync", use_environment=False) as synchronous:
+        assert synchronous.may_block is True
+        assert synchronous.record_timing("routing_decision_time_ms", 1.0).recorded
+
+
+def test_second_writer_of_a_directory_is_refused(log_dir):
+    with walctl.MetricsCollector(log_dir, use_environment=False):
+        with pytest.raises(walctl.MetricsError):
+            walctl.MetricsCollector(log_dir, use_environment=False)
