@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import walctl
@@ -31,9 +32,10 @@ def load_seed(path: Path):
     """The seed collector's module without its trailing asyncio.run(main(...))."""
     source = path.read_text()
     source = "\n".join(line for line in source.splitlines() if not line.startswith("asyncio.run(main("))
-    namespace: dict = {"__name__": "seed_collector"}
-    exec(compile(source, str(path), "exec"), namespace)
-    return namespace["MetricsCollector"]
+    module = types.ModuleType("seed_collector")
+    sys.modules["seed_collector"] = module  # dataclasses look their module up
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    return module.MetricsCollector
 
 
 def percentiles(samples):

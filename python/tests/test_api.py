@@ -144,3 +144,36 @@ def test_second_writer_of_a_directory_is_refused(log_dir):
     with walctl.MetricsCollector(log_dir, use_environment=False):
         with pytest.raises(walctl.MetricsError):
             walctl.MetricsCollector(log_dir, use_environment=False)
+
+
+def test_records_by_name_keep_their_own_tags_through_the_handle_cache(log_dir):
+    """By-name records reuse cached handles: many distinct tag sets (evicting each other), tag orders, agents,
+    types and units must each land with exactly what the call passed."""
+    import random
+
+    rng = random.Random(7)
+    expected = []
+    with walctl.MetricsCollector(log_dir, agent_id="default", use_environment=False) as collector:
+        for index in range(3000):
+            tags = {f"k{j}": f"v{rng.randrange(40)}" for j in rng.sample(range(5), rng.randrange(4))}
+            agent = rng.choice([None, "a1", "a2"])
+            if index % 3 == 0:
+                result = collector.record_gauge("state_snapshot_size_kb", index, "KB", tags, f"c{index}", agent)
+                expected.append(("state_snapshot_size_kb", "gauge", "KB"))
+            elif index % 3 == 1:
+                result = collector.record_counter("state_operation_count", index, tags, f"c{index}", agent)
+                expected.append(("state_operation_count", "counter", "count"))
+            else:
+                result = collector.record_gauge("state_snapshot_size_kb", index, "MB", tags, f"c{index}", agent)
+                assert result.reason == "conflicting_definition"  # one unit per name, cached or not
+                expected.append(None)
+                continue
+            assert result.recorded
+            expected[-1] += (tags, agent or "default", index)
+    records = [e["payload"] for e in inspect_records(log_dir)]
+    wanted = [item for item in expected if item is not None]
+    assert len(records) == len(wanted)
+    for payload, (name, type_, unit, tags, agent, value) in zip(records, wanted):
+        assert (payload["metric_name"], payload["metric_type"], payload["unit"]) == (name, type_, unit)
+        assert (payload["tags"], payload["agent_id"], payload["value"]) == (tags, agent, value)
+        assert payload["correlation_id"] == f"c{value}"

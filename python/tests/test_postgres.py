@@ -77,10 +77,9 @@ def test_rows_in_postgresql_equal_what_python_passed(log_dir, database):
         for t in tables
     )
     rows = {}
-    for line in psql(database, f"SELECT json_agg(r) FROM ({union}) r").splitlines():
-        for row in json.loads(line):
-            assert row["correlation_id"] not in rows, "a row shipped twice"
-            rows[row["correlation_id"]] = row
+    for row in json.loads(psql(database, f"SELECT json_agg(r) FROM ({union}) r")):
+        assert row["correlation_id"] not in rows, "a row shipped twice"
+        rows[row["correlation_id"]] = row
     assert len(rows) == len(sent)
     for correlation, value, name, type_, unit, tags, agent in sent:
         row = rows[correlation]
