@@ -263,3 +263,28 @@ def test_failures_are_recorded_with_error_type_and_reraised(log_dir):
         {"workflow_type": "codegen", "error_type": "KeyError"},
         {"workflow_type": "codegen", "error_type": "TimeoutError"},
     ]
+
+
+def test_the_designs_own_performance_test_passes(log_dir, monkeypatch):
+    """The design's unit-test example (Testing Strategy), as written there with asyncio.run instead of the
+    pytest-asyncio marker: one awaited emit under 1 ms, into a durable log here."""
+    monkeypatch.setenv("METRICS_DIR", str(log_dir))
+
+    async def test_metrics_collector_emit_performance():
+        """Test emit performance meets <1ms requirement."""
+        collector = MetricsCollector()
+
+        start_time = time.perf_counter()
+        await collector.record_timing("test_metric", 42.5, {"foo": "bar"})
+        duration_ms = (time.perf_counter() - start_time) * 1000
+
+        assert duration_ms < 1.0, f"Emit took {duration_ms:.2f}ms (>1ms threshold)"
+        collector.close()
+
+    asyncio.run(test_metrics_collector_emit_performance())
+    (envelope,) = inspect_records(log_dir)
+    assert (envelope["payload"]["metric_name"], envelope["payload"]["value"], envelope["payload"]["tags"]) == (
+        "test_metric",
+        42.5,
+        {"foo": "bar"},
+    )
