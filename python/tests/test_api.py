@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -177,3 +178,51 @@ def test_records_by_name_keep_their_own_tags_through_the_handle_cache(log_dir):
         assert (payload["metric_name"], payload["metric_type"], payload["unit"]) == (name, type_, unit)
         assert (payload["tags"], payload["agent_id"], payload["value"]) == (tags, agent, value)
         assert payload["correlation_id"] == f"c{value}"
+
+
+def test_a_record_blocked_on_a_full_log_releases_the_gil(tmp_path):
+    """On a filesystem that holds the staging area and one segment, the log fills up; with block:1500 the next record
+    waits 1.5 s and is dropped. During that wait another Python thread keeps running (it could not if the GIL were
+    held). The probe thread wakes every millisecond; it is a witness, not a synchronization."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=70m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs permission to mount a small tmpfs: {mounted.stderr.strip()}")
+    try:
+        collector = walctl.MetricsCollector(mount_point / "log", when_full="block:1500", use_environment=False)
+        assert collector.may_block
+        handle = collector.handle(catalog.ROUTING_DECISION_TIME)
+        rng = __import__("random").Random(3)
+        ids = ["%032x" % rng.getrandbits(128) for _ in range(20000)]  # hard to compress: the log fills sooner
+        ticks = [0]
+        stop = threading.Event()
+
+        def probe() -> None:
+            while not stop.wait(0.001):
+                ticks[0] += 1
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            for index in range(5_000_000):
+                before = ticks[0]
+                started = time.perf_counter()
+                result = handle.record(float(index), ids[index % 20000])
+                if not result.recorded:
+                    waited, ticked = time.perf_counter() - started, ticks[0] - before
+                    break
+            else:
+                pytest.fail("the log never filled up")
+        finally:
+            stop.set()
+            prober.join()
+        assert result.status == "dropped"
+        assert waited >= 1.4
+        assert ticked >= 100, f"the other thread ran {ticked} times in {waited:.2f} s: the GIL was held"
+        with pytest.raises(walctl.MetricsError):
+            collector.close()  # records still staged: no space to seal them (the next open recovers them)
+        del collector, handle  # unmaps the log's files
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
