@@ -51,6 +51,7 @@ setup(
         Extension(
             "walctl._native",
             sources=["src/walctl/_native.c"],
+            depends=[str(SWIFT_PACKAGE / "Sources" / "CWALCollector" / "include" / "walctl.h")],
             include_dirs=[str(SWIFT_PACKAGE / "Sources" / "CWALCollector" / "include")],
             libraries=["walctl_c"],
             extra_compile_args=["-O2", "-std=c11"],
