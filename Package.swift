@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "WALPostgres", targets: ["WALPostgres"]),
         .library(name: "WALKafka", targets: ["WALKafka"]),
         .library(name: "WALAlerts", targets: ["WALAlerts"]),
+        // The collector for C and Python (walctl.h): build with --static-swift-stdlib so it carries the runtime.
+        .library(name: "walctl_c", type: .dynamic, targets: ["WALCollectorC"]),
         .executable(name: "kafka-mock", targets: ["kafka-mock"]),
         // Test support (temp dirs, corruptors, child processes, agent traffic), for tests and Benchmarks/.
         .library(name: "WALTestKit", targets: ["WALTestKit"]),
@@ -76,6 +78,22 @@ let package = Package(
                 "WALCore",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+
+        // MARK: - The collector's C interface (libwalctl_c.so, walctl.h), used by the Python package in python/
+        .target(name: "CWALCollector"),
+        .target(
+            name: "WALCollectorC",
+            dependencies: ["CWALCollector", "WALMetrics"],
+            exclude: ["exports.map"],
+            // The library carries the Swift runtime and exports only walctl_* (see exports.map): a Python wheel or a
+            // C program needs no Swift toolchain at run time, only liblz4 and the C library.
+            linkerSettings: [
+                .unsafeFlags([
+                    "-static-stdlib",
+                    "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/WALCollectorC/exports.map",
+                ])
             ]
         ),
 

@@ -290,7 +290,11 @@ public final class MetricsCollector: @unchecked Sendable {
             )
         case .failure(let reason):
             _ = reject(reason)
-            throw MetricsError(.invalidMetric, "cannot make a handle for \(name): \(reason.rawValue)")
+            throw MetricsError(
+                .invalidMetric,
+                "cannot make a handle for \(name): \(reason.rawValue)",
+                rejection: reason
+            )
         }
     }
 

@@ -7,10 +7,13 @@ public struct MetricsError: Error, CustomStringConvertible, Sendable {
 
     public var code: Code
     public var message: String
+    /// For `.invalidMetric` from `MetricsCollector.handle`: the reason the metric was refused.
+    public var rejection: RejectionReason?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, rejection: RejectionReason? = nil) {
         self.code = code
         self.message = message
+        self.rejection = rejection
     }
 
     public var description: String { message }
