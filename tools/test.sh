@@ -29,3 +29,5 @@ tools/fuzz.sh "${WALCTL_FUZZ_SECONDS:-10}"
 swift test --skip-build --skip FaultInjectionTests "$@"
 # The fault-injection sweeps arm a process-wide injection point: they run alone, in a process of their own.
 WALCTL_FAULT_TESTS=1 swift test --skip-build --filter FaultInjectionTests
+# The Python package, installed into a fresh virtualenv as a user would, and its pytest suite.
+WALCTL_BIN="$(swift build --show-bin-path)/walctl" tools/python-test.sh
