@@ -238,6 +238,54 @@ struct FaultInjectionTests {
         }
     }
 
+    /// `walctl verify --repair` failing at each of its system calls (EIO, then ENOSPC): a second repair, with
+    /// faults off, must finish the job, and the log must hold every intact record, one gap naming the quarantined
+    /// segment, and no damage. A repair interrupted between moving the damaged segment aside and publishing the
+    /// rebuilt one must not lose the segment.
+    @Test(arguments: ["EIO", "ENOSPC"])
+    func repairFailingAtEverySystemCallCanBeRunAgain(error: String) throws {
+        try withTemporaryDirectory { directory in
+            let (damaged, segments) = try TearTests().makeLog(directory)
+            let victim = segments[1]
+            let frames = try TearTests().frames(victim.path)
+            try Corruptor.flipBit(victim.path, at: frames[frames.count / 2].offset + 100, bit: 3)
+            let active = try #require(segments.last)
+            let last = try #require(try TearTests().frames(active.path).last)
+            try Corruptor.overwrite(
+                active.path,
+                at: last.offset + Int64(last.header.frameLength),
+                with: Corruptor.garbage(count: 300)
+            )
+            FaultInjection.arm(at: 0, .kill)
+            let probe = directory.file("probe")
+            #expect(Shell.run("/bin/cp", ["-a", damaged, probe]) == 0)
+            _ = try LogRepair.repair(path: probe)
+            let total = FaultInjection.callCount
+            FaultInjection.disarm()
+            try #require(total > 5)
+            for n in 1...total + 1 {
+                let path = directory.file("copy-\(n)")
+                #expect(Shell.run("/bin/cp", ["-a", damaged, path]) == 0)
+                #expect(FaultInjection.arm(specification: "\(n):\(error)"))
+                let first = Result { try LogRepair.repair(path: path) }
+                FaultInjection.disarm()
+                do {
+                    _ = try LogRepair.repair(path: path)
+                } catch {
+                    Issue.record("\(error) at repair call \(n) of \(total) (first run: \(first)): \(error)")
+                    continue
+                }
+                let violations = try LogInvariants.violations(path)
+                #expect(violations.isEmpty, "repair call \(n): \(violations.prefix(3))")
+                let contents = try LogContents.read(path)
+                TearTests().checkRecordsIntact(contents)
+                #expect(contents.records.count >= 29_000, "repair call \(n): only \(contents.records.count) records")
+                #expect(contents.gaps.count == 1, "repair call \(n): \(contents.gaps)")
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
+    }
+
     static func environment(fault: String) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         environment["WALCTL_FAULT_INJECTION"] = fault
