@@ -139,11 +139,14 @@ extension Inspect {
         var firstTime: String?
         var lastTime: String?
         var cursorLags: [CursorLag]
+        /// With --postgres: what walctl_dead_letters holds for this log.
+        var postgresDeadLetters: PostgresDeadLetters?
 
         enum Extra: String, CodingKey {
             case firstTime = "first_time"
             case lastTime = "last_time"
             case cursorLags = "cursor_lags"
+            case postgresDeadLetters = "postgres_dead_letters"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -152,6 +155,21 @@ extension Inspect {
             try container.encode(firstTime, forKey: .firstTime)
             try container.encode(lastTime, forKey: .lastTime)
             try container.encode(cursorLags, forKey: .cursorLags)
+            if let postgresDeadLetters { try container.encode(postgresDeadLetters, forKey: .postgresDeadLetters) }
+        }
+    }
+
+    /// Rows of `walctl_dead_letters` for this log.
+    struct PostgresDeadLetters: Encodable {
+        /// Records PostgreSQL refused (each with its envelope and the error).
+        var records: UInt64
+        /// Ranges the log could not deliver (gaps, damage, undecodable records) and the sequence numbers they cover.
+        var ranges: UInt64
+        var rangeSeqs: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case records, ranges
+            case rangeSeqs = "range_seqs"
         }
     }
 
@@ -172,6 +190,20 @@ extension Inspect {
             ($0.key, "local", $0.value)
         }
         sources += try sinkCursors(logID: meta.logID)
+        var deadLetters: PostgresDeadLetters?
+        if let postgres {
+            do {
+                let found = try PostgresSink.deadLetters(conninfo: postgres, logID: meta.logID.description)
+                deadLetters = PostgresDeadLetters(
+                    records: found.records,
+                    ranges: found.ranges,
+                    rangeSeqs: found.rangeSeqs
+                )
+            } catch {
+                Output.error("walctl inspect: cannot read the PostgreSQL dead letters: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let lags = sources.map { name, source, seq -> CursorLag in
             let behind = lastSeq > seq ? lastSeq - seq : 0
             let age = behind > 0 ? emitTime(atOrAfter: seq + 1).map { max(0, now - $0) } ?? 0 : 0
@@ -190,7 +222,8 @@ extension Inspect {
                         summary: summary,
                         firstTime: firstTime.map(rfc3339),
                         lastTime: lastTime.map(rfc3339),
-                        cursorLags: lags
+                        cursorLags: lags,
+                        postgresDeadLetters: deadLetters
                     )
                 )
             )
@@ -205,6 +238,12 @@ extension Inspect {
                 lags: lags
             )
         )
+        if let deadLetters {
+            Output.line(
+                "postgres dead letters: \(deadLetters.records) records refused, \(deadLetters.ranges) ranges not in "
+                    + "the log (\(deadLetters.rangeSeqs) sequence numbers)"
+            )
+        }
     }
 
     /// The emit time of the first metric record at or after `seq`.

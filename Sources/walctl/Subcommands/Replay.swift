@@ -470,7 +470,7 @@ final class PostgresSender: ReplaySender {
     }
 
     func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
-        try checkAdvance(name: "postgres", current: try sink.committedSeq(logID: logID), from: from)
+        try checkAdvance(name: "postgres", current: try sink.cursor(logID: logID), from: from)
         return try sink.advanceCursor(logID: logID, to: seq)
     }
 
