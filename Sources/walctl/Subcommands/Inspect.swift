@@ -508,14 +508,15 @@ enum Report {
         + "METRIC".padded(to: 32) + "  "
         + "VALUE".padded(to: 14) + "  AGENT / CORRELATION / TAGS"
 
+    /// One record on one line; every string from the log goes through `terminalSafe`.
     static func recordRow(_ record: MetricRecord) -> String {
         let tags = record.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-        let value = "\(Envelope.numberText(record.value)) \(record.unit)"
+        let value = "\(Envelope.numberText(record.value)) \(terminalSafe(record.unit))"
         return String(record.seq).padded(to: 10) + "  "
             + rfc3339(record.timestampNanos).padded(to: 30) + "  "
-            + record.name.padded(to: 32) + "  "
+            + terminalSafe(record.name).padded(to: 32) + "  "
             + value.padded(to: 14) + "  "
-            + "\(record.agentID ?? "-") / \(record.correlationID ?? "-") / \(tags)"
+            + terminalSafe("\(record.agentID ?? "-") / \(record.correlationID ?? "-") / \(tags)")
     }
 
     /// `xxd`-style lines: absolute offset, 16 bytes in hex, printable ASCII.
@@ -548,7 +549,7 @@ enum Report {
     ) -> String {
         var lines: [String] = []
         func row(_ key: String, _ value: String) {
-            lines.append(key.padded(to: 18) + value)
+            lines.append(key.padded(to: 18) + terminalSafe(value))
         }
         row("log", "\(directory)  (id \(s.logID))")
         row("writer", s.writerPID.map { "running, pid \($0)" } ?? "none")
@@ -570,11 +571,13 @@ enum Report {
         row("torn tail", "\(s.tornTailBytes) bytes" + (s.tornTailBytes > 0 ? " (cut by the next writer open)" : ""))
         row("damaged", "\(s.corruptFrames)")
         for problem in s.damage {
-            lines.append("  \(problem.file) at byte \(problem.offset): \(problem.reason) (\(problem.length) bytes)")
+            lines.append(
+                terminalSafe("  \(problem.file) at byte \(problem.offset): \(problem.reason) (\(problem.length) bytes)")
+            )
         }
         row("gaps", "\(s.gaps.count)")
         for gap in s.gaps {
-            lines.append("  \(gap.fromSeq) ... \(gap.toSeq): \(gap.reason)")
+            lines.append(terminalSafe("  \(gap.fromSeq) ... \(gap.toSeq): \(gap.reason)"))
         }
         row("cursors", lags.isEmpty ? "none" : "")
         for lag in lags {
@@ -583,7 +586,7 @@ enum Report {
                 ? "at the end"
                 : "\(lag.lagRecords) records behind, oldest unshipped emitted \(humanDuration(nanos: Int64(lag.lagSeconds * 1e9))) ago"
             lines.append(
-                "  \(lag.name.padded(to: 28)) \(lag.source.padded(to: 9)) at \(lag.seq), \(behind)"
+                "  \(terminalSafe(lag.name).padded(to: 28)) \(lag.source.padded(to: 9)) at \(lag.seq), \(behind)"
             )
         }
         return lines.joined(separator: "\n")
