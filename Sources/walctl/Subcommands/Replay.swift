@@ -371,7 +371,8 @@ struct Replay: AsyncParsableCommand {
         case .stdout:
             return .lines(EnvelopeOutput(fd: 1))
         case .file(let path):
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            // 0600 like the log: the records are no less private in a copy.
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else {
                 throw ReplayFailure(message: "cannot create \(path): \(String(cString: strerror(errno)))")
             }

@@ -254,10 +254,7 @@ struct Ship: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "walctl.ship")
-        guard (try? LogDirectory(path: dir).readMeta()) != nil else {
-            Output.error("walctl ship: \(dir) is not a log directory")
-            throw ExitCode(1)
-        }
+        _ = try readMeta(dir, command: "ship")
         let environment = ProcessInfo.processInfo.environment
         var settings = ShipperConfiguration()
         settings.batchSize = batchSize ?? environment["METRICS_BATCH_SIZE"].flatMap(Int.init) ?? 100
