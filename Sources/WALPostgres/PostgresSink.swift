@@ -57,6 +57,8 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private let deadLetters = Atomic<UInt64>(0)
     private let present = Atomic<UInt64>(0)
     private let interrupted = Atomic<Bool>(false)
+    /// The `source_service` of the batch being delivered, for the envelopes of dead letters.
+    private var batchSourceService = Envelope.defaultSourceService
 
     public init(configuration: PostgresSinkConfiguration, logger: Logger = Logger(label: "walctl.postgres")) {
         self.configuration = configuration
@@ -363,6 +365,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// PostgreSQL refuses is single records, which go to `walctl_dead_letters`. A schema error on the way is
     /// fatal (thrown with `fatal`), a transient one is thrown as is.
     private func deliverIsolating(_ batch: ShipBatch, connection: PGConnection) throws(PGError) {
+        batchSourceService = batch.sourceService ?? Envelope.defaultSourceService
         do {
             try connection.execute("BEGIN")
             let outcome = try insertBisecting(batch.records[...], logID: batch.logID, depth: 0, connection: connection)
@@ -436,7 +439,8 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             VALUES ($1, $2, $2, $3, $4::jsonb, $5)
             """,
             [
-                logID.description, String(record.seq), record.category.table, Envelope.json(record, logID: logID),
+                logID.description, String(record.seq), record.category.table,
+                Envelope.json(record, logID: logID, sourceService: batchSourceService),
                 error.description,
             ]
         )

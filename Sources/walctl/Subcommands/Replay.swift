@@ -393,7 +393,12 @@ struct Replay: AsyncParsableCommand {
             settings.apply(environment: environment)
             settings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
             settings.commitsCursor = false
-            return .sink(KafkaSender(sink: KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay"))))
+            return .sink(
+                KafkaSender(
+                    sink: KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay")),
+                    sourceService: Envelope.sourceService(directory: dir)
+                )
+            )
         }
     }
 }
@@ -480,11 +485,25 @@ final class PostgresSender: ReplaySender {
 
 final class KafkaSender: ReplaySender {
     let sink: KafkaSink
-    init(sink: KafkaSink) { self.sink = sink }
+    /// The log's source service: replay sends the shipper's exact messages.
+    let sourceService: String
+
+    init(sink: KafkaSink, sourceService: String) {
+        self.sink = sink
+        self.sourceService = sourceService
+    }
 
     func send(_ batch: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
         let before = sink.statistics
-        try sink.deliver(ShipBatch(logID: logID, records: batch, throughSeq: batch.last?.seq ?? 0, skipped: []))
+        try sink.deliver(
+            ShipBatch(
+                logID: logID,
+                records: batch,
+                throughSeq: batch.last?.seq ?? 0,
+                skipped: [],
+                sourceService: sourceService
+            )
+        )
         let after = sink.statistics
         return ReplayOutcome(
             sent: after.messagesDelivered - before.messagesDelivered,
