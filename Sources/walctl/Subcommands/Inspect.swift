@@ -76,7 +76,7 @@ struct Inspect: AsyncParsableCommand {
     @Option(help: "With --records: at most this many records.")
     var limit: Int?
 
-    @Option(help: "Summary: also show the cursors committed in this PostgreSQL database (conninfo or URL).")
+    @Option(help: "Summary: also show this PostgreSQL database's cursors and dead letters (conninfo or URL).")
     var postgres: String?
 
     @Option(help: "Summary: also show the cursor committed in this Kafka cluster (bootstrap servers).")
