@@ -28,6 +28,20 @@ struct TestRole {
             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$
             """
         )
+        if password != nil {
+            let rules = try admin.execute(
+                """
+                SELECT count(*) FROM pg_hba_file_rules
+                WHERE '+walctl_password_login' = ANY(user_name) AND auth_method = 'scram-sha-256'
+                """
+            )
+            guard rules.value(0, 0) != "0" else {
+                throw PGError(
+                    message: "the test server trusts every role: start it from a fresh directory with tools/pg.sh, "
+                        + "which requires a password of walctl_password_login's members"
+                )
+            }
+        }
         var create = "CREATE ROLE \(name) \(login ? "LOGIN" : "NOLOGIN")"
         if let password { create += " PASSWORD \(PGConnection.quoteLiteral(password)) IN ROLE walctl_password_login" }
         try admin.execute(create)
