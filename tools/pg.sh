@@ -20,6 +20,13 @@ start() {
     [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
     if [ ! -f "$dir/data/PG_VERSION" ]; then
         as_postgres "$bin/initdb" -D "$dir/data" --auth=trust -U postgres -E UTF8 >"$dir/initdb.log" 2>&1
+        # Members of walctl_password_login must give their password over TCP (tests of wrong passwords); every
+        # other role is trusted.
+        hba="$dir/data/pg_hba.conf"
+        { echo "host all +walctl_password_login 127.0.0.1/32 scram-sha-256"; cat "$hba"; } >"$hba.new"
+        mv "$hba.new" "$hba"
+        [ "$(id -u)" -eq 0 ] && chown postgres "$hba"
+        chmod 600 "$hba"
     fi
     if [ ! -f "$dir/port" ]; then
         python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' >"$dir/port"

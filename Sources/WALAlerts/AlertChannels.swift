@@ -4,11 +4,22 @@ import WALMetrics
 import WALShipping
 
 /// A destination for alerts. `deliver` blocks until the alert is accepted, or throws; it is called from the
-/// channel's own thread, one alert at a time.
+/// channel's own threads, at most `concurrentDeliveries` alerts at a time.
 public protocol AlertChannel: AnyObject, Sendable {
     /// The name in routes and in the journal (`log`, `kafka`, `slack`, `pagerduty`, `email`).
     var name: String { get }
     func deliver(_ alert: Alert) throws
+    /// Like `deliver`, giving up after about `timeoutSeconds` (what is left of the alert's time budget). The
+    /// default ignores the bound and calls `deliver`.
+    func deliver(_ alert: Alert, timeoutSeconds: Double) throws
+    /// How many alerts may be in `deliver` at once (1 unless the channel is safe to call from several threads,
+    /// as the webhooks are): an endpoint that never answers then holds up only that many alerts at a time.
+    var concurrentDeliveries: Int { get }
+}
+
+extension AlertChannel {
+    public func deliver(_ alert: Alert, timeoutSeconds: Double) throws { try deliver(alert) }
+    public var concurrentDeliveries: Int { 1 }
 }
 
 /// Which channels each severity goes to. The design's defaults: critical to log, Kafka, Slack, PagerDuty and
@@ -52,52 +63,79 @@ public final class LogAlertChannel: AlertChannel, @unchecked Sendable {
     }
 }
 
-/// Delivers one channel's alerts on a thread of its own, so that a slow or failing channel never holds up the
-/// others, the evaluator or the emitters. A failure is retried with backoff; after `maxAttempts` the alert is
-/// recorded as dead-lettered in the journal, with the reason.
+/// Delivers one channel's alerts on threads of its own (`concurrentDeliveries` of them), so that a slow or failing
+/// channel never holds up the others, the evaluator or the emitters.
+///
+/// Each alert has a time budget (`budgetSeconds`, from its first attempt) and at most `maxAttempts` attempts; an
+/// attempt is given only what is left of the budget. A failed alert waits for its retry (backoff) in the queue,
+/// not on the thread: later alerts are delivered meanwhile. When the attempts or the budget run out, the alert is
+/// recorded as dead-lettered in the journal, with the reason. So an endpoint that never answers costs each alert
+/// at most its budget, and `concurrentDeliveries` alerts wait it out side by side.
 final class ChannelWorker: @unchecked Sendable {
+    /// The default time budget per alert and channel.
+    static let defaultBudgetSeconds = 60.0
+
     let channel: any AlertChannel
     private let journal: AlertJournal
     private let retry: RetryPolicy
     private let maxAttempts: Int
+    private let budgetNanos: UInt64
     private let logger: Logger
     private let condition = NSCondition()
-    private var queue: [Alert] = []
-    private var stopping = false
-    private var busy = false
-    private var thread: Thread?
 
-    init(channel: any AlertChannel, journal: AlertJournal, retry: RetryPolicy, maxAttempts: Int, logger: Logger) {
+    /// An alert waiting for its first or next attempt.
+    private struct Pending {
+        var alert: Alert
+        var dueAt: UInt64
+        var attempts = 0
+        var firstAttemptAt: UInt64?
+    }
+
+    private var queue: [Pending] = []
+    private var inFlight = 0
+    private var stopping = false
+
+    init(
+        channel: any AlertChannel,
+        journal: AlertJournal,
+        retry: RetryPolicy,
+        maxAttempts: Int,
+        logger: Logger,
+        budgetSeconds: Double = ChannelWorker.defaultBudgetSeconds
+    ) {
         self.channel = channel
         self.journal = journal
         self.retry = retry
         self.maxAttempts = maxAttempts
+        self.budgetNanos = UInt64(max(0.001, budgetSeconds) * 1e9)
         self.logger = logger
     }
 
     func start() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "alert-\(channel.name)"
-        self.thread = thread
-        thread.start()
+        for index in 0..<max(1, channel.concurrentDeliveries) {
+            let thread = Thread { [self] in loop() }
+            thread.name = "alert-\(channel.name)-\(index)"
+            thread.start()
+        }
     }
 
     func enqueue(_ alerts: [Alert]) {
         guard !alerts.isEmpty else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
         condition.lock()
-        queue += alerts
-        condition.signal()
+        queue += alerts.map { Pending(alert: $0, dueAt: now) }
+        condition.broadcast()
         condition.unlock()
     }
 
-    /// True when nothing is queued or being delivered.
+    /// True when nothing is queued (retries included) or being delivered.
     var isIdle: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return queue.isEmpty && !busy
+        return queue.isEmpty && inFlight == 0
     }
 
-    /// Stops after the alert in flight; what is still queued stays pending in the journal for the next start.
+    /// Stops after the attempts in flight; what is still queued stays pending in the journal for the next start.
     func stop() {
         condition.lock()
         stopping = true
@@ -106,57 +144,69 @@ final class ChannelWorker: @unchecked Sendable {
     }
 
     private func loop() {
-        while true {
-            condition.lock()
-            while queue.isEmpty && !stopping { condition.wait() }
-            if stopping {
-                condition.unlock()
-                return
-            }
-            let alert = queue.removeFirst()
-            busy = true
-            condition.unlock()
-            deliver(alert)
-            condition.lock()
-            busy = false
-            condition.unlock()
-        }
-    }
-
-    private func deliver(_ alert: Alert) {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                try channel.deliver(alert)
-                try journal.delivered(alert.id, channel: channel.name)
-                return
-            } catch {
-                if attempt >= maxAttempts || isStopping {
-                    if attempt >= maxAttempts {
-                        logger.error(
-                            "alert not delivered; dead-lettered",
-                            metadata: ["channel": "\(channel.name)", "alert_id": "\(alert.id)", "error": "\(error)"]
-                        )
-                        try? journal.deadLettered(alert, channel: channel.name, reason: "\(error)")
-                    }
-                    return
-                }
-                logger.warning(
-                    "alert delivery failed; retrying",
-                    metadata: ["channel": "\(channel.name)", "attempt": "\(attempt)", "error": "\(error)"]
-                )
-                let until = Date().addingTimeInterval(Double(retry.delayMilliseconds(attempt: attempt)) / 1000)
-                condition.lock()
-                while !stopping && Date() < until { _ = condition.wait(until: until) }
-                condition.unlock()
-            }
-        }
-    }
-
-    private var isStopping: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return stopping
+        while !stopping {
+            let now = DispatchTime.now().uptimeNanoseconds
+            // The alert due first (new alerts are due when queued, retries after their backoff).
+            guard let next = queue.indices.min(by: { queue[$0].dueAt < queue[$1].dueAt }) else {
+                condition.wait()
+                continue
+            }
+            guard queue[next].dueAt <= now else {
+                _ = condition.wait(until: Date().addingTimeInterval(Double(queue[next].dueAt - now) / 1e9))
+                continue
+            }
+            var pending = queue.remove(at: next)
+            inFlight += 1
+            condition.unlock()
+            let again = attempt(&pending)
+            condition.lock()
+            inFlight -= 1
+            if again && !stopping { queue.append(pending) }
+            condition.broadcast()
+        }
+    }
+
+    /// One attempt; true when the alert is to be tried again (at `pending.dueAt`).
+    private func attempt(_ pending: inout Pending) -> Bool {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let first = pending.firstAttemptAt ?? start
+        pending.firstAttemptAt = first
+        pending.attempts += 1
+        let remaining = budgetNanos - min(budgetNanos, start - first)
+        do {
+            try channel.deliver(pending.alert, timeoutSeconds: max(0.001, Double(remaining) / 1e9))
+            try journal.delivered(pending.alert.id, channel: channel.name)
+            return false
+        } catch {
+            let now = DispatchTime.now().uptimeNanoseconds
+            let spent = now - first
+            let outOfAttempts = pending.attempts >= maxAttempts
+            if outOfAttempts || spent >= budgetNanos {
+                let reason =
+                    outOfAttempts
+                    ? "\(error)"
+                    : "not delivered within \(Self.seconds(budgetNanos)) (\(pending.attempts) attempts): \(error)"
+                logger.error(
+                    "alert not delivered; dead-lettered",
+                    metadata: ["channel": "\(channel.name)", "alert_id": "\(pending.alert.id)", "error": "\(reason)"]
+                )
+                try? journal.deadLettered(pending.alert, channel: channel.name, reason: reason)
+                return false
+            }
+            logger.warning(
+                "alert delivery failed; retrying",
+                metadata: ["channel": "\(channel.name)", "attempt": "\(pending.attempts)", "error": "\(error)"]
+            )
+            let delay = UInt64(retry.delayMilliseconds(attempt: pending.attempts)) * 1_000_000
+            pending.dueAt = now + min(delay, budgetNanos - spent)
+            return true
+        }
+    }
+
+    private static func seconds(_ nanos: UInt64) -> String {
+        let value = Double(nanos) / 1e9
+        return value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
     }
 }

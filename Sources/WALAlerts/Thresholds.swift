@@ -128,6 +128,14 @@ public struct ThresholdFile: Sendable, Equatable {
 
     /// Parses and validates `yaml`; `path` names the file in errors.
     public static func parse(yaml: String, path: String) throws(ThresholdError) -> ThresholdFile {
+        if let (line, column) = YAMLDepth.firstExcess(in: yaml) {
+            throw ThresholdError(
+                path: path,
+                line: line,
+                column: column,
+                reason: "nested deeper than \(YAMLDepth.limit) levels (a thresholds file needs four)"
+            )
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)

@@ -63,9 +63,10 @@ func postJSON(_ body: [UInt8], to target: WebhookURL, timeoutSeconds: Double = 1
         done.signal()
     }
     task.resume()
-    if done.wait(timeout: .now() + timeoutSeconds + 5) == .timedOut {
+    // URLSession's own timeout is between packets; this one bounds the whole exchange.
+    if done.wait(timeout: .now() + timeoutSeconds) == .timedOut {
         task.cancel()
-        throw AlertDeliveryError(message: "\(target): no answer within \(Int(timeoutSeconds)) s")
+        throw AlertDeliveryError(message: "\(target): no answer within \(timeoutSeconds) s")
     }
     if let error = outcome.error {
         throw AlertDeliveryError(message: "\(target): \((error as NSError).localizedDescription)")
@@ -80,12 +81,24 @@ func postJSON(_ body: [UInt8], to target: WebhookURL, timeoutSeconds: Double = 1
 public final class SlackAlertChannel: AlertChannel, @unchecked Sendable {
     public let name = "slack"
     public let target: WebhookURL
+    /// The longest wait for one answer.
+    public let timeoutSeconds: Double
 
-    public init(target: WebhookURL) { self.target = target }
+    public init(target: WebhookURL, timeoutSeconds: Double = 10) {
+        self.target = target
+        self.timeoutSeconds = timeoutSeconds
+    }
 
     public func deliver(_ alert: Alert) throws {
-        try postJSON(Self.payload(alert), to: target)
+        try postJSON(Self.payload(alert), to: target, timeoutSeconds: timeoutSeconds)
     }
+
+    public func deliver(_ alert: Alert, timeoutSeconds budget: Double) throws {
+        try postJSON(Self.payload(alert), to: target, timeoutSeconds: min(timeoutSeconds, budget))
+    }
+
+    /// Each POST stands alone (URLSession): four alerts may wait on a slow endpoint at once.
+    public var concurrentDeliveries: Int { 4 }
 
     static func payload(_ alert: Alert) -> [UInt8] {
         let color = alert.severity == .critical ? "danger" : alert.severity == .warning ? "warning" : "good"
@@ -129,14 +142,25 @@ public final class PagerDutyAlertChannel: AlertChannel, @unchecked Sendable {
 
     public static let defaultURL = "https://events.pagerduty.com/v2/enqueue"
 
-    public init(routingKey: String, target: WebhookURL) {
+    /// The longest wait for one answer.
+    public let timeoutSeconds: Double
+
+    public init(routingKey: String, target: WebhookURL, timeoutSeconds: Double = 10) {
         self.routingKey = routingKey
         self.target = target
+        self.timeoutSeconds = timeoutSeconds
     }
 
     public func deliver(_ alert: Alert) throws {
-        try postJSON(payload(alert), to: target)
+        try postJSON(payload(alert), to: target, timeoutSeconds: timeoutSeconds)
     }
+
+    public func deliver(_ alert: Alert, timeoutSeconds budget: Double) throws {
+        try postJSON(payload(alert), to: target, timeoutSeconds: min(timeoutSeconds, budget))
+    }
+
+    /// Each POST stands alone (URLSession): four alerts may wait on a slow endpoint at once.
+    public var concurrentDeliveries: Int { 4 }
 
     func payload(_ alert: Alert) -> [UInt8] {
         var time: [UInt8] = []

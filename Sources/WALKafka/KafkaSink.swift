@@ -274,7 +274,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             Envelope.render(
                 record,
                 logID: logID,
-                sourceService: configuration.sourceService,
+                sourceService: batch.sourceService ?? configuration.sourceService,
                 eventID: eventID,
                 into: &envelope
             )
@@ -395,7 +395,12 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             line.append(contentsOf: #","at":""#.utf8)
             Envelope.appendTimestamp(now, into: &line)
             line.append(contentsOf: #"","envelope":"#.utf8)
-            Envelope.render(record, logID: batch.logID, sourceService: configuration.sourceService, into: &line)
+            Envelope.render(
+                record,
+                logID: batch.logID,
+                sourceService: batch.sourceService ?? configuration.sourceService,
+                into: &line
+            )
             line.append(0x7D)
             lines.append(line)
             logger.error(

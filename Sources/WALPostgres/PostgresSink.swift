@@ -23,18 +23,42 @@ public struct PostgresSinkConfiguration: Sendable {
 }
 
 /// Delivers metric records to PostgreSQL exactly once: each batch is written with binary `COPY` into the category
-/// tables and the shipper's cursor row is updated in the same transaction. A record PostgreSQL rejects for good
-/// is isolated (savepoint per record) and written to `walctl_dead_letters` with the error, in the same transaction,
-/// so it neither vanishes nor blocks the others. Gaps and damage the log reports are recorded there too.
+/// tables and the shipper's cursor row is moved forward (never back: `greatest()`) in the same transaction.
 ///
-/// Blocking: the shipper calls it from its own thread. Not thread-safe.
+/// Refusals are told apart by SQLSTATE, never by guessing:
+/// - transient failures (connection, resources, shutdown, timeouts, serialization) are thrown for the shipper to
+///   retry;
+/// - a configuration the sink cannot work with (wrong password, missing database, a table altered so that it no
+///   longer matches the schema, missing privileges) is a `FatalSinkError` naming what differs: the shipper stops;
+/// - rows the table already holds (a unique violation on `(log_id, wal_seq, timestamp)`, after a replay or an
+///   earlier shipper) are skipped, as replay skips them;
+/// - only a record that no table of this schema could take (a data error, class 22 or 23) is dead-lettered, alone:
+///   the batch is bisected under savepoints until the refused records are found, and each goes to
+///   `walctl_dead_letters` with the error, in the same transaction.
+///
+/// One shipper per log and database: the sink holds a session advisory lock keyed by the log id while it
+/// ships; a second shipper of the same log waits for it (logging once that it waits, and for which process).
+///
+/// With the schema at this code's version the sink runs no DDL (so a role granted by `walctl pg init --grant-to`
+/// can ship); a missing or older schema is migrated when the role may, and is otherwise a fatal error that says
+/// to run `walctl pg init`.
+///
+/// Blocking: the shipper calls it from its own thread. Not thread-safe, except `interruptDelivery`.
 public final class PostgresSink: MetricSink, @unchecked Sendable {
     public let configuration: PostgresSinkConfiguration
     public var name: String { configuration.shipperName }
     private let logger: Logger
     private var connection: PGConnection?
+    /// The log whose advisory lock the current connection holds.
+    private var lockedLogID: LogID?
     private var lastMaintenance: UInt64 = 0
+    /// Off after PostgreSQL refused partition DDL to this role (42501): `walctl pg maintain` does it instead.
+    private var maintenanceAllowed = true
     private let deadLetters = Atomic<UInt64>(0)
+    private let present = Atomic<UInt64>(0)
+    private let interrupted = Atomic<Bool>(false)
+    /// The `source_service` of the batch being delivered, for the envelopes of dead letters.
+    private var batchSourceService = Envelope.defaultSourceService
 
     public init(configuration: PostgresSinkConfiguration, logger: Logger = Logger(label: "walctl.postgres")) {
         self.configuration = configuration
@@ -44,29 +68,82 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// Records written to `walctl_dead_letters` by this sink since it started.
     public var deadLetterCount: UInt64 { deadLetters.load(ordering: .relaxed) }
 
+    /// Records skipped since the sink started because their table already held them.
+    public var alreadyPresentCount: UInt64 { present.load(ordering: .relaxed) }
+
+    public func interruptDelivery() {
+        interrupted.store(true, ordering: .relaxed)
+    }
+
     // MARK: - Connection and schema
 
     private func connected() throws -> PGConnection {
         do {
             return try connect()
         } catch  where error.fatal {
-            throw FatalSinkError(error.message)
+            throw FatalSinkError(error.description)
         }
     }
 
     private func connect() throws(PGError) -> PGConnection {
         if let connection, connection.isConnected { return connection }
         connection = nil
+        lockedLogID = nil
         let fresh = try PGConnection.connect(configuration.conninfo, applicationName: "walctl-\(name)")
         try fresh.execute("SET client_min_messages = warning")
         if configuration.statementTimeoutMilliseconds > 0 {
             try fresh.execute("SET statement_timeout = \(configuration.statementTimeoutMilliseconds)")
         }
-        try Self.migrate(fresh)
+        try Self.checkSchema(fresh)
         connection = fresh
         logger.info("connected to PostgreSQL", metadata: ["conninfo": "\(redactConninfo(configuration.conninfo))"])
         try maintainIfDue(fresh)
         return fresh
+    }
+
+    /// The schema version of the database, 0 when walctl's tables are not there.
+    static func schemaVersion(_ connection: PGConnection) throws(PGError) -> Int {
+        guard try connection.execute("SELECT to_regclass('walctl_schema') IS NOT NULL").value(0, 0) == "t" else {
+            return 0
+        }
+        return Int(try connection.execute("SELECT coalesce(max(version), 0) FROM walctl_schema").value(0, 0) ?? "0")
+            ?? 0
+    }
+
+    /// Checks the schema without DDL when it is current, migrates it when it is older (if this role may), and
+    /// refuses a newer one or tables that no longer match.
+    static func checkSchema(_ connection: PGConnection) throws(PGError) {
+        let version = try schemaVersion(connection)
+        if version > PostgresSchema.version { throw newerSchema(version) }
+        if version < PostgresSchema.version {
+            do {
+                try migrate(connection)
+            } catch  where error.sqlState == "42501" {
+                throw PGError(
+                    message: "the database schema is at version \(version), this walctl needs "
+                        + "\(PostgresSchema.version), and this role may not create tables (\(error.message)): run "
+                        + "walctl pg init with a role that may (--grant-to gives this role what shipping needs)",
+                    sqlState: error.sqlState,
+                    fatal: true
+                )
+            }
+        }
+        let differences = try PostgresSchema.differences(connection)
+        guard differences.isEmpty else { throw mismatch(differences) }
+    }
+
+    static func newerSchema(_ version: Int) -> PGError {
+        PGError(
+            message: "the database schema is version \(version), newer than this walctl "
+                + "(\(PostgresSchema.version)); upgrade walctl",
+            fatal: true
+        )
+    }
+
+    static func mismatch(_ differences: [String], cause: PGError? = nil) -> PGError {
+        var message = "the tables do not match walctl's schema: " + differences.joined(separator: "; ")
+        if let cause { message += " (PostgreSQL said: \(cause))" }
+        return PGError(message: message, sqlState: cause?.sqlState, fatal: true)
     }
 
     /// Brings the schema to `PostgresSchema.version`, in one transaction, serialised by an advisory lock.
@@ -80,13 +157,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             let current =
                 Int(try connection.execute("SELECT coalesce(max(version), 0) FROM walctl_schema").value(0, 0) ?? "0")
                 ?? 0
-            if current > PostgresSchema.version {
-                throw PGError(
-                    message:
-                        "the database schema is version \(current), newer than this walctl (\(PostgresSchema.version)); upgrade walctl",
-                    fatal: true
-                )
-            }
+            if current > PostgresSchema.version { throw newerSchema(current) }
             for version in (current + 1)...max(current + 1, PostgresSchema.version)
             where version <= PostgresSchema.version {
                 try connection.execute(PostgresSchema.migrations[version - 1])
@@ -99,10 +170,57 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    // MARK: - One shipper per log
+
+    /// Takes the log's advisory lock on this connection, waiting while another session holds it. Session locks
+    /// go with their connection: after a reconnect the lock is taken again before anything is written.
+    private func holdLock(of logID: LogID, _ connection: PGConnection) throws {
+        if lockedLogID == logID { return }
+        let key = "walctl ship \(logID)"
+        var announced = false
+        while true {
+            let taken = try connection.execute("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", [key])
+            if taken.value(0, 0) == "t" {
+                lockedLogID = logID
+                if announced { logger.info("took over shipping of the log", metadata: ["log_id": "\(logID)"]) }
+                return
+            }
+            if !announced {
+                let holder = try connection.execute(
+                    """
+                    SELECT l.pid FROM pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                      AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)
+                    """,
+                    [key]
+                ).value(0, 0)
+                logger.warning(
+                    "another shipper is shipping this log into this database; waiting until it stops",
+                    metadata: ["log_id": "\(logID)", "holder_pid": "\(holder ?? "unknown")"]
+                )
+                announced = true
+            }
+            for _ in 0..<10 {
+                if interrupted.load(ordering: .relaxed) {
+                    throw PGError(
+                        message: "stopped while waiting for another shipper of this log",
+                        connectionLost: true
+                    )
+                }
+                usleep(50_000)
+            }
+        }
+    }
+
     // MARK: - MetricSink
 
     public func committedSeq(logID: LogID) throws -> UInt64 {
         let connection = try connected()
+        try holdLock(of: logID, connection)
+        return try cursorPosition(logID: logID, connection)
+    }
+
+    private func cursorPosition(logID: LogID, _ connection: PGConnection) throws(PGError) -> UInt64 {
         let result = try connection.execute(
             "SELECT wal_seq FROM walctl_cursors WHERE log_id = $1 AND shipper = $2",
             [logID.description, name]
@@ -112,25 +230,60 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     public func deliver(_ batch: ShipBatch) throws {
         let connection = try connected()
+        try holdLock(of: batch.logID, connection)
         try maintainIfDue(connection)
-        do {
+        guard let refusal = try deliverWhole(batch, connection) else { return }
+        try refuseIfSchemaDiffers(refusal, connection)
+        if refusal.sqlState != "23505" {
+            logger.warning("a batch was refused; isolating its records", metadata: ["error": "\(refusal)"])
+        }
+        let failure: PGError
+        do throws(PGError) {
+            try deliverIsolating(batch, connection: connection)
+            return
+        } catch {
+            failure = error
+        }
+        if failure.fatal { throw FatalSinkError(failure.description) }
+        throw failure
+    }
+
+    /// The fast path: one COPY per table, the cursor, one commit. Returns nil when committed, and PostgreSQL's
+    /// refusal when it is not transient (then nothing was committed); throws transient failures.
+    private func deliverWhole(_ batch: ShipBatch, _ connection: PGConnection) throws(PGError) -> PGError? {
+        do throws(PGError) {
             try connection.execute("BEGIN")
             try copyAll(batch.records, logID: batch.logID, connection: connection)
             try recordSkipped(batch, connection: connection)
             try advanceCursor(batch, connection: connection)
             try connection.execute("COMMIT")
-        } catch  where !error.isTransient {
-            _ = try? connection.execute("ROLLBACK")
-            logger.warning("a batch was refused; isolating its records", metadata: ["error": "\(error)"])
-            try deliverIsolating(batch, connection: connection)
         } catch {
             if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
-            throw error
+            if error.isTransient { throw error }
+            return error
         }
+        return nil
+    }
+
+    /// After a refusal: a table that no longer matches, or a refusal only a schema problem explains (class 42:
+    /// undefined column or table, datatype mismatch, missing privilege; 22P03: binary data of another type), stops
+    /// the shipper with what differs.
+    private func refuseIfSchemaDiffers(_ error: PGError, _ connection: PGConnection) throws {
+        let differences = (try? PostgresSchema.differences(connection)) ?? []
+        if !differences.isEmpty { throw FatalSinkError(Self.mismatch(differences, cause: error).message) }
+        if Self.isSchemaError(error) {
+            throw FatalSinkError("PostgreSQL refuses the shipper's statements: \(error)")
+        }
+    }
+
+    static func isSchemaError(_ error: PGError) -> Bool {
+        guard let state = error.sqlState else { return false }
+        return state.hasPrefix("42") || state == "22P03" || state == "0A000"
     }
 
     public func disconnect() {
         connection = nil
+        lockedLogID = nil
     }
 
     // MARK: - Writing
@@ -148,6 +301,42 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    /// Copies `records` into per-table temporary tables, then inserts them with `ON CONFLICT (log_id, wal_seq,
+    /// timestamp) DO NOTHING`: rows already there are counted, not written twice. Inside a transaction.
+    private func insertIdempotently(
+        _ records: ArraySlice<MetricRecord>,
+        logID: LogID,
+        connection: PGConnection
+    ) throws(PGError) -> ReplayOutcome {
+        var outcome = ReplayOutcome()
+        var byTable: [String: BinaryCopyBuilder] = [:]
+        for record in records {
+            byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
+        }
+        for (table, builder) in byTable.sorted(by: { $0.key < $1.key }) {
+            let staging = "walctl_replay_\(table)"
+            try connection.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS \(staging) (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            // Rows of an earlier call in the same transaction are still there until the commit.
+            try connection.execute("TRUNCATE \(staging)")
+            try connection.copyIn(
+                "COPY \(staging) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
+                data: builder.finished()
+            )
+            let result = try connection.execute(
+                """
+                INSERT INTO \(table) (\(PostgresSchema.copyColumns))
+                SELECT \(PostgresSchema.copyColumns) FROM \(staging)
+                ON CONFLICT (log_id, wal_seq, timestamp) DO NOTHING
+                """
+            )
+            outcome.inserted += result.affectedRows
+            outcome.present += builder.rows - result.affectedRows
+        }
+        return outcome
+    }
+
     private func recordSkipped(_ batch: ShipBatch, connection: PGConnection) throws(PGError) {
         for entry in batch.skipped {
             try connection.execute(
@@ -160,43 +349,32 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    /// Moves the cursor forward only: a shipper that lost its lock and committed late never moves it back.
     private func advanceCursor(_ batch: ShipBatch, connection: PGConnection) throws(PGError) {
         try connection.execute(
             """
             INSERT INTO walctl_cursors (log_id, shipper, wal_seq, updated_at) VALUES ($1, $2, $3, now())
-            ON CONFLICT (log_id, shipper) DO UPDATE SET wal_seq = excluded.wal_seq, updated_at = now()
+            ON CONFLICT (log_id, shipper) DO UPDATE SET wal_seq = greatest(walctl_cursors.wal_seq, excluded.wal_seq),
+                updated_at = now()
             """,
             [batch.logID.description, name, String(batch.throughSeq)]
         )
     }
 
-    /// One transaction, a savepoint per record: what PostgreSQL refuses goes to `walctl_dead_letters`.
+    /// One transaction: the records go in idempotently, the batch bisected under savepoints until what
+    /// PostgreSQL refuses is single records, which go to `walctl_dead_letters`. A schema error on the way is
+    /// fatal (thrown with `fatal`), a transient one is thrown as is.
     private func deliverIsolating(_ batch: ShipBatch, connection: PGConnection) throws(PGError) {
+        batchSourceService = batch.sourceService ?? Envelope.defaultSourceService
         do {
             try connection.execute("BEGIN")
-            for record in batch.records {
-                try connection.execute("SAVEPOINT one")
-                do {
-                    try copyAll([record], logID: batch.logID, connection: connection)
-                    try connection.execute("RELEASE SAVEPOINT one")
-                } catch  where !error.isTransient {
-                    try connection.execute("ROLLBACK TO SAVEPOINT one")
-                    try connection.execute(
-                        """
-                        INSERT INTO walctl_dead_letters (log_id, wal_seq_from, wal_seq_to, target_table, record, error)
-                        VALUES ($1, $2, $2, $3, $4::jsonb, $5)
-                        """,
-                        [
-                            batch.logID.description, String(record.seq), record.category.table,
-                            Envelope.json(record, logID: batch.logID), error.description,
-                        ]
-                    )
-                    deadLetters.add(1, ordering: .relaxed)
-                    logger.error(
-                        "record moved to walctl_dead_letters",
-                        metadata: ["seq": "\(record.seq)", "error": "\(error)"]
-                    )
-                }
+            let outcome = try insertBisecting(batch.records[...], logID: batch.logID, depth: 0, connection: connection)
+            if outcome.present > 0 {
+                present.add(UInt64(outcome.present), ordering: .relaxed)
+                logger.info(
+                    "rows already in PostgreSQL were skipped",
+                    metadata: ["rows": "\(outcome.present)", "through_seq": "\(batch.throughSeq)"]
+                )
             }
             try recordSkipped(batch, connection: connection)
             try advanceCursor(batch, connection: connection)
@@ -205,6 +383,69 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
             throw error
         }
+    }
+
+    private func insertBisecting(
+        _ records: ArraySlice<MetricRecord>,
+        logID: LogID,
+        depth: Int,
+        connection: PGConnection
+    ) throws(PGError) -> ReplayOutcome {
+        guard !records.isEmpty else { return ReplayOutcome() }
+        let savepoint = "walctl_part\(depth)"
+        try connection.execute("SAVEPOINT \(savepoint)")
+        do {
+            let outcome = try insertIdempotently(records, logID: logID, connection: connection)
+            try connection.execute("RELEASE SAVEPOINT \(savepoint)")
+            return outcome
+        } catch  where error.isTransient {
+            throw error
+        } catch {
+            try connection.execute("ROLLBACK TO SAVEPOINT \(savepoint)")
+            try connection.execute("RELEASE SAVEPOINT \(savepoint)")
+            if Self.isSchemaError(error) {
+                let differences = (try? PostgresSchema.differences(connection)) ?? []
+                throw differences.isEmpty
+                    ? PGError(message: "PostgreSQL refuses the shipper's statements: \(error)", fatal: true)
+                    : Self.mismatch(differences, cause: error)
+            }
+            guard records.count > 1 else {
+                try deadLetter(records[records.startIndex], logID: logID, error: error, connection: connection)
+                return ReplayOutcome()
+            }
+            let middle = records.startIndex + records.count / 2
+            var outcome = try insertBisecting(
+                records[..<middle],
+                logID: logID,
+                depth: depth + 1,
+                connection: connection
+            )
+            let second = try insertBisecting(records[middle...], logID: logID, depth: depth + 1, connection: connection)
+            outcome.inserted += second.inserted
+            outcome.present += second.present
+            return outcome
+        }
+    }
+
+    private func deadLetter(
+        _ record: MetricRecord,
+        logID: LogID,
+        error: PGError,
+        connection: PGConnection
+    ) throws(PGError) {
+        try connection.execute(
+            """
+            INSERT INTO walctl_dead_letters (log_id, wal_seq_from, wal_seq_to, target_table, record, error)
+            VALUES ($1, $2, $2, $3, $4::jsonb, $5)
+            """,
+            [
+                logID.description, String(record.seq), record.category.table,
+                Envelope.json(record, logID: logID, sourceService: batchSourceService),
+                error.description,
+            ]
+        )
+        deadLetters.add(1, ordering: .relaxed)
+        logger.error("record moved to walctl_dead_letters", metadata: ["seq": "\(record.seq)", "error": "\(error)"])
     }
 
     // MARK: - Replay
@@ -222,38 +463,21 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// (or over rows the shipper already wrote) adds nothing. Does not touch `walctl_cursors`.
     public func replay(_ records: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
         let connection = try connected()
-        var outcome = ReplayOutcome()
-        var byTable: [String: BinaryCopyBuilder] = [:]
-        for record in records {
-            byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
-        }
         do {
             try connection.execute("BEGIN")
-            for (table, builder) in byTable.sorted(by: { $0.key < $1.key }) {
-                let staging = "walctl_replay_\(table)"
-                try connection.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS \(staging) (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                )
-                try connection.copyIn(
-                    "COPY \(staging) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
-                    data: builder.finished()
-                )
-                let result = try connection.execute(
-                    """
-                    INSERT INTO \(table) (\(PostgresSchema.copyColumns))
-                    SELECT \(PostgresSchema.copyColumns) FROM \(staging)
-                    ON CONFLICT (log_id, wal_seq, timestamp) DO NOTHING
-                    """
-                )
-                outcome.inserted += result.affectedRows
-                outcome.present += builder.rows - result.affectedRows
-            }
+            let outcome = try insertIdempotently(records[...], logID: logID, connection: connection)
             try connection.execute("COMMIT")
+            return outcome
         } catch {
             if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
             throw error
         }
-        return outcome
+    }
+
+    /// This shipper's committed position for `logID`, read without taking the log's lock (for replay and
+    /// inspect, which run beside a shipper).
+    public func cursor(logID: LogID) throws -> UInt64 {
+        try cursorPosition(logID: logID, try connected())
     }
 
     /// Moves this shipper's cursor for `logID` forward to `seq` (never back): `walctl replay --advance-cursor`.
@@ -274,12 +498,29 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     // MARK: - Administration (walctl pg init / maintain)
 
-    /// Connects and applies migrations; returns the schema version.
-    public static func initialize(conninfo: String) throws(PGError) -> Int {
+    /// Connects and applies migrations; returns the schema version. With `grantTo`, also grants that role what
+    /// shipping needs (`PostgresSchema.grants(to:)`) and returns the statements run.
+    public static func initialize(
+        conninfo: String,
+        grantTo role: String? = nil
+    ) throws(PGError) -> (version: Int, grants: [String]) {
         let connection = try PGConnection.connect(conninfo, applicationName: "walctl-pg-init")
         try connection.execute("SET client_min_messages = warning")
         try migrate(connection)
-        return PostgresSchema.version
+        guard let role else { return (PostgresSchema.version, []) }
+        let schema = try connection.execute("SELECT quote_ident(current_schema())").value(0, 0) ?? "public"
+        let statements = PostgresSchema.grants(to: role).map {
+            $0.replacingOccurrences(of: PostgresSchema.currentSchemaPlaceholder, with: schema)
+        }
+        try connection.execute("BEGIN")
+        do throws(PGError) {
+            for statement in statements { try connection.execute(statement) }
+            try connection.execute("COMMIT")
+        } catch {
+            _ = try? connection.execute("ROLLBACK")
+            throw error
+        }
+        return (PostgresSchema.version, statements)
     }
 
     /// Connects, migrates, and runs partition maintenance now.
@@ -334,18 +575,55 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    /// What `walctl_dead_letters` holds for `logID`: records PostgreSQL refused, and ranges the log could not
+    /// deliver (gaps, damage, undecodable records) with the sequence numbers they cover.
+    public static func deadLetters(
+        conninfo: String,
+        logID: String
+    ) throws(PGError) -> (records: UInt64, ranges: UInt64, rangeSeqs: UInt64) {
+        let connection = try PGConnection.connect(conninfo, applicationName: "walctl-inspect")
+        let exists = try connection.execute("SELECT to_regclass('walctl_dead_letters') IS NOT NULL").value(0, 0)
+        guard exists == "t" else { return (0, 0, 0) }
+        let result = try connection.execute(
+            """
+            SELECT count(*) FILTER (WHERE record IS NOT NULL), count(*) FILTER (WHERE record IS NULL),
+                   coalesce(sum(wal_seq_to - wal_seq_from + 1) FILTER (WHERE record IS NULL), 0)
+            FROM walctl_dead_letters WHERE log_id = $1::uuid
+            """,
+            [logID]
+        )
+        return (
+            UInt64(result.value(0, 0) ?? "0") ?? 0, UInt64(result.value(0, 1) ?? "0") ?? 0,
+            UInt64(result.value(0, 2) ?? "0") ?? 0
+        )
+    }
+
     // MARK: - Partitions
 
+    /// Partition DDL needs the tables' owner: a shipping role without it leaves partitions to `walctl pg
+    /// maintain` (rows land in the default partition meanwhile), said once.
     private func maintainIfDue(_ connection: PGConnection) throws(PGError) {
         let now = monotonicSeconds()
-        guard lastMaintenance == 0 || now - lastMaintenance >= UInt64(configuration.maintenanceIntervalSeconds) else {
+        guard maintenanceAllowed,
+            lastMaintenance == 0 || now - lastMaintenance >= UInt64(configuration.maintenanceIntervalSeconds)
+        else {
             return
         }
-        let report = try PartitionMaintenance.run(
-            connection,
-            daysAhead: configuration.partitionDaysAhead,
-            retentionDays: configuration.retentionDays
-        )
+        let report: PartitionMaintenance.Report
+        do {
+            report = try PartitionMaintenance.run(
+                connection,
+                daysAhead: configuration.partitionDaysAhead,
+                retentionDays: configuration.retentionDays
+            )
+        } catch  where error.sqlState == "42501" {
+            maintenanceAllowed = false
+            logger.notice(
+                "this role may not maintain partitions; run walctl pg maintain with the tables' owner (daily)",
+                metadata: ["error": "\(error)"]
+            )
+            return
+        }
         lastMaintenance = max(now, 1)
         if !report.created.isEmpty || !report.dropped.isEmpty {
             logger.info(

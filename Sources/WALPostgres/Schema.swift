@@ -68,3 +68,97 @@ public enum PostgresSchema {
         return sql
     }
 }
+
+// MARK: - Checking a database against the schema
+
+extension PostgresSchema {
+    /// The columns the shipper relies on, per table, with their types as `format_type` prints them.
+    static var expectedColumns: [(table: String, columns: [(name: String, type: String)])] {
+        let metricColumns: [(String, String)] = [
+            ("metric_id", "character varying(50)"), ("metric_name", "character varying(100)"),
+            ("metric_type", "character varying(20)"), ("value", "double precision"),
+            ("unit", "character varying(20)"), ("tags", "jsonb"), ("agent_id", "character varying(100)"),
+            ("correlation_id", "character varying(100)"), ("timestamp", "timestamp with time zone"),
+            ("log_id", "uuid"), ("wal_seq", "bigint"),
+        ]
+        return [
+            (
+                "walctl_cursors",
+                [
+                    ("log_id", "uuid"), ("shipper", "text"), ("wal_seq", "bigint"),
+                    ("updated_at", "timestamp with time zone"),
+                ]
+            ),
+            (
+                "walctl_dead_letters",
+                [
+                    ("log_id", "uuid"), ("wal_seq_from", "bigint"), ("wal_seq_to", "bigint"), ("target_table", "text"),
+                    ("record", "jsonb"), ("error", "text"),
+                ]
+            ),
+        ] + tables.map { ($0, metricColumns) }
+    }
+
+    /// How the tables in the session's schema differ from what the shipper writes: missing tables or columns,
+    /// changed types (lengths included), and added columns the shipper cannot fill (NOT NULL without a default).
+    /// Empty when they match. Reads the catalog (`pg_attribute`), so a role without privileges on a table still
+    /// sees its columns.
+    static func differences(_ connection: PGConnection) throws(PGError) -> [String] {
+        let names = expectedColumns.map(\.table)
+        let result = try connection.execute(
+            """
+            SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull AND NOT a.atthasdef
+            FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+            WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1::text[])
+              AND a.attnum > 0 AND NOT a.attisdropped
+            """,
+            ["{" + names.joined(separator: ",") + "}"]
+        )
+        var actual: [String: [String: (type: String, required: Bool)]] = [:]
+        for row in 0..<result.rowCount {
+            guard let table = result.value(row, 0), let column = result.value(row, 1) else { continue }
+            actual[table, default: [:]][column] = (result.value(row, 2) ?? "", result.value(row, 3) == "t")
+        }
+        var differences: [String] = []
+        for (table, columns) in expectedColumns {
+            guard let present = actual[table] else {
+                differences.append("table \(table) is missing")
+                continue
+            }
+            for (name, type) in columns {
+                guard let found = present[name] else {
+                    differences.append("\(table).\(name) is missing (expected \(type))")
+                    continue
+                }
+                if found.type != type { differences.append("\(table).\(name) is \(found.type), expected \(type)") }
+            }
+            let known = Set(columns.map(\.name) + ["id", "created_at"])
+            for (name, found) in present.sorted(by: { $0.key < $1.key }) where !known.contains(name) && found.required {
+                differences.append("\(table).\(name) is NOT NULL without a default: the shipper cannot fill it")
+            }
+        }
+        return differences
+    }
+
+    /// The statements giving `role` what shipping needs and no more: reading the schema version; reading,
+    /// inserting and updating cursors; reading and inserting dead letters (reading for `walctl inspect`); reading and inserting metric rows (reading for
+    /// `ON CONFLICT DO NOTHING` after a replay). No DDL: partitions stay the job of `walctl pg maintain`.
+    public static func grants(to role: String) -> [String] {
+        let quoted = "\"" + role.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        var statements = [
+            "GRANT USAGE ON SCHEMA \(currentSchemaPlaceholder) TO \(quoted)",
+            "GRANT SELECT ON walctl_schema TO \(quoted)",
+            "GRANT SELECT, INSERT, UPDATE ON walctl_cursors TO \(quoted)",
+            "GRANT SELECT, INSERT ON walctl_dead_letters TO \(quoted)",
+            "GRANT USAGE ON SEQUENCE walctl_dead_letters_id_seq TO \(quoted)",
+        ]
+        for table in tables {
+            statements.append("GRANT SELECT, INSERT ON \(table) TO \(quoted)")
+            statements.append("GRANT USAGE ON SEQUENCE \(table)_id_seq TO \(quoted)")
+        }
+        return statements
+    }
+
+    /// Replaced by the session's schema (`current_schema()`) before the grants run.
+    static let currentSchemaPlaceholder = "{schema}"
+}

@@ -10,12 +10,22 @@ public struct ShipBatch: Sendable {
     public var throughSeq: UInt64
     /// What the batch passes over, with reasons (for dead-letter tables and logs).
     public var skipped: [SkippedEntry]
+    /// The log's `source_service` (`Envelope.sourceService(directory:)`), for sinks that render envelopes; nil
+    /// leaves it to the sink's configuration.
+    public var sourceService: String?
 
-    public init(logID: LogID, records: [MetricRecord], throughSeq: UInt64, skipped: [SkippedEntry]) {
+    public init(
+        logID: LogID,
+        records: [MetricRecord],
+        throughSeq: UInt64,
+        skipped: [SkippedEntry],
+        sourceService: String? = nil
+    ) {
         self.logID = logID
         self.records = records
         self.throughSeq = throughSeq
         self.skipped = skipped
+        self.sourceService = sourceService
     }
 }
 

@@ -165,7 +165,8 @@ public final class Shipper: Service, @unchecked Sendable {
                     logID: meta.logID,
                     records: pending,
                     throughSeq: pendingThrough,
-                    skipped: pendingSkipped
+                    skipped: pendingSkipped,
+                    sourceService: decoder.sourceService
                 )
                 if pending.count > batchCap {
                     let cut = pending[batchCap - 1].seq

@@ -106,6 +106,15 @@ func readMeta(_ dir: String, command: String) throws -> LogMeta {
     do {
         return try LogDirectory(path: dir).readMeta()
     } catch {
+        // A log readable by its owner only (0700) looks absent to others: say so rather than "not a log".
+        var info = stat()
+        if stat(dir + "/" + LogFormat.metaFileName, &info) != 0 && errno == EACCES {
+            Output.error(
+                "walctl \(command): \(dir): permission denied (the log is readable by its owner only; run as its "
+                    + "owner)"
+            )
+            throw ExitCode(1)
+        }
         Output.error("walctl \(command): \(error)")
         if error.code == .notFound {
             Output.error("hint: give the directory the agent writes its log into (it holds \(LogFormat.metaFileName))")
@@ -132,8 +141,45 @@ func humanDuration(nanos: Int64) -> String {
     return "\(s / 86_400)d\(String(format: "%02d", (s % 86_400) / 3600))h"
 }
 
-/// Left-aligned columns, padded to the widest cell.
+// MARK: - Text for terminals
+
+/// Text that came from the log or the file system (agent ids, tag values, metric names, units, file names), made
+/// safe to print on an operator's terminal: every control character is escaped, so no escape sequence reaches the
+/// terminal and no newline forges a line. ESC is `\e`; newline, carriage return and tab are `\n`, `\r`, `\t`;
+/// other C0 characters and DEL are `\xNN`; C1 controls and the bidirectional overrides and isolates (U+202A to
+/// U+202E, U+2066 to U+2069, which reorder what follows on screen) are `\u{NNNN}`; a backslash is `\\`, so an
+/// escape cannot be forged either. Every human-readable output goes through it (`table`, `Report.recordRow`,
+/// the summary); JSON output escapes on its own.
+func terminalSafe(_ text: String) -> String {
+    func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        let value = scalar.value
+        return value < 0x20 || value == 0x5C || (0x7F...0x9F).contains(value) || (0x202A...0x202E).contains(value)
+            || (0x2066...0x2069).contains(value)
+    }
+    guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+    var result = ""
+    result.reserveCapacity(text.utf8.count + 8)
+    for scalar in text.unicodeScalars {
+        guard needsEscape(scalar) else {
+            result.unicodeScalars.append(scalar)
+            continue
+        }
+        switch scalar.value {
+        case 0x1B: result += "\\e"
+        case 0x0A: result += "\\n"
+        case 0x0D: result += "\\r"
+        case 0x09: result += "\\t"
+        case 0x5C: result += "\\\\"
+        case 0..<0x80: result += "\\x" + hexByte(UInt8(scalar.value))
+        default: result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+        }
+    }
+    return result
+}
+
+/// Left-aligned columns, padded to the widest cell. Cells go through `terminalSafe`.
 func table(_ rows: [[String]], rightAligned: Set<Int> = []) -> String {
+    let rows = rows.map { $0.map(terminalSafe) }
     guard let width = rows.map(\.count).max() else { return "" }
     var widths = [Int](repeating: 0, count: width)
     for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }

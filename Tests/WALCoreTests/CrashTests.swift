@@ -78,3 +78,14 @@ import WALTestKit
         }
     }
 }
+
+@Suite struct SummaryJSONTests {
+    /// Issue 13, item 9: `inspect --json` keys are snake_case, `staged` included.
+    @Test func stagedKeysAreSnakeCase() throws {
+        let text = #"{"records":2,"first_seq":5,"last_seq":6}"#
+        let staged = try JSONDecoder().decode(LogSummary.Staged.self, from: Data(text.utf8))
+        #expect(staged.records == 2 && staged.firstSeq == 5 && staged.lastSeq == 6)
+        let object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(staged)) as? [String: Any]
+        #expect(Set(object?.keys.map { $0 } ?? []) == ["records", "first_seq", "last_seq"])
+    }
+}

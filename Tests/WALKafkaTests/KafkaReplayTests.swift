@@ -43,6 +43,31 @@ struct KafkaReplayTests {
         }
     }
 
+    /// Issue 13 (the envelope as a contract): the log's source service, recorded by its writer, is in every
+    /// message the shipper sends, and replay to stdout renders the very same bytes.
+    @Test func shipAndReplayRenderTheSameEnvelopeWithTheLogsSourceService() throws {
+        let servers = try #require(bootstrap)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        let prefix = uniquePrefix()
+        var environment = ProcessInfo.processInfo.environment
+        environment["METRICS_SOURCE_SERVICE"] = "billing-agent"
+        #expect(try walctl(["emit", "--dir", path, "--count", "500"], environment: environment).status == 0)
+        let shipped = try walctl(["ship", "--dir", path, "--kafka", servers, "--kafka-topic-prefix", prefix, "--drain"])
+        #expect(shipped.status == 0, "\(shipped.err)")
+        let messages = try consumeAll(servers, prefix: prefix)
+        #expect(messages.count == 500)
+        let replayed = try walctl(["replay", path, "--to", "stdout"])
+        let lines = replayed.out.split(separator: "\n").map(String.init)
+        #expect(lines.count == 500)
+        let bySeq = Dictionary(uniqueKeysWithValues: messages.map { ($0.seq, $0.value) })
+        for (index, line) in lines.enumerated() {
+            #expect(bySeq[UInt64(index + 1)] == line, "seq \(index + 1): the shipper's bytes")
+            #expect(line.contains(#""source_service":"billing-agent""#))
+        }
+    }
+
     @Test func advanceCursorMovesTheKafkaCursorForwardOnly() throws {
         let servers = try #require(bootstrap)
         let directory = try TemporaryDirectory()

@@ -31,6 +31,13 @@ public struct LogSummary: Sendable, Codable, Equatable {
         public var records: Int
         public var firstSeq: UInt64?
         public var lastSeq: UInt64?
+
+        /// snake_case, like every other key of `inspect --json`.
+        enum CodingKeys: String, CodingKey {
+            case records
+            case firstSeq = "first_seq"
+            case lastSeq = "last_seq"
+        }
     }
 
     public var logID: String

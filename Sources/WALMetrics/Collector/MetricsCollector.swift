@@ -79,6 +79,11 @@ public final class MetricsCollector: @unchecked Sendable {
         if let agent = configuration.agentID, Validation.checkID(agent, reason: .invalidAgentID) != nil {
             throw MetricsError(.invalidConfiguration, "agent id must be 1 to 100 bytes without NUL")
         }
+        let service = configuration.sourceService
+        guard !service.isEmpty, service.utf8.count <= 27, !service.unicodeScalars.contains(where: { $0.value < 0x20 })
+        else {
+            throw MetricsError(.invalidConfiguration, "source service must be 1 to 27 bytes without control characters")
+        }
         let wal: WAL
         do {
             wal = try WAL.open(path: configuration.directory, configuration: configuration.log)
@@ -87,7 +92,11 @@ public final class MetricsCollector: @unchecked Sendable {
         }
         let state: SymbolState
         do {
-            let (writer, loaded) = try SymbolFileWriter.open(directory: configuration.directory, logID: wal.logID)
+            let (writer, loaded) = try SymbolFileWriter.open(
+                directory: configuration.directory,
+                logID: wal.logID,
+                sourceService: configuration.sourceService
+            )
             var loadedState = SymbolState(writer: writer, count: UInt32(loaded.count), limit: Self.symbolLimit)
             Self.index(loaded, into: &loadedState)
             state = loadedState

@@ -14,7 +14,8 @@ public struct MetricsConfiguration: Sendable {
     public var directory: String
     /// The agent id stored with every record unless a call gives another.
     public var agentID: String?
-    /// `source_service` of the envelope.
+    /// `source_service` of the envelope: a property of the log, recorded in `metrics.symbols` when the log is
+    /// created (1 to 27 bytes of UTF-8); opening an existing log with another value is refused.
     public var sourceService = Envelope.defaultSourceService
     /// The log's settings: durability, size limit, whenFull policy, retention.
     public var log = WALConfiguration()
@@ -63,7 +64,14 @@ public struct MetricsConfiguration: Sendable {
         if let agent = configuration.agentID, Validation.checkID(agent, reason: .invalidAgentID) != nil {
             throw invalid("METRICS_AGENT_ID", agent, "1 to 100 bytes without NUL")
         }
-        if let service = value("METRICS_SOURCE_SERVICE") { configuration.sourceService = service }
+        if let service = value("METRICS_SOURCE_SERVICE") {
+            guard !service.isEmpty, service.utf8.count <= 27, !service.utf8.contains(0),
+                !service.unicodeScalars.contains(where: { $0.value < 0x20 })
+            else {
+                throw invalid("METRICS_SOURCE_SERVICE", service, "1 to 27 bytes of UTF-8 without control characters")
+            }
+            configuration.sourceService = service
+        }
         if let text = value("METRICS_DURABILITY") {
             guard let durability = Durability(parsing: text) else {
                 throw invalid("METRICS_DURABILITY", text, "process, periodic:MS (MS > 0), sync")

@@ -207,14 +207,16 @@ public enum Envelope {
         output.append(0x22)
     }
 
-    /// A JSON number: the shortest text that reads back as the same double (values are finite by validation;
-    /// a non-finite value read from a damaged log renders as `null`).
+    /// A JSON number (wal-format.md, section 13.4): an integral value of magnitude up to 2^53 as its integer
+    /// digits (no `.0`; -0 as `0`), any other the shortest text that reads back as the same double (Swift's
+    /// `description`: `12.5`, `1e-05`, `1e+16`). Values are finite by validation; a non-finite value read from a
+    /// damaged log renders as `null`.
     static func appendNumber(_ value: Double, into output: inout [UInt8]) {
         guard value.isFinite else {
             output.append(contentsOf: "null".utf8)
             return
         }
-        if value == value.rounded(), abs(value) < 1e15 {
+        if value == value.rounded(), abs(value) <= 9_007_199_254_740_992 {
             appendInteger(Int64(value), into: &output)
         } else {
             output.append(contentsOf: value.description.utf8)

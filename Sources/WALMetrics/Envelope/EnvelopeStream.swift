@@ -51,14 +51,15 @@ public final class EnvelopeStream: @unchecked Sendable {
         directory: String,
         logID: LogID,
         filter: RecordFilter = RecordFilter(),
-        sourceService: String = Envelope.defaultSourceService
+        sourceService: String? = nil
     ) {
         self.decoder = MetricsDecoder(directory: directory)
         self.logID = logID
         self.filter = filter
         self.opening = Array(#"{"event_type":"metric.recorded","event_version":"v1","event_id":""#.utf8)
         var source: [UInt8] = Array(#"","source_service":"#.utf8)
-        Envelope.appendString(sourceService, into: &source)
+        // The log's own (recorded by its writer), unless the caller overrides it.
+        Envelope.appendString(sourceService ?? Envelope.sourceService(directory: directory), into: &source)
         source.append(contentsOf: #","correlation_id":"#.utf8)
         self.sourceService = source
     }

@@ -30,6 +30,10 @@ public final class MetricsDecoder {
         symbols.refresh()
     }
 
+    /// The log's `source_service`, as its writer recorded it in `metrics.symbols` (read with the symbols; the
+    /// default until the file exists, and any record decoded since then has it).
+    public var sourceService: String { symbols.sourceService }
+
     /// Decodes one record.
     public func decode(seq: UInt64, bytes: UnsafeRawBufferPointer) -> Result<MetricRecord, Failure> {
         let fields: RecordCodec.Fields

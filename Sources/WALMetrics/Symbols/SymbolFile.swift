@@ -22,14 +22,30 @@ enum SymbolFileFormat {
     static let initialSize = 64 << 10
     static let maxSize = 256 << 20
 
-    static func header(logID: LogID) -> [UInt8] {
+    /// Bytes 32..59 of the header: the log's source service (a length byte, then up to 27 bytes of UTF-8). A
+    /// length of 0 (every log written before it was recorded) means `Envelope.defaultSourceService`.
+    static let sourceServiceOffset = 32
+    static let maxSourceServiceBytes = 27
+
+    static func header(logID: LogID, sourceService: String) -> [UInt8] {
         var bytes = magic
         bytes.append(contentsOf: [1, 0, 0, 0, 0, 0, 0, 0])  // version 1 (UInt16 LE), reserved
         bytes.append(contentsOf: logID.bytes)
-        bytes.append(contentsOf: [UInt8](repeating: 0, count: 28))
+        let service = Array(sourceService.utf8.prefix(maxSourceServiceBytes))
+        bytes.append(UInt8(service.count))
+        bytes.append(contentsOf: service)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: 27 - service.count))
         let crc = CRC32C.checksum(bytes)
         withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
         return bytes
+    }
+
+    /// The source service a (checked) header records.
+    static func sourceService(_ header: UnsafeRawBufferPointer) -> String {
+        let length = Int(header[sourceServiceOffset])
+        guard length > 0, length <= maxSourceServiceBytes else { return Envelope.defaultSourceService }
+        let start = sourceServiceOffset + 1
+        return String(decoding: UnsafeRawBufferPointer(rebasing: header[start..<start + length]), as: UTF8.self)
     }
 
     /// Checks a header; returns nil when valid, else why not.
@@ -72,7 +88,15 @@ final class SymbolFileWriter {
     private(set) var end: Int
 
     /// Opens or creates the file; returns the writer and the entries already in it, in id order.
-    static func open(directory: String, logID: LogID) throws(MetricsError) -> (SymbolFileWriter, [Symbol]) {
+    ///
+    /// The source service is a property of the log, recorded in the header when the file is created (so that
+    /// every reader renders the envelopes the shippers rendered); opening an existing log with another one is
+    /// refused.
+    static func open(
+        directory: String,
+        logID: LogID,
+        sourceService: String = Envelope.defaultSourceService
+    ) throws(MetricsError) -> (SymbolFileWriter, [Symbol]) {
         let path = directory + "/" + SymbolFileFormat.fileName
         let fd: FileDescriptor
         do {
@@ -89,7 +113,7 @@ final class SymbolFileWriter {
             var size = Int(try fd.seek(offset: 0, from: .end))
             if size == 0 {
                 try preallocate(fd, size: SymbolFileFormat.initialSize)
-                let header = SymbolFileFormat.header(logID: logID)
+                let header = SymbolFileFormat.header(logID: logID, sourceService: sourceService)
                 _ = try header.withUnsafeBytes { try fd.write(toAbsoluteOffset: 0, $0) }
                 guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
                 size = SymbolFileFormat.initialSize
@@ -101,6 +125,15 @@ final class SymbolFileWriter {
             if let problem = SymbolFileFormat.checkHeader(bytes, logID: logID) {
                 munmap(pointer, size)
                 throw MetricsError(.corrupt, "\(path): \(problem)")
+            }
+            let recorded = SymbolFileFormat.sourceService(bytes)
+            guard recorded == sourceService else {
+                munmap(pointer, size)
+                throw MetricsError(
+                    .invalidConfiguration,
+                    "the log at \(directory) belongs to source service \"\(recorded)\", not \"\(sourceService)\" "
+                        + "(METRICS_SOURCE_SERVICE): it is fixed when a log is created; use another directory"
+                )
             }
             var symbols: [Symbol] = []
             var malformed = false
@@ -199,6 +232,8 @@ final class SymbolFileWriter {
 final class SymbolFileReader: @unchecked Sendable {
     let path: String
     private(set) var symbols: [Symbol] = []
+    /// The log's source service, from the header (the default until the header has been read).
+    private(set) var sourceService = Envelope.defaultSourceService
     private var offset = SymbolFileFormat.headerSize
     private var checkedHeader = false
 
@@ -221,6 +256,7 @@ final class SymbolFileReader: @unchecked Sendable {
                 SymbolFileFormat.checkHeader(UnsafeRawBufferPointer(rebasing: raw.prefix(n)), logID: nil) == nil
             }
             guard valid else { return false }
+            sourceService = header.withUnsafeBytes { SymbolFileFormat.sourceService($0) }
             checkedHeader = true
         }
         let remaining = Int(size) - offset
@@ -237,5 +273,17 @@ final class SymbolFileReader: @unchecked Sendable {
         }
         offset += consumed
         return true
+    }
+}
+
+extension Envelope {
+    /// The `source_service` of the log at `directory`: what its writer recorded in `metrics.symbols` when it created
+    /// the log (`METRICS_SOURCE_SERVICE`, default `omninode-bridge`). Shippers, replay, tail and inspect all render
+    /// it, so every envelope of a record is the same bytes whoever renders it. The default when the log has no
+    /// symbols file yet.
+    public static func sourceService(directory: String) -> String {
+        let reader = SymbolFileReader(directory: directory)
+        reader.refresh()
+        return reader.sourceService
     }
 }

@@ -45,22 +45,70 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
 /// Not thread-safe. The connection is closed (`PQfinish`) when the object goes away.
 final class PGConnection {
     private let handle: OpaquePointer
+    /// The connection string's secrets, cut out of every error message.
+    private let conninfo: Conninfo
 
-    private init(handle: OpaquePointer) { self.handle = handle }
+    private init(handle: OpaquePointer, conninfo: Conninfo) {
+        self.handle = handle
+        self.conninfo = conninfo
+    }
 
     deinit { PQfinish(handle) }
 
-    /// Connects with a conninfo string or URL (libpq's `PG*` environment variables fill the gaps).
+    /// Connects with a conninfo string or URL (libpq's `PG*` environment variables and `.pgpass` fill the gaps).
+    ///
+    /// The string is parsed first (`PQconninfoParse`): one libpq cannot parse is refused without being echoed
+    /// (`fatal`). Connection errors carry the server's SQLSTATE (read from a verbose error message, the only way
+    /// libpq exposes it before a session exists) and are `fatal` when no retry can heal them (wrong password,
+    /// missing database or role, an invalid option value); every password-like value is cut out of the message.
     static func connect(_ conninfo: String, applicationName: String) throws(PGError) -> PGConnection {
-        guard let handle = PQconnectdb(conninfo) else {
+        let parsed = try Conninfo.parse(conninfo)
+        guard let handle = PQconnectStart(conninfo) else {
             throw PGError(message: "libpq could not allocate a connection", connectionLost: true)
         }
-        let connection = PGConnection(handle: handle)
-        guard PQstatus(handle) == CONNECTION_OK else {
-            throw PGError(message: "cannot connect: \(connection.lastError)", connectionLost: true)
+        let connection = PGConnection(handle: handle, conninfo: parsed)
+        // Verbose messages carry the SQLSTATE of a refused connection ("FATAL:  28P01: ...").
+        _ = PQsetErrorVerbosity(handle, PQERRORS_VERBOSE)
+        let timeout = parsed.connectTimeoutSeconds
+        if PQstatus(handle) != CONNECTION_BAD {
+            guard connection.pollUntilConnected(timeoutSeconds: timeout) else {
+                throw PGError(
+                    message: "cannot connect: no answer within \(timeout) s (connect_timeout)",
+                    connectionLost: true
+                )
+            }
         }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            throw ConnectFailure(libpqMessage: connection.lastError).error(scrubbing: parsed)
+        }
+        _ = PQsetErrorVerbosity(handle, PQERRORS_DEFAULT)
         _ = try connection.execute("SET application_name = \(quoteLiteral(applicationName))")
         return connection
+    }
+
+    /// Drives `PQconnectPoll` until the connection is made or fails; false when `timeoutSeconds` passed first
+    /// (libpq ignores `connect_timeout` in this mode, so the wait is bounded here).
+    private func pollUntilConnected(timeoutSeconds: Int) -> Bool {
+        let deadline = monotonicSeconds() + UInt64(timeoutSeconds)
+        var status = PGRES_POLLING_WRITING
+        while true {
+            switch status {
+            case PGRES_POLLING_OK, PGRES_POLLING_FAILED:
+                return true
+            default:
+                let now = monotonicSeconds()
+                guard now < deadline else { return false }
+                var descriptor = pollfd(
+                    fd: PQsocket(handle),
+                    events: Int16(status == PGRES_POLLING_READING ? POLLIN : POLLOUT),
+                    revents: 0
+                )
+                let ready = poll(&descriptor, 1, Int32(min(1000, (deadline - now) * 1000)))
+                if ready < 0 && errno != EINTR { return true }
+                if ready <= 0 { continue }
+            }
+            status = PQconnectPoll(handle)
+        }
     }
 
     var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
@@ -69,7 +117,7 @@ final class PGConnection {
     var backendPID: Int32 { PQbackendPID(handle) }
 
     var lastError: String {
-        String(cString: PQerrorMessage(handle)).trimmingWhitespace()
+        conninfo.scrub(String(cString: PQerrorMessage(handle)).trimmingWhitespace())
     }
 
     /// Runs SQL without parameters (may hold several statements).
@@ -139,7 +187,7 @@ final class PGConnection {
 
     private func error(from result: OpaquePointer) -> PGError {
         let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-        var message = String(cString: PQresultErrorMessage(result)).trimmingWhitespace()
+        var message = conninfo.scrub(String(cString: PQresultErrorMessage(result)).trimmingWhitespace())
         if message.isEmpty { message = lastError }
         return PGError(message: message, sqlState: state, connectionLost: !isConnected)
     }
@@ -177,36 +225,30 @@ extension String {
     }
 }
 
-/// Hides passwords in a conninfo string (`password=...`) or URL (`postgres://user:secret@host/db?password=...`), for
-/// logs and errors.
-public func redactConninfo(_ conninfo: String) -> String {
-    var text = Array(conninfo)
-    // URL credentials: between "://" and "@", after the first ":".
-    if let scheme = firstIndex(of: Array("://"), in: text) {
-        let start = scheme + 3
-        if let at = text[start...].firstIndex(of: "@"), let colon = text[start..<at].firstIndex(of: ":") {
-            text.replaceSubrange((colon + 1)..<at, with: Array("***"))
-        }
-    }
-    // password=VALUE, in key/value form (ends at a space) or a URL query (ends at "&").
-    var searchFrom = 0
-    let key = Array("password=")
-    while let found = firstIndex(of: key, in: text, from: searchFrom) {
-        let valueStart = found + key.count
-        var end = valueStart
-        while end < text.count && text[end] != " " && text[end] != "&" { end += 1 }
-        text.replaceSubrange(valueStart..<end, with: Array("***"))
-        searchFrom = valueStart + 3
-    }
-    return String(text)
-}
+// MARK: - Connection strings
 
-private func firstIndex(of needle: [Character], in haystack: [Character], from: Int = 0) -> Int? {
-    guard needle.count <= haystack.count else { return nil }
-    var index = from
-    while index + needle.count <= haystack.count {
-        if Array(haystack[index..<index + needle.count]) == needle { return index }
-        index += 1
+extension Conninfo {
+    /// Parses `conninfo` the way libpq will (`PQconninfoParse`: key/value form with any quoting and spacing, or a
+    /// URL with percent-encoding). Throws a `fatal` error that never quotes the string (libpq's own message does,
+    /// and may hold the password).
+    static func parse(_ conninfo: String) throws(PGError) -> Conninfo {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(conninfo, &errorMessage) else {
+            let reason = errorMessage.map { String(cString: $0) } ?? "out of memory"
+            if let errorMessage { PQfreemem(errorMessage) }
+            throw PGError(message: "invalid connection string: \(Conninfo.unquoted(reason))", fatal: true)
+        }
+        defer { PQconninfoFree(options) }
+        var parsed = Conninfo()
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if let value = option.pointee.val {
+                let hidden = option.pointee.dispchar.map { String(cString: $0) == "*" } ?? false
+                parsed.options.append((String(cString: keyword), String(cString: value), hidden))
+            }
+            option += 1
+        }
+        parsed.collectSecrets(raw: conninfo)
+        return parsed
     }
-    return nil
 }

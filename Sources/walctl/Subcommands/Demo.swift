@@ -102,7 +102,11 @@ struct Demo: ParsableCommand {
             )
             if let logID = try? LogDirectory(path: dir).readMeta().logID {
                 Output.line("sample envelopes:")
-                for record in samples { Output.line(Envelope.json(record, logID: logID)) }
+                for record in samples {
+                    Output.line(
+                        Envelope.json(record, logID: logID, sourceService: Envelope.sourceService(directory: dir))
+                    )
+                }
             }
         }
     }

@@ -116,6 +116,9 @@ struct Emit: ParsableCommand {
         }
         var settings = MetricsConfiguration(directory: dir)
         settings.log = logConfiguration
+        // The agent's METRICS_SOURCE_SERVICE, recorded in the log when it is created.
+        settings.sourceService =
+            ProcessInfo.processInfo.environment["METRICS_SOURCE_SERVICE"] ?? Envelope.defaultSourceService
         let collector: MetricsCollector?
         let wal: WAL
         do {
@@ -244,6 +247,9 @@ struct Emit: ParsableCommand {
         }
         var settings = MetricsConfiguration(directory: dir)
         settings.log = logConfiguration
+        // The agent's METRICS_SOURCE_SERVICE, recorded in the log when it is created.
+        settings.sourceService =
+            ProcessInfo.processInfo.environment["METRICS_SOURCE_SERVICE"] ?? Envelope.defaultSourceService
         let collector: MetricsCollector
         do {
             collector = try MetricsCollector(configuration: settings)

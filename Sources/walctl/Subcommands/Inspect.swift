@@ -76,7 +76,7 @@ struct Inspect: AsyncParsableCommand {
     @Option(help: "With --records: at most this many records.")
     var limit: Int?
 
-    @Option(help: "Summary: also show the cursors committed in this PostgreSQL database (conninfo or URL).")
+    @Option(help: "Summary: also show this PostgreSQL database's cursors and dead letters (conninfo or URL).")
     var postgres: String?
 
     @Option(help: "Summary: also show the cursor committed in this Kafka cluster (bootstrap servers).")
@@ -139,11 +139,14 @@ extension Inspect {
         var firstTime: String?
         var lastTime: String?
         var cursorLags: [CursorLag]
+        /// With --postgres: what walctl_dead_letters holds for this log.
+        var postgresDeadLetters: PostgresDeadLetters?
 
         enum Extra: String, CodingKey {
             case firstTime = "first_time"
             case lastTime = "last_time"
             case cursorLags = "cursor_lags"
+            case postgresDeadLetters = "postgres_dead_letters"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -152,6 +155,21 @@ extension Inspect {
             try container.encode(firstTime, forKey: .firstTime)
             try container.encode(lastTime, forKey: .lastTime)
             try container.encode(cursorLags, forKey: .cursorLags)
+            if let postgresDeadLetters { try container.encode(postgresDeadLetters, forKey: .postgresDeadLetters) }
+        }
+    }
+
+    /// Rows of `walctl_dead_letters` for this log.
+    struct PostgresDeadLetters: Encodable {
+        /// Records PostgreSQL refused (each with its envelope and the error).
+        var records: UInt64
+        /// Ranges the log could not deliver (gaps, damage, undecodable records) and the sequence numbers they cover.
+        var ranges: UInt64
+        var rangeSeqs: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case records, ranges
+            case rangeSeqs = "range_seqs"
         }
     }
 
@@ -172,6 +190,20 @@ extension Inspect {
             ($0.key, "local", $0.value)
         }
         sources += try sinkCursors(logID: meta.logID)
+        var deadLetters: PostgresDeadLetters?
+        if let postgres {
+            do {
+                let found = try PostgresSink.deadLetters(conninfo: postgres, logID: meta.logID.description)
+                deadLetters = PostgresDeadLetters(
+                    records: found.records,
+                    ranges: found.ranges,
+                    rangeSeqs: found.rangeSeqs
+                )
+            } catch {
+                Output.error("walctl inspect: cannot read the PostgreSQL dead letters: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let lags = sources.map { name, source, seq -> CursorLag in
             let behind = lastSeq > seq ? lastSeq - seq : 0
             let age = behind > 0 ? emitTime(atOrAfter: seq + 1).map { max(0, now - $0) } ?? 0 : 0
@@ -190,7 +222,8 @@ extension Inspect {
                         summary: summary,
                         firstTime: firstTime.map(rfc3339),
                         lastTime: lastTime.map(rfc3339),
-                        cursorLags: lags
+                        cursorLags: lags,
+                        postgresDeadLetters: deadLetters
                     )
                 )
             )
@@ -205,6 +238,12 @@ extension Inspect {
                 lags: lags
             )
         )
+        if let deadLetters {
+            Output.line(
+                "postgres dead letters: \(deadLetters.records) records refused, \(deadLetters.ranges) ranges not in "
+                    + "the log (\(deadLetters.rangeSeqs) sequence numbers)"
+            )
+        }
     }
 
     /// The emit time of the first metric record at or after `seq`.
@@ -469,14 +508,15 @@ enum Report {
         + "METRIC".padded(to: 32) + "  "
         + "VALUE".padded(to: 14) + "  AGENT / CORRELATION / TAGS"
 
+    /// One record on one line; every string from the log goes through `terminalSafe`.
     static func recordRow(_ record: MetricRecord) -> String {
         let tags = record.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-        let value = "\(Envelope.numberText(record.value)) \(record.unit)"
+        let value = "\(Envelope.numberText(record.value)) \(terminalSafe(record.unit))"
         return String(record.seq).padded(to: 10) + "  "
             + rfc3339(record.timestampNanos).padded(to: 30) + "  "
-            + record.name.padded(to: 32) + "  "
+            + terminalSafe(record.name).padded(to: 32) + "  "
             + value.padded(to: 14) + "  "
-            + "\(record.agentID ?? "-") / \(record.correlationID ?? "-") / \(tags)"
+            + terminalSafe("\(record.agentID ?? "-") / \(record.correlationID ?? "-") / \(tags)")
     }
 
     /// `xxd`-style lines: absolute offset, 16 bytes in hex, printable ASCII.
@@ -509,7 +549,7 @@ enum Report {
     ) -> String {
         var lines: [String] = []
         func row(_ key: String, _ value: String) {
-            lines.append(key.padded(to: 18) + value)
+            lines.append(key.padded(to: 18) + terminalSafe(value))
         }
         row("log", "\(directory)  (id \(s.logID))")
         row("writer", s.writerPID.map { "running, pid \($0)" } ?? "none")
@@ -531,11 +571,13 @@ enum Report {
         row("torn tail", "\(s.tornTailBytes) bytes" + (s.tornTailBytes > 0 ? " (cut by the next writer open)" : ""))
         row("damaged", "\(s.corruptFrames)")
         for problem in s.damage {
-            lines.append("  \(problem.file) at byte \(problem.offset): \(problem.reason) (\(problem.length) bytes)")
+            lines.append(
+                terminalSafe("  \(problem.file) at byte \(problem.offset): \(problem.reason) (\(problem.length) bytes)")
+            )
         }
         row("gaps", "\(s.gaps.count)")
         for gap in s.gaps {
-            lines.append("  \(gap.fromSeq) ... \(gap.toSeq): \(gap.reason)")
+            lines.append(terminalSafe("  \(gap.fromSeq) ... \(gap.toSeq): \(gap.reason)"))
         }
         row("cursors", lags.isEmpty ? "none" : "")
         for lag in lags {
@@ -544,7 +586,7 @@ enum Report {
                 ? "at the end"
                 : "\(lag.lagRecords) records behind, oldest unshipped emitted \(humanDuration(nanos: Int64(lag.lagSeconds * 1e9))) ago"
             lines.append(
-                "  \(lag.name.padded(to: 28)) \(lag.source.padded(to: 9)) at \(lag.seq), \(behind)"
+                "  \(terminalSafe(lag.name).padded(to: 28)) \(lag.source.padded(to: 9)) at \(lag.seq), \(behind)"
             )
         }
         return lines.joined(separator: "\n")

@@ -371,7 +371,8 @@ struct Replay: AsyncParsableCommand {
         case .stdout:
             return .lines(EnvelopeOutput(fd: 1))
         case .file(let path):
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            // 0600 like the log: the records are no less private in a copy.
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else {
                 throw ReplayFailure(message: "cannot create \(path): \(String(cString: strerror(errno)))")
             }
@@ -392,7 +393,12 @@ struct Replay: AsyncParsableCommand {
             settings.apply(environment: environment)
             settings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
             settings.commitsCursor = false
-            return .sink(KafkaSender(sink: KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay"))))
+            return .sink(
+                KafkaSender(
+                    sink: KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay")),
+                    sourceService: Envelope.sourceService(directory: dir)
+                )
+            )
         }
     }
 }
@@ -470,7 +476,7 @@ final class PostgresSender: ReplaySender {
     }
 
     func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
-        try checkAdvance(name: "postgres", current: try sink.committedSeq(logID: logID), from: from)
+        try checkAdvance(name: "postgres", current: try sink.cursor(logID: logID), from: from)
         return try sink.advanceCursor(logID: logID, to: seq)
     }
 
@@ -479,11 +485,25 @@ final class PostgresSender: ReplaySender {
 
 final class KafkaSender: ReplaySender {
     let sink: KafkaSink
-    init(sink: KafkaSink) { self.sink = sink }
+    /// The log's source service: replay sends the shipper's exact messages.
+    let sourceService: String
+
+    init(sink: KafkaSink, sourceService: String) {
+        self.sink = sink
+        self.sourceService = sourceService
+    }
 
     func send(_ batch: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
         let before = sink.statistics
-        try sink.deliver(ShipBatch(logID: logID, records: batch, throughSeq: batch.last?.seq ?? 0, skipped: []))
+        try sink.deliver(
+            ShipBatch(
+                logID: logID,
+                records: batch,
+                throughSeq: batch.last?.seq ?? 0,
+                skipped: [],
+                sourceService: sourceService
+            )
+        )
         let after = sink.statistics
         return ReplayOutcome(
             sent: after.messagesDelivered - before.messagesDelivered,

@@ -40,8 +40,15 @@ struct Ship: AsyncParsableCommand {
 
             --drain exits 0 once everything sealed in the log when it started is committed to every sink.
 
-            Exit codes: 0 drained or shut down; 1 a fatal error (a schema newer than this walctl, a bad Kafka \
-            property, a cursor group holding another log's cursor); 2 usage.
+            PostgreSQL refusals are told apart by SQLSTATE: configuration errors (wrong password, no such database, \
+            an unknown conninfo option) and tables that no longer match the schema stop the shipper at once; rows \
+            already there (after a replay) are skipped; only records no table of the schema could take go to \
+            walctl_dead_letters. A second shipper of the same log into the same database waits (an advisory lock) \
+            until the first stops. Keep passwords off the command line: PGPASSWORD, ~/.pgpass or PGSERVICE.
+
+            Exit codes: 0 drained or shut down; 1 a fatal error (a configuration error, tables that do not match \
+            the schema, a schema newer than this walctl, a bad Kafka property, a cursor group holding another \
+            log's cursor); 2 usage.
 
             Examples:
               walctl ship --dir /var/lib/agent/metrics --postgres "host=db user=metrics dbname=metrics sslmode=require"
@@ -247,10 +254,7 @@ struct Ship: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "walctl.ship")
-        guard (try? LogDirectory(path: dir).readMeta()) != nil else {
-            Output.error("walctl ship: \(dir) is not a log directory")
-            throw ExitCode(1)
-        }
+        _ = try readMeta(dir, command: "ship")
         let environment = ProcessInfo.processInfo.environment
         var settings = ShipperConfiguration()
         settings.batchSize = batchSize ?? environment["METRICS_BATCH_SIZE"].flatMap(Int.init) ?? 100
@@ -335,6 +339,9 @@ struct Ship: AsyncParsableCommand {
                     + "\(statistics.recordsShipped) records in \(statistics.batchesShipped) batches, "
                     + "\(statistics.entriesSkipped) skipped, \(statistics.retries) retries"
                     + ((shipper.sink as? KafkaSink).map { ", \($0.statistics.deadLettered) dead-lettered" } ?? "")
+                    + ((shipper.sink as? PostgresSink).map {
+                        ", \($0.alreadyPresentCount) already present, \($0.deadLetterCount) dead-lettered"
+                    } ?? "")
             )
         }
     }
@@ -368,18 +375,36 @@ struct PGInit: AsyncParsableCommand {
             Idempotent: runs the migrations the database lacks, in a transaction. Fails (exit 1) when the database
             schema is newer than this walctl.
 
-            Example:
-              walctl pg init --postgres "host=127.0.0.1 user=postgres dbname=metrics"
+            Run it once with a role that may create tables (the tables' owner). The shipper then needs no DDL:
+            --grant-to ROLE grants a shipping role exactly what it needs (USAGE on the schema; SELECT on
+            walctl_schema; SELECT, INSERT, UPDATE on walctl_cursors; SELECT, INSERT on walctl_dead_letters; SELECT, INSERT
+            on the metric tables; USAGE on their id sequences) and prints the statements. Partition maintenance
+            stays with the owner: run walctl pg maintain daily (a shipper that may not create partitions leaves
+            them to it; rows wait in the default partition).
+
+            Keep passwords off the command line (ps shows it): libpq reads PGPASSWORD, ~/.pgpass (PGPASSFILE) and
+            service files (PGSERVICE, ~/.pg_service.conf).
+
+            Examples:
+              PGPASSFILE=/etc/walctl/pgpass walctl pg init --postgres "host=db user=metrics_owner dbname=metrics"
+              walctl pg init --postgres "service=metrics-admin" --grant-to metrics_shipper
             """
     )
 
     @OptionGroup var options: PostgresOptions
 
+    @Option(
+        name: .customLong("grant-to"),
+        help: ArgumentHelp("Grant this (existing) role what shipping needs, and print the grants.", valueName: "role")
+    )
+    var grantTo: String?
+
     func run() async throws {
         do {
-            let version = try PostgresSink.initialize(conninfo: options.conninfo ?? "")
+            let (version, grants) = try PostgresSink.initialize(conninfo: options.conninfo ?? "", grantTo: grantTo)
             let report = try PostgresSink.maintain(conninfo: options.conninfo ?? "")
             Output.line("schema version \(version); \(report.created.count) partitions created")
+            for statement in grants { Output.line(statement + ";") }
         } catch {
             Output.error("walctl pg init: \(error)")
             throw ExitCode(1)

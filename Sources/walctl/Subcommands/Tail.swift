@@ -96,7 +96,13 @@ struct Tail: AsyncParsableCommand {
 
     private func render(_ record: MetricRecord, logID: LogID, into output: inout OutputBuffer) {
         if json {
-            Envelope.render(record, logID: logID, into: &output.bytes)
+            // The log's source service (recorded by its writer): what the shippers rendered for this record.
+            Envelope.render(
+                record,
+                logID: logID,
+                sourceService: Envelope.sourceService(directory: dir),
+                into: &output.bytes
+            )
             output.bytes.append(0x0A)
         } else {
             output.line(Report.recordRow(record))

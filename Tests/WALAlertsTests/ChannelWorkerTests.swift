@@ -1,0 +1,124 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import WALShipping
+import WALTestKit
+
+@testable import WALAlerts
+
+/// Issue 13, item 8: a channel that never answers costs each alert a bounded time, and later alerts are delivered
+/// while an earlier one waits for its retry.
+@Suite struct ChannelWorkerTests {
+    /// `count` critical alerts of consecutive records.
+    func alerts(_ count: Int) throws -> [Alert] {
+        let file = try ThresholdFile.parse(
+            yaml: "version: 1\nmetrics:\n  routing_decision_time_ms: {critical: 100, cooldown: 0s}\n",
+            path: "t.yaml"
+        )
+        var evaluator = AlertEvaluator(rules: file.rules, logID: logID)
+        return (1...count).flatMap {
+            evaluator.evaluate(record("routing_decision_time_ms", 500, seq: UInt64($0), seconds: Double($0)))
+        }
+    }
+
+    /// A TCP port whose connections the kernel accepts (the listen backlog) and nobody ever answers.
+    final class SilentEndpoint {
+        let socket: Int32
+        let port: UInt16
+
+        init() {
+            let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    _ = bind(descriptor, $0, length)
+                    _ = listen(descriptor, 64)
+                    _ = getsockname(descriptor, $0, &length)
+                }
+            }
+            socket = descriptor
+            port = UInt16(bigEndian: address.sin_port)
+        }
+
+        deinit { close(socket) }
+    }
+
+    /// Fails every attempt for one alert id; delivers the others, recording the order.
+    final class OneFailingChannel: AlertChannel, @unchecked Sendable {
+        let name = "flaky"
+        let failing: String
+        let delivered = Mutex<[String]>([])
+
+        init(failing: String) { self.failing = failing }
+
+        func deliver(_ alert: Alert) throws {
+            guard alert.id != failing else { throw AlertDeliveryError(message: "refused") }
+            delivered.withLock { $0.append(alert.id) }
+        }
+    }
+
+    @Test func aWebhookThatNeverAnswersCostsEachAlertAtMostItsBudget() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = AlertJournal(logDirectory: directory.path)
+        let endpoint = SilentEndpoint()
+        let target = try #require(WebhookURL("http://127.0.0.1:\(endpoint.port)/hook"))
+        let worker = ChannelWorker(
+            channel: SlackAlertChannel(target: target),
+            journal: journal,
+            retry: RetryPolicy(initialMilliseconds: 50, maximumMilliseconds: 200),
+            maxAttempts: 8,
+            logger: Logger(label: "test"),
+            budgetSeconds: 1
+        )
+        let alerts = try alerts(8)
+        try journal.fired(alerts)
+        worker.start()
+        defer { worker.stop() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        worker.enqueue(alerts)
+        #expect(waitFor(seconds: 60) { worker.isIdle })
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        // One second each, four at a time: about two seconds. Before: 10 s per attempt, 8 attempts, one alert at a
+        // time (more than ten minutes).
+        #expect(elapsed >= 1 && elapsed < 4, "\(elapsed) s")
+        let entries = AlertJournal.read(logDirectory: directory.path).entries
+        #expect(entries.count == 8)
+        for entry in entries {
+            #expect(entry.deadLettered["slack"]?.contains("not delivered within 1 s") == true, "\(entry.deadLettered)")
+        }
+    }
+
+    @Test func laterAlertsAreDeliveredWhileAnEarlierOneWaitsForItsRetry() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = AlertJournal(logDirectory: directory.path)
+        let alerts = try alerts(4)
+        let channel = OneFailingChannel(failing: alerts[0].id)
+        let worker = ChannelWorker(
+            channel: channel,
+            journal: journal,
+            retry: RetryPolicy(initialMilliseconds: 100, maximumMilliseconds: 100),
+            maxAttempts: 3,
+            logger: Logger(label: "test")
+        )
+        try journal.fired(alerts)
+        worker.start()
+        defer { worker.stop() }
+        worker.enqueue(alerts)
+        #expect(waitFor(seconds: 30) { worker.isIdle })
+        #expect(channel.delivered.withLock { $0 } == alerts[1...].map(\.id))
+        // In the journal, every later alert was delivered before the first one was given up.
+        let lines = try String(contentsOfFile: journal.path, encoding: .utf8).split(separator: "\n")
+        let givenUp = try #require(lines.firstIndex { $0.contains("\"dead_lettered\"") && $0.contains(alerts[0].id) })
+        for alert in alerts[1...] {
+            let delivered = try #require(lines.firstIndex { $0.contains("\"delivered\"") && $0.contains(alert.id) })
+            #expect(delivered < givenUp)
+        }
+        #expect(AlertJournal.read(logDirectory: directory.path).entries.first?.deadLettered["flaky"] == "refused")
+    }
+}
