@@ -29,7 +29,12 @@ struct RecordFilterOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A metric name; a trailing * matches a prefix (repeatable).", valueName: "name"))
     var metric: [String] = []
 
-    @Option(help: ArgumentHelp("Records with this tag value (repeatable).", valueName: "key=value"))
+    @Option(
+        help: ArgumentHelp(
+            "Records with this tag value (repeatable for other keys: every one must match; one value per key).",
+            valueName: "key=value"
+        )
+    )
     var tag: [String] = []
 
     @Option(help: "Records of this agent id.")
@@ -65,6 +70,13 @@ struct RecordFilterOptions: ParsableArguments {
         for assignment in tag {
             guard let pair = RecordFilter.tag(assignment) else {
                 throw ValidationError("--tag takes key=value, not \"\(assignment)\"")
+            }
+            // A record has one value per tag: two values of one key would match nothing (AND) and keeping the last
+            // silently hides the mistake, so it is a usage error.
+            if let earlier = filter.tags[pair.key], earlier != pair.value {
+                throw ValidationError(
+                    "--tag \(pair.key) is given twice (\(earlier), \(pair.value)); tags filter with AND, one value per key"
+                )
             }
             filter.tags[pair.key] = pair.value
         }
