@@ -146,7 +146,7 @@ import WALTestKit
         let thresholds = directory.file("thresholds.yaml")
         try Self.tightThresholds.write(toFile: thresholds, atomically: true, encoding: .utf8)
         var generator = SeededGenerator(test: "sigkill of walctl ship --alerts", default: 1402)
-        let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "120000", "--rate", "30000"])
+        let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "180000", "--rate", "30000"])
         #expect(writer.readLine()?.hasPrefix("acked") == true)
         var kills = 0
         while kills < 6 && writer.process.isRunning {
@@ -154,7 +154,7 @@ import WALTestKit
             let before = AlertJournal.read(logDirectory: path).entries.count
             // Once it journals alerts (it is evaluating), kill it at a random moment.
             _ = waitFor { AlertJournal.read(logDirectory: path).entries.count > before || !writer.process.isRunning }
-            usleep(UInt32.random(in: 0...1_500_000, using: &generator))
+            usleep(UInt32.random(in: 0...500_000, using: &generator))
             evaluator.kill(SIGKILL)
             _ = evaluator.wait()
             kills += 1
@@ -201,12 +201,17 @@ import WALTestKit
         try yaml.write(toFile: thresholds, atomically: true, encoding: .utf8)
         var generator = SeededGenerator(test: "sigkill on the issue's timeline", default: 3005)
         let count = 6000
+        let chunks = 8
         var settings = MetricsConfiguration(directory: path)
         settings.log.sealDelayMilliseconds = 2
         let collector = try MetricsCollector(configuration: settings)
-        let written = Atomic<Int>(0)
+        // The writer appends a chunk per evaluator run (paced, so the log grows while it evaluates) and waits for
+        // that run's kill before the next one.
+        let killed = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
         let writer = Thread {
             for index in 0..<count {
+                if index > 0 && index % (count / chunks) == 0 { killed.wait() }
                 let value: Double = (index / 37) % 4 == 3 ? 10 : 50
                 collector.record(
                     "routing_decision_time_ms",
@@ -215,27 +220,22 @@ import WALTestKit
                     unit: "ms",
                     timestampNanos: Timeline.origin + Int64(index) * 1_000_000_000
                 )
-                written.store(index + 1, ordering: .relaxed)
-                if index % 3 == 0 { usleep(1000) }  // Pacing: the log grows while the evaluator runs.
+                if index % 3 == 0 { usleep(1000) }  // Pacing, not synchronization.
             }
             try? collector.close()
-            written.store(count + 1, ordering: .releasing)
+            finished.signal()
         }
         writer.start()
-        var kills = 0
-        while written.load(ordering: .acquiring) <= count {
+        for _ in 0..<chunks {
             let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             let before = AlertJournal.read(logDirectory: path).entries.count
-            _ = waitFor {
-                AlertJournal.read(logDirectory: path).entries.count > before
-                    || written.load(ordering: .acquiring) > count
-            }
-            usleep(UInt32.random(in: 0...400_000, using: &generator))
+            #expect(waitFor { AlertJournal.read(logDirectory: path).entries.count > before }, "it evaluates")
+            usleep(UInt32.random(in: 0...300_000, using: &generator))
             evaluator.kill(SIGKILL)
             _ = evaluator.wait()
-            kills += 1
+            killed.signal()
         }
-        #expect(kills >= 3, "killed \(kills) times while the log grew")
+        finished.wait()
         let drained = try walctl(["ship", "--dir", path, "--alerts", thresholds, "--drain"])
         #expect(drained.status == 0, "\(drained.err)")
 
