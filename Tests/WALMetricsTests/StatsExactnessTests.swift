@@ -125,3 +125,28 @@ import WALTestKit
         #expect(try logRecords(path).count == 1)
     }
 }
+
+/// The envelope keeps what the log keeps (wal-format.md 13.4): nine fractional digits, and the sign of -0.0.
+@Suite struct EnvelopePrecisionTests {
+    @Test func theEnvelopeKeepsNanosecondsAndTheSignOfZero() throws {
+        try withCollector { collector, path in
+            let time: Int64 = 1_767_225_601_999_999_500
+            collector.record("custom_zero", type: .gauge, value: -0.0, unit: "x", timestampNanos: time)
+            collector.record("custom_zero", type: .gauge, value: 0.0, unit: "x", timestampNanos: time + 1)
+            try collector.close()
+            let result = try walctl(["inspect", path, "--records", "--json"])
+            #expect(result.status == 0, "\(result.err)")
+            let lines = result.out.split(separator: "\n").map(String.init)
+            try #require(lines.count == 2)
+            #expect(lines[0].contains(#""timestamp":"2026-01-01T00:00:01.999999500Z""#), "\(lines[0])")
+            #expect(lines[0].contains(#""value":-0.0,"#), "\(lines[0])")
+            #expect(lines[1].contains(#""value":0,"#), "\(lines[1])")
+            let payload = try #require(
+                (try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])?["payload"]
+                    as? [String: Any]
+            )
+            let value = try #require(payload["value"] as? Double)
+            #expect(value == 0 && value.sign == .minus, "reads back as -0.0")
+        }
+    }
+}
