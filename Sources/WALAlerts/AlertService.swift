@@ -37,7 +37,8 @@ public struct AlertServiceStatistics: Sendable, Equatable {
 ///
 /// Restarts continue exactly: the evaluator's whole state (window values, cool-downs) is journaled with the
 /// sequence number it covers in `alerts/state.json` (written atomically: temporary file, fsync, rename, fsync of
-/// the folder), at most once a second and when stopping; the cursor follows it. A restart, even after `kill -9`,
+/// the folder) when it has caught up with the log (at most five times a second), at most once a second while it is
+/// behind, and when stopping; the cursor follows it. A restart, even after `kill -9`,
 /// restores that state and re-evaluates the records after it, so it fires exactly the alerts of an uninterrupted
 /// run, with the same ids; alerts the journal already holds are not journaled or sent again. Then it re-sends
 /// what the journal shows undelivered: every alert reaches every channel at least once. Without a usable state
@@ -126,11 +127,13 @@ public final class AlertService: Service, @unchecked Sendable {
         let fingerprint = AlertStateFile.fingerprint(rules)
         let cursors = CursorStore(path: directory)
         var position: UInt64 = 0
+        var restored = false
         if let snapshot = stateFile.load(), snapshot.logID == meta.logID.description,
             snapshot.rules == fingerprint
         {
             evaluator = AlertEvaluator(rules: rules, logID: meta.logID, state: snapshot.state)
             position = snapshot.throughSeq
+            restored = true
         } else if let cursor = (try? cursors.load(configuration.cursorName))??.seq, cursor > 0 {
             logger.warning(
                 "no evaluator state for these thresholds; replaying the log up to the cursor",
@@ -140,11 +143,12 @@ public final class AlertService: Service, @unchecked Sendable {
             position = cursor
         }
 
-        /// Journals the evaluator's state with its position, then moves the cursor to it.
-        var savedThrough = position
-        var savedAt = monotonicNanos()
-        func save() throws {
-            guard position != savedThrough || !stateFile.exists else { return }
+        /// Journals the evaluator's state with its position, then moves the cursor to it; nothing when the state
+        /// file already holds this position, or when the last write is more recent than `interval`.
+        var unsaved = !restored
+        var savedAt: UInt64 = 0
+        func save(unlessWithin interval: UInt64 = 0) throws {
+            guard unsaved, monotonicNanos() - savedAt >= interval else { return }
             try stateFile.store(
                 AlertSnapshot(
                     logID: meta.logID.description,
@@ -154,7 +158,7 @@ public final class AlertService: Service, @unchecked Sendable {
                 )
             )
             try cursors.store(configuration.cursorName, seq: position)
-            savedThrough = position
+            unsaved = false
             savedAt = monotonicNanos()
         }
 
@@ -186,16 +190,20 @@ public final class AlertService: Service, @unchecked Sendable {
                 try journal.fired(fresh)
                 route(fresh)
                 position = last
-                if monotonicNanos() - savedAt >= 1_000_000_000 { try save() }
+                unsaved = true
+                try save(unlessWithin: 1_000_000_000)
                 counters.withLock {
                     $0.evaluatedThrough = position
                     $0.alertsFired += UInt64(fresh.count)
                 }
                 continue
             }
+            // Caught up: journal the state soon (at most five times a second; while busy, once a second).
             if let drain = configuration.drainThroughSeq, position >= drain {
                 try save()
                 if workers.values.allSatisfy(\.isIdle) { return }
+            } else {
+                try save(unlessWithin: 200_000_000)
             }
             usleep(UInt32(configuration.pollIntervalMilliseconds) * 1000)
         }

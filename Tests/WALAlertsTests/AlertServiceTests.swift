@@ -87,7 +87,7 @@ import WALTestKit
         let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "200000", "--rate", "40000"])
         #expect(writer.readLine()?.hasPrefix("acked") == true)
         var kills = 0
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator(test: "sigkill of the evaluator", default: 80)
         while kills < 5 && writer.process.isRunning {
             let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             // Let it journal some alerts (while the writer still writes), then kill it at a random moment.
