@@ -11,20 +11,27 @@ struct RecordFilterOptions: ParsableArguments {
     @Option(help: "The last sequence number (inclusive).")
     var toSeq: UInt64?
 
+    // Arrays only so that a second --since/--until is a usage error rather than ArgumentParser's help page (it
+    // cannot tell a repeated unconditional option from a value like -2h); each takes one value.
     @Option(
-        parsing: .unconditional,
+        name: .customLong("since"),
+        parsing: .unconditionalSingleValue,
         help: ArgumentHelp(
             "Records emitted at or after this time: RFC 3339 (2026-11-29T14:00:00Z) or relative (-15m, -2h, -1d).",
             valueName: "time"
         )
     )
-    var since: String?
+    var sinceValues: [String] = []
 
     @Option(
-        parsing: .unconditional,
+        name: .customLong("until"),
+        parsing: .unconditionalSingleValue,
         help: ArgumentHelp("Records emitted at or before this time (same forms as --since).", valueName: "time")
     )
-    var until: String?
+    var untilValues: [String] = []
+
+    var since: String? { sinceValues.last }
+    var until: String? { untilValues.last }
 
     @Option(help: ArgumentHelp("A metric name; a trailing * matches a prefix (repeatable).", valueName: "name"))
     var metric: [String] = []
@@ -43,7 +50,18 @@ struct RecordFilterOptions: ParsableArguments {
     @Option(help: "Records with this correlation id.")
     var correlationID: String?
 
+    /// Filters that take one value: ArgumentParser would keep the last of several silently.
+    static let singleValued = ["--from-seq", "--to-seq", "--since", "--until", "--agent", "--correlation-id"]
+
     func validate() throws {
+        for flag in Self.singleValued {
+            var uses = CommandLine.arguments.dropFirst().filter { $0 == flag || $0.hasPrefix(flag + "=") }.count
+            if flag == "--since" { uses = max(uses, sinceValues.count) }
+            if flag == "--until" { uses = max(uses, untilValues.count) }
+            if uses > 1 {
+                throw ValidationError("\(flag) is given \(uses) times; it takes one value (filters combine with AND)")
+            }
+        }
         _ = try filter()
     }
 

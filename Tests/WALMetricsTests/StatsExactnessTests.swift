@@ -99,6 +99,10 @@ import WALTestKit
                 #expect(result.err.contains("--tag region is given twice"), "\(command)")
             }
             #expect(try walctl(["stats", path, "--tag", "region=eu", "--tag", "region=eu"]).status == 0)
+            for (flag, first, second) in [("--agent", "a", "b"), ("--since", "-1d", "-2d"), ("--until", "now", "-1d")] {
+                let result = try walctl(["stats", path, flag, first, flag, second])
+                #expect(result.status == 2 && result.err.contains("\(flag) is given 2 times"), "\(result.err)")
+            }
         }
     }
 
