@@ -11,27 +11,20 @@ struct RecordFilterOptions: ParsableArguments {
     @Option(help: "The last sequence number (inclusive).")
     var toSeq: UInt64?
 
-    // Arrays only so that a second --since/--until is a usage error rather than ArgumentParser's help page (it
-    // cannot tell a repeated unconditional option from a value like -2h); each takes one value.
     @Option(
-        name: .customLong("since"),
-        parsing: .unconditionalSingleValue,
+        parsing: .unconditional,
         help: ArgumentHelp(
             "Records emitted at or after this time: RFC 3339 (2026-11-29T14:00:00Z) or relative (-15m, -2h, -1d).",
             valueName: "time"
         )
     )
-    var sinceValues: [String] = []
+    var since: String?
 
     @Option(
-        name: .customLong("until"),
-        parsing: .unconditionalSingleValue,
+        parsing: .unconditional,
         help: ArgumentHelp("Records emitted at or before this time (same forms as --since).", valueName: "time")
     )
-    var untilValues: [String] = []
-
-    var since: String? { sinceValues.last }
-    var until: String? { untilValues.last }
+    var until: String?
 
     @Option(help: ArgumentHelp("A metric name; a trailing * matches a prefix (repeatable).", valueName: "name"))
     var metric: [String] = []
@@ -55,9 +48,7 @@ struct RecordFilterOptions: ParsableArguments {
 
     func validate() throws {
         for flag in Self.singleValued {
-            var uses = CommandLine.arguments.dropFirst().filter { $0 == flag || $0.hasPrefix(flag + "=") }.count
-            if flag == "--since" { uses = max(uses, sinceValues.count) }
-            if flag == "--until" { uses = max(uses, untilValues.count) }
+            let uses = CommandLine.arguments.dropFirst().filter { $0 == flag || $0.hasPrefix(flag + "=") }.count
             if uses > 1 {
                 throw ValidationError("\(flag) is given \(uses) times; it takes one value (filters combine with AND)")
             }

@@ -16,7 +16,8 @@ extension PostgresTests {
             defer { directory.remove() }
             let database = try TestDatabase()
             let path = directory.file("log")
-            let second: Int64 = 1_767_225_601_000_000_000  // 2026-01-01T00:00:01Z
+            // Two days ago, a whole second: inside retention (the sink deletes expired rows when it connects).
+            let second = (Int64(Date().timeIntervalSince1970) - 2 * 86_400) * 1_000_000_000
             var offsets: [Int64] = [0, 1, 499, 500, 501, 999, 1_000, 1_500, 2_500, 3_499, 999_999_499, 999_999_500]
             let seed = ProcessInfo.processInfo.environment["WALCTL_TEST_SEED"].flatMap(UInt64.init) ?? 700
             print("timestampsRoundToTheNearestMicrosecond: seed \(seed) (set WALCTL_TEST_SEED to replay)")
@@ -67,5 +68,49 @@ private struct SplitMix: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+extension PostgresTests.TimePrecision {
+    /// A row shipped by a walctl that floored emit times (up to 1 µs earlier than today's rounding) is the same
+    /// record to `replay`: no second row.
+    @Test func replayOverRowsWithFlooredTimesAddsNothing() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = try TestDatabase()
+        let path = directory.file("log")
+        // An hour ago, a whole second: inside retention (the sink deletes expired rows when it connects).
+        let second = (Int64(Date().timeIntervalSince1970) - 3600) * 1_000_000_000
+        let offsets: [Int64] = [999_999_500, 1_700, 2_500, 10]
+        let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
+        for offset in offsets {
+            collector.record(
+                "state_snapshot_size_kb",
+                type: .gauge,
+                value: 1,
+                unit: "KB",
+                timestampNanos: second + offset
+            )
+        }
+        try collector.close()
+        try drain(path, into: database)
+        // What the earlier walctl stored: the floor.
+        for (index, offset) in offsets.enumerated() {
+            var floored: [UInt8] = []
+            Envelope.appendTimestamp((second + offset) / 1000 * 1000, into: &floored)
+            _ = try database.connect().execute(
+                "UPDATE agent_state_metrics SET timestamp = '\(String(decoding: floored, as: UTF8.self))' "
+                    + "WHERE wal_seq = \(index + 1)"
+            )
+        }
+        #expect(
+            try database.scalar(
+                "SELECT (extract(epoch FROM timestamp) * 1000000)::bigint FROM agent_state_metrics WHERE wal_seq = 1"
+            ) == String((second + 999_999_500) / 1000),
+            "seq 1 now holds the floor, 1 µs before the rounding"
+        )
+        let result = try walctl(["replay", path, "--to", "postgres", "--postgres", database.conninfo])
+        #expect(result.status == 0, "\(result.err)")
+        #expect(try database.scalar("SELECT count(*) FROM agent_state_metrics") == String(offsets.count))
     }
 }
