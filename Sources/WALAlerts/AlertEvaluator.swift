@@ -1,3 +1,4 @@
+import Foundation
 import WALCore
 import WALMetrics
 
@@ -72,6 +73,12 @@ public struct Alert: Sendable, Equatable {
 /// Checks metric records against threshold rules, in log order. A plain value: `evaluate` does no I/O, so the
 /// same records always give the same alerts (windows and cool-downs run on emit time, not the wall clock).
 ///
+/// Its whole memory is `state` (each window's values and each rule's last alert times): an evaluator restored
+/// from the `state` it had after record N fires, on the records after N, exactly the alerts an uninterrupted one
+/// fires. `AlertService` journals that state with its position (`alerts/state.json`) so that a restart, even after
+/// `kill -9`, continues the same chain of alerts.
+///
+/// Non-finite record values (NaN, ±inf) are not evaluated and never enter a window, so every aggregate is finite.
 /// Windows keep their values sorted; a window's cost grows with the number of values it holds (at most
 /// `maxWindowSamples`, oldest dropped first).
 public struct AlertEvaluator: Sendable {
@@ -87,6 +94,34 @@ public struct AlertEvaluator: Sendable {
         self.rules = rules
         self.logID = logID
         for (index, rule) in rules.enumerated() { rulesByMetric[rule.metric, default: []].append(index) }
+    }
+
+    /// An evaluator that continues from `state` (taken from an evaluator of the same rules).
+    public init(rules: [ThresholdRule], logID: LogID, state: AlertEvaluatorState) {
+        self.init(rules: rules, logID: logID)
+        for window in state.windows where rules.indices.contains(window.rule) {
+            var restored = WindowState()
+            for (time, value) in zip(window.times, window.values) { restored.append(value, at: time) }
+            windows[window.rule] = restored
+        }
+        for fired in state.lastFired where rules.indices.contains(fired.rule) {
+            lastFired[fired.rule, default: [:]][fired.severity] = fired.timestampNanos
+        }
+    }
+
+    /// Everything the evaluator remembers of the records it has seen, in a canonical order (rules ascending).
+    public var state: AlertEvaluatorState {
+        AlertEvaluatorState(
+            windows: windows.keys.sorted().map { rule in
+                let live = windows[rule]!.live
+                return AlertEvaluatorState.WindowValues(rule: rule, times: live.map(\.time), values: live.map(\.value))
+            },
+            lastFired: lastFired.keys.sorted().flatMap { rule in
+                lastFired[rule]!.sorted { $0.key < $1.key }.map {
+                    AlertEvaluatorState.Fired(rule: rule, severity: $0.key, timestampNanos: $0.value)
+                }
+            }
+        )
     }
 
     /// The alerts this record fires (at most one per rule: its highest breached severity, unless cooling down).
@@ -136,44 +171,128 @@ public struct AlertEvaluator: Sendable {
     }
 }
 
-/// The values of one rule's window: in arrival order (to expire them) and sorted (for percentiles).
+/// What an `AlertEvaluator` remembers: the values in each window (emit time and value, oldest first) and the
+/// emit time of each rule's last alert per severity. Encodes to JSON with times and values as little-endian
+/// bytes (base64), so every double and nanosecond survives bit for bit.
+public struct AlertEvaluatorState: Sendable, Equatable, Codable {
+    public struct WindowValues: Sendable, Equatable, Codable {
+        public var rule: Int
+        public var times: [Int64]
+        public var values: [Double]
+
+        enum CodingKeys: String, CodingKey { case rule, times, values }
+
+        public init(rule: Int, times: [Int64], values: [Double]) {
+            self.rule = rule
+            self.times = times
+            self.values = values
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            rule = try container.decode(Int.self, forKey: .rule)
+            let timeBytes = [UInt8](try container.decode(Data.self, forKey: .times))
+            let valueBytes = [UInt8](try container.decode(Data.self, forKey: .values))
+            guard timeBytes.count % 8 == 0, timeBytes.count == valueBytes.count else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .values,
+                    in: container,
+                    debugDescription: "times and values differ in length"
+                )
+            }
+            times = Self.words(timeBytes).map { Int64(bitPattern: $0) }
+            values = Self.words(valueBytes).map { Double(bitPattern: $0) }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(rule, forKey: .rule)
+            try container.encode(Data(Self.bytes(times.map { UInt64(bitPattern: $0) })), forKey: .times)
+            try container.encode(Data(Self.bytes(values.map(\.bitPattern))), forKey: .values)
+        }
+
+        static func bytes(_ words: [UInt64]) -> [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(words.count * 8)
+            for word in words {
+                for shift in stride(from: 0, to: 64, by: 8) {
+                    out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift)))
+                }
+            }
+            return out
+        }
+
+        static func words(_ bytes: [UInt8]) -> [UInt64] {
+            stride(from: 0, to: bytes.count, by: 8).map { start in
+                (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[start + $1]) << UInt64($1 * 8) }
+            }
+        }
+    }
+
+    public struct Fired: Sendable, Equatable, Codable {
+        public var rule: Int
+        public var severity: Severity
+        public var timestampNanos: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case rule, severity
+            case timestampNanos = "timestamp_nanos"
+        }
+    }
+
+    public var windows: [WindowValues]
+    public var lastFired: [Fired]
+
+    enum CodingKeys: String, CodingKey {
+        case windows
+        case lastFired = "last_fired"
+    }
+}
+
+/// The values of one rule's window: in arrival order (to expire them), sorted (for percentiles), and their exact
+/// sum (for averages: each value is added once and subtracted once, exactly, so nothing drifts).
 struct WindowState: Sendable {
     private var arrivals: [(time: Int64, value: Double)] = []
     private var head = 0
     private var sorted: [Double] = []
-    private var sum = 0.0
+    private var sum = ExactSum()
 
     var count: Int { sorted.count }
 
-    mutating func add(_ value: Double, at time: Int64, keeping duration: Int64, limit: Int) {
+    /// The values in the window, oldest first.
+    var live: ArraySlice<(time: Int64, value: Double)> { arrivals[head...] }
+
+    /// Adds a value restored from a snapshot (already inside its window).
+    mutating func append(_ value: Double, at time: Int64) {
         arrivals.append((time, value))
         sorted.insert(value, at: insertionIndex(value))
-        sum += value
+        sum.add(value)
+    }
+
+    mutating func add(_ value: Double, at time: Int64, keeping duration: Int64, limit: Int) {
+        append(value, at: time)
         while head < arrivals.count && (arrivals[head].time <= time - duration || arrivals.count - head > limit) {
             let expired = arrivals[head].value
             sorted.remove(at: min(insertionIndex(expired), sorted.count - 1))
-            sum -= expired
+            sum.add(-expired)
             head += 1
         }
+        // A sum beyond the range of doubles (values near 1e308) cannot be kept in partials: recount the window,
+        // which is exact again once the large values have left it.
+        if sum.overflowed { sum = ExactSum(sorted) }
         if head > 4096 && head * 2 > arrivals.count {
             arrivals.removeFirst(head)
             head = 0
         }
     }
 
+    /// avg: the exact sum correctly rounded, divided by the count (`ExactSum.mean`); pNN: nearest rank.
     func value(_ kind: Window.Aggregate) -> Double {
         switch kind {
-        case .avg: return sum / Double(max(count, 1))
-        case .p95: return percentile(95)
-        case .p99: return percentile(99)
+        case .avg: return ExactSum.mean(sum: sum, values: sorted)
+        case .p95: return ExactSum.nearestRank(95, sorted: sorted)
+        case .p99: return ExactSum.nearestRank(99, sorted: sorted)
         }
-    }
-
-    /// Nearest-rank percentile.
-    private func percentile(_ p: Double) -> Double {
-        guard !sorted.isEmpty else { return .nan }
-        let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
-        return sorted[min(max(rank, 1), sorted.count) - 1]
     }
 
     /// The first index whose value is not less than `value`.

@@ -4,8 +4,9 @@ import WALShipping
 
 /// The durable record of alerts: `{log}/alerts/journal.jsonl`, one JSON object per line, appended and fsynced.
 ///
-/// - `{"event":"fired","alert":{…payload…}}` is written before the evaluator's cursor passes the record that fired
-///   the alert, so no alert is lost to a crash.
+/// - `{"event":"fired","alert":{…payload…}}` is written before the evaluator's state (`alerts/state.json`) and
+///   cursor pass the record that fired the alert, so no alert is lost to a crash; an alert is journaled once (a
+///   restart that re-evaluates records already journaled finds their ids here).
 /// - `{"event":"delivered","alert_id","channel","at"}` after a channel accepted it;
 ///   `{"event":"dead_lettered","alert_id","channel","at","reason"}` after a channel gave up on it (the alert itself
 ///   then also goes to `{log}/dead-letters/alerts.jsonl` with the channel and the reason).

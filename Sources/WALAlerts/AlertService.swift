@@ -32,10 +32,18 @@ public struct AlertServiceStatistics: Sendable, Equatable {
 
 /// Evaluates a log's metric records against thresholds and routes the alerts to their channels, as a `Service`
 /// beside the shippers: it tails the log with a cursor of its own (`cursors/alerts.cursor`), journals every alert
-/// (`alerts/journal.jsonl`, fsynced) before the cursor passes the record that fired it, and hands it to each
-/// channel's worker thread. After a crash it re-sends what the journal shows undelivered, and re-evaluates the
-/// records after its cursor with the same windows and cool-downs (rebuilt by reading back the longest window or
-/// cool-down before the cursor): every alert reaches every channel at least once, with the same id.
+/// (`alerts/journal.jsonl`, fsynced) before its state passes the record that fired it, and hands it to each
+/// channel's worker thread.
+///
+/// Restarts continue exactly: the evaluator's whole state (window values, cool-downs) is journaled with the
+/// sequence number it covers in `alerts/state.json` (written atomically: temporary file, fsync, rename, fsync of
+/// the folder) when it has caught up with the log (at most five times a second), at most once a second while it is
+/// behind, and when stopping; the cursor follows it. A restart, even after `kill -9`,
+/// restores that state and re-evaluates the records after it, so it fires exactly the alerts of an uninterrupted
+/// run, with the same ids; alerts the journal already holds are not journaled or sent again. Then it re-sends
+/// what the journal shows undelivered: every alert reaches every channel at least once. Without a usable state
+/// (a log evaluated by an older walctl, or a thresholds file that changed) it replays the log from its first
+/// record up to the cursor without firing, which is exact as long as retention has deleted nothing.
 public final class AlertService: Service, @unchecked Sendable {
     public let directory: String
     public let configuration: AlertServiceConfiguration
@@ -101,7 +109,9 @@ public final class AlertService: Service, @unchecked Sendable {
 
         // 1. What the journal shows fired but not yet delivered by some channel (a crash while in flight).
         var resent: UInt64 = 0
+        var journaled = Set<String>()
         for entry in AlertJournal.read(logDirectory: directory).entries {
+            journaled.insert(entry.id)
             guard let alert = Alert(journal: entry.alert, rules: rules) else { continue }
             for name in configuration.routes.channels(for: alert.severity)
             where entry.delivered[name] == nil && entry.deadLettered[name] == nil {
@@ -112,15 +122,50 @@ public final class AlertService: Service, @unchecked Sendable {
         }
         counters.withLock { $0.alertsResent = resent }
 
-        // 2. Rebuild windows and cool-downs from the records before the cursor, discarding their alerts.
+        // 2. Where the evaluation stands: the journaled state, or a silent replay up to the cursor.
+        let stateFile = AlertStateFile(logDirectory: directory)
+        let fingerprint = AlertStateFile.fingerprint(rules)
         let cursors = CursorStore(path: directory)
-        let cursor = (try? cursors.load(configuration.cursorName))??.seq ?? 0
-        try warmUp(&evaluator, before: cursor)
+        var position: UInt64 = 0
+        var restored = false
+        if let snapshot = stateFile.load(), snapshot.logID == meta.logID.description,
+            snapshot.rules == fingerprint
+        {
+            evaluator = AlertEvaluator(rules: rules, logID: meta.logID, state: snapshot.state)
+            position = snapshot.throughSeq
+            restored = true
+        } else if let cursor = (try? cursors.load(configuration.cursorName))??.seq, cursor > 0 {
+            logger.warning(
+                "no evaluator state for these thresholds; replaying the log up to the cursor",
+                metadata: ["cursor": "\(cursor)"]
+            )
+            try replay(&evaluator, through: cursor)
+            position = cursor
+        }
 
-        // 3. Evaluate what follows, journal, route, then move the cursor.
-        let tail = TailReader(path: directory, after: cursor)
+        /// Journals the evaluator's state with its position, then moves the cursor to it; nothing when the state
+        /// file already holds this position, or when the last write is more recent than `interval`.
+        var unsaved = !restored
+        var savedAt: UInt64 = 0
+        func save(unlessWithin interval: UInt64 = 0) throws {
+            guard unsaved, monotonicNanos() - savedAt >= interval else { return }
+            try stateFile.store(
+                AlertSnapshot(
+                    logID: meta.logID.description,
+                    rules: fingerprint,
+                    throughSeq: position,
+                    state: evaluator.state
+                )
+            )
+            try cursors.store(configuration.cursorName, seq: position)
+            unsaved = false
+            savedAt = monotonicNanos()
+        }
+
+        // 3. Evaluate what follows, journal, route; journal the state now and then.
+        let tail = TailReader(path: directory, after: position)
         let decoder = MetricsDecoder(directory: directory)
-        var position = cursor
+        let through = configuration.drainThroughSeq ?? .max
         counters.withLock { $0.evaluatedThrough = position }
         while !stopRequested.load(ordering: .relaxed) {
             var fired: [Alert] = []
@@ -128,59 +173,47 @@ public final class AlertService: Service, @unchecked Sendable {
             let delivered = try tail.poll(maxEntries: 10_000) { entry in
                 switch entry {
                 case .record(let seq, let bytes):
+                    guard seq <= through else { return }
                     last = seq
                     if case .success(let record) = decoder.decode(seq: seq, bytes: bytes) {
                         fired += evaluator.evaluate(record)
                     }
                 case .gap(let gap):
-                    last = max(last, gap.toSeq)
+                    last = min(max(last, gap.toSeq), max(through, last))
                 case .damage(let damage):
-                    if let to = damage.lostToSeq { last = max(last, to) }
+                    if let to = damage.lostToSeq { last = min(max(last, to), max(through, last)) }
                 }
             }
-            if delivered > 0 {
-                try journal.fired(fired)
-                route(fired)
-                position = max(position, last)
-                try cursors.store(configuration.cursorName, seq: position)
+            if delivered > 0 && last > position {
+                // Alerts of records evaluated before a crash are in the journal already (same ids).
+                let fresh = fired.filter { !journaled.contains($0.id) }
+                try journal.fired(fresh)
+                route(fresh)
+                position = last
+                unsaved = true
+                try save(unlessWithin: 1_000_000_000)
                 counters.withLock {
                     $0.evaluatedThrough = position
-                    $0.alertsFired += UInt64(fired.count)
+                    $0.alertsFired += UInt64(fresh.count)
                 }
                 continue
             }
-            if let drain = configuration.drainThroughSeq, position >= drain,
-                workers.values.allSatisfy(\.isIdle)
-            {
-                return
+            // Caught up: journal the state soon (at most five times a second; while busy, once a second).
+            if let drain = configuration.drainThroughSeq, position >= drain {
+                try save()
+                if workers.values.allSatisfy(\.isIdle) { return }
+            } else {
+                try save(unlessWithin: 200_000_000)
             }
             usleep(UInt32(configuration.pollIntervalMilliseconds) * 1000)
         }
+        try save()
     }
 
-    /// Feeds the evaluator the records emitted within the longest window or cool-down before the cursor, so that
-    /// a restart evaluates what follows as an uninterrupted run would.
-    private func warmUp(_ evaluator: inout AlertEvaluator, before cursor: UInt64) throws {
-        guard cursor > 0 else { return }
-        var lookback: Int64 = 0
-        for rule in configuration.thresholds.rules {
-            lookback = max(lookback, rule.cooldownNanos)
-            if case .aggregate(_, let duration, _) = rule.window { lookback = max(lookback, duration) }
-        }
-        var cursorTime: Int64?
-        try MetricsReader(path: directory, from: cursor).read { entry in
-            if case .metric(let record) = entry {
-                cursorTime = record.timestampNanos
-                return false
-            }
-            return true
-        }
-        guard let cursorTime, lookback > 0 else { return }
-        // Emit times of concurrent agents interleave by a few milliseconds; ten seconds of slack covers them.
-        let from = UInt64(clamping: max(cursorTime - lookback - 10_000_000_000, 0))
-        let start = try LogInspector.firstSeq(sealedAtOrAfter: from, path: directory)
-        guard start > 0, start <= cursor else { return }
-        try MetricsReader(path: directory, from: start).read { entry in
+    /// Feeds the evaluator every record of the log up to `cursor`, discarding its alerts (they were journaled
+    /// when first fired): the state an uninterrupted run had there, when the log still starts at its first record.
+    private func replay(_ evaluator: inout AlertEvaluator, through cursor: UInt64) throws {
+        try MetricsReader(path: directory, from: 1).read { entry in
             guard case .metric(let record) = entry else { return true }
             if record.seq > cursor { return false }
             _ = evaluator.evaluate(record)

@@ -302,14 +302,15 @@ private struct Parser {
     }
 }
 
-/// Durations in configuration: `500ms`, `30s`, `5m`, `1h`, `1d`.
-enum DurationText {
+/// Durations in configuration and on the command line: `500ms`, `30s`, `5m`, `1h`, `1d`.
+package enum DurationText {
     static let units: [(String, Int64)] = [
         ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000),
         ("d", 86_400_000_000_000),
     ]
 
-    static func parse(_ text: String) -> Int64? {
+    /// Nanoseconds; nil for anything else than a whole number and one of the units.
+    package static func parse(_ text: String) -> Int64? {
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
             guard let amount = Int64(number), amount >= 0, amount <= Int64.max / scale else { return nil }
@@ -318,7 +319,7 @@ enum DurationText {
         return nil
     }
 
-    static func format(_ nanos: Int64) -> String {
+    package static func format(_ nanos: Int64) -> String {
         for (suffix, scale) in units.reversed() where nanos >= scale && nanos % scale == 0 {
             return "\(nanos / scale)\(suffix)"
         }

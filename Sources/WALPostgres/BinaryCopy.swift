@@ -41,12 +41,21 @@ struct BinaryCopyBuilder {
         optionalText(record.agentID)
         optionalText(record.correlationID)
         append32(8)
-        let micros = record.timestampNanos >= 0 ? record.timestampNanos / 1000 : (record.timestampNanos - 999) / 1000
-        append64(UInt64(bitPattern: micros - Self.postgresEpochOffsetMicros))
+        append64(UInt64(bitPattern: Self.microseconds(record.timestampNanos) - Self.postgresEpochOffsetMicros))
         append32(16)
         bytes.append(contentsOf: logID.bytes)
         append32(8)
         append64(record.seq)
+    }
+
+    /// A `timestamptz` keeps microseconds: the emit time rounded to the nearest microsecond, ties to the even
+    /// microsecond (`…01.999999500Z` is stored as `…02.000000`, as PostgreSQL's own text input stores it; a row and
+    /// its Kafka event differ by at most 500 ns).
+    static func microseconds(_ nanos: Int64) -> Int64 {
+        let floor = nanos >= 0 ? nanos / 1000 : (nanos - 999) / 1000
+        let remainder = nanos - floor * 1000
+        if remainder > 500 || (remainder == 500 && floor % 2 != 0) { return floor + 1 }
+        return floor
     }
 
     /// The finished input (with the trailer).

@@ -327,7 +327,11 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             let result = try connection.execute(
                 """
                 INSERT INTO \(table) (\(PostgresSchema.copyColumns))
-                SELECT \(PostgresSchema.copyColumns) FROM \(staging)
+                SELECT \(PostgresSchema.copyColumns) FROM \(staging) AS s
+                WHERE NOT EXISTS (
+                    -- A row shipped when times were floored to the microsecond (not rounded) is the same record.
+                    SELECT 1 FROM \(table) AS t WHERE t.log_id = s.log_id AND t.wal_seq = s.wal_seq
+                    AND t.timestamp BETWEEN s.timestamp - interval '1 microsecond' AND s.timestamp)
                 ON CONFLICT (log_id, wal_seq, timestamp) DO NOTHING
                 """
             )
@@ -460,7 +464,9 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     /// Writes records idempotently, for `walctl replay`: each batch is copied into a temporary table and inserted
     /// with `ON CONFLICT (log_id, wal_seq, timestamp) DO NOTHING`, in one transaction, so replaying a range twice
-    /// (or over rows the shipper already wrote) adds nothing. Does not touch `walctl_cursors`.
+    /// (or over rows the shipper already wrote) adds nothing. Rows written before emit times were rounded to the
+    /// nearest microsecond (they were floored: up to 1 µs earlier) count as present too. Does not touch
+    /// `walctl_cursors`.
     public func replay(_ records: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
         let connection = try connected()
         do {

@@ -14,6 +14,13 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         FileHandle.standardError.write(Data("\(label): seed \(seed) (WALCTL_TEST_SEED=\(seed) replays it)\n".utf8))
     }
 
+    /// A fixed default seed (reproducible runs), which `WALCTL_TEST_SEED` replaces; printed with `test`.
+    public init(test: String, default seed: UInt64) {
+        let chosen = ProcessInfo.processInfo.environment["WALCTL_TEST_SEED"].flatMap { UInt64($0) } ?? seed
+        self.init(seed: chosen)
+        FileHandle.standardError.write(Data("\(test): seed \(chosen) (WALCTL_TEST_SEED=\(chosen) replays it)\n".utf8))
+    }
+
     public init(seed: UInt64) {
         self.seed = seed
         self.state = seed

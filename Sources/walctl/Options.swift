@@ -29,7 +29,12 @@ struct RecordFilterOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A metric name; a trailing * matches a prefix (repeatable).", valueName: "name"))
     var metric: [String] = []
 
-    @Option(help: ArgumentHelp("Records with this tag value (repeatable).", valueName: "key=value"))
+    @Option(
+        help: ArgumentHelp(
+            "Records with this tag value (repeatable for other keys: every one must match; one value per key).",
+            valueName: "key=value"
+        )
+    )
     var tag: [String] = []
 
     @Option(help: "Records of this agent id.")
@@ -38,7 +43,16 @@ struct RecordFilterOptions: ParsableArguments {
     @Option(help: "Records with this correlation id.")
     var correlationID: String?
 
+    /// Filters that take one value: ArgumentParser would keep the last of several silently.
+    static let singleValued = ["--from-seq", "--to-seq", "--since", "--until", "--agent", "--correlation-id"]
+
     func validate() throws {
+        for flag in Self.singleValued {
+            let uses = CommandLine.arguments.dropFirst().filter { $0 == flag || $0.hasPrefix(flag + "=") }.count
+            if uses > 1 {
+                throw ValidationError("\(flag) is given \(uses) times; it takes one value (filters combine with AND)")
+            }
+        }
         _ = try filter()
     }
 
@@ -65,6 +79,13 @@ struct RecordFilterOptions: ParsableArguments {
         for assignment in tag {
             guard let pair = RecordFilter.tag(assignment) else {
                 throw ValidationError("--tag takes key=value, not \"\(assignment)\"")
+            }
+            // A record has one value per tag: two values of one key would match nothing (AND) and keeping the last
+            // silently hides the mistake, so it is a usage error.
+            if let earlier = filter.tags[pair.key], earlier != pair.value {
+                throw ValidationError(
+                    "--tag \(pair.key) is given twice (\(earlier), \(pair.value)); tags filter with AND, one value per key"
+                )
             }
             filter.tags[pair.key] = pair.value
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WALCore
 import WALMetrics
@@ -86,7 +87,7 @@ import WALTestKit
         let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "200000", "--rate", "40000"])
         #expect(writer.readLine()?.hasPrefix("acked") == true)
         var kills = 0
-        var generator = SeededGenerator()
+        var generator = SeededGenerator(test: "sigkill of the evaluator", default: 80)
         while kills < 5 && writer.process.isRunning {
             let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             // Let it journal some alerts (while the writer still writes), then kill it at a random moment.
@@ -115,5 +116,136 @@ import WALTestKit
         }
         let repeated = journal.entries.filter { $0.firedCount > 1 }.count
         #expect(repeated <= kills * 10_000, "at most a poll's worth per kill")
+    }
+
+    /// Windows and cool-downs of milliseconds on live traffic: at any kill the evaluator holds state that decides
+    /// the next alerts. The `info: 0` rule is breached by every record: its chain of alerts (one per cool-down)
+    /// never resynchronizes after a restart that gets its start wrong.
+    static let tightThresholds = """
+        version: 1
+        metrics:
+          routing_decision_time_ms:
+            - {info: 20, warning: 50, critical: 100, cooldown: 30ms}
+            - {info: 0, cooldown: 7ms}
+            - {warning: 15, window: {aggregate: avg, duration: 40ms, min_samples: 5}, cooldown: 25ms}
+            - {critical: 60, window: {aggregate: p95, duration: 80ms, min_samples: 10}, cooldown: 50ms}
+          workflow_success_rate:
+            direction: below
+            warning: 80
+            critical: 65
+            cooldown: 35ms
+        """
+
+    /// `walctl ship --alerts` killed with SIGKILL at seeded random moments while a writer appends: the journal
+    /// holds exactly the alerts of one uninterrupted evaluation (ids, order, each journaled once), and those of
+    /// the independent Python evaluator.
+    @Test func sigkilledAtRandomMomentsTheJournalIsThatOfAnUninterruptedRun() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        let thresholds = directory.file("thresholds.yaml")
+        try Self.tightThresholds.write(toFile: thresholds, atomically: true, encoding: .utf8)
+        var generator = SeededGenerator(test: "sigkill of walctl ship --alerts", default: 1402)
+        let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "180000", "--rate", "30000"])
+        #expect(writer.readLine()?.hasPrefix("acked") == true)
+        var kills = 0
+        while kills < 6 && writer.process.isRunning {
+            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
+            let before = AlertJournal.read(logDirectory: path).entries.count
+            // Once it journals alerts (it is evaluating), kill it at a random moment.
+            _ = waitFor { AlertJournal.read(logDirectory: path).entries.count > before || !writer.process.isRunning }
+            usleep(UInt32.random(in: 0...500_000, using: &generator))
+            evaluator.kill(SIGKILL)
+            _ = evaluator.wait()
+            kills += 1
+        }
+        #expect(kills >= 3, "the writer outlived several evaluator kills")
+        #expect(writer.wait() == 0)
+        let drained = try walctl(["ship", "--dir", path, "--alerts", thresholds, "--drain"])
+        #expect(drained.status == 0, "\(drained.err)")
+
+        let records = try logRecords(path)
+        var evaluator = AlertEvaluator(
+            rules: try rules(Self.tightThresholds),
+            logID: try LogDirectory(path: path).readMeta().logID
+        )
+        let expected = records.flatMap { evaluator.evaluate($0) }
+        #expect(expected.count > 200)
+        let journal = AlertJournal.read(logDirectory: path)
+        #expect(journal.unreadable == 0)
+        #expect(journal.entries.map(\.id) == expected.map(\.id), "the alerts, ids and order of one run")
+        #expect(journal.entries.filter { $0.firedCount > 1 }.isEmpty, "no alert journaled twice")
+        #expect(journal.entries.allSatisfy { $0.delivered["log"] != nil })
+        #expect(
+            summaries(expected) == (try referenceAlerts(thresholds: Self.tightThresholds, records: records)),
+            "the independent evaluator agrees"
+        )
+    }
+
+    /// The issue's timeline (one record per emit-second, value 50 against critical 30 with a 5 s cool-down, the
+    /// breach ending and resuming, an 8 s average) written while `walctl ship --alerts` evaluates it and is
+    /// killed with SIGKILL at seeded random moments: a restart that rebuilt its cool-downs from recent records
+    /// would restart the chain of alerts on another record.
+    @Test func sigkilledOnTheIssuesTimelineTheChainOfAlertsIsUnbroken() throws {
+        let yaml = """
+            version: 1
+            metrics:
+              routing_decision_time_ms:
+                - {critical: 30, cooldown: 5s}
+                - {warning: 35, window: {aggregate: avg, duration: 8s, min_samples: 4}, cooldown: 3s}
+            """
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        let thresholds = directory.file("thresholds.yaml")
+        try yaml.write(toFile: thresholds, atomically: true, encoding: .utf8)
+        var generator = SeededGenerator(test: "sigkill on the issue's timeline", default: 3005)
+        let count = 6000
+        let chunks = 8
+        var settings = MetricsConfiguration(directory: path)
+        settings.log.sealDelayMilliseconds = 2
+        let collector = try MetricsCollector(configuration: settings)
+        // The writer appends a chunk per evaluator run (paced, so the log grows while it evaluates) and waits for
+        // that run's kill before the next one.
+        let killed = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        let writer = Thread {
+            for index in 0..<count {
+                if index > 0 && index % (count / chunks) == 0 { killed.wait() }
+                let value: Double = (index / 37) % 4 == 3 ? 10 : 50
+                collector.record(
+                    "routing_decision_time_ms",
+                    type: .timing,
+                    value: value,
+                    unit: "ms",
+                    timestampNanos: Timeline.origin + Int64(index) * 1_000_000_000
+                )
+                if index % 3 == 0 { usleep(1000) }  // Pacing, not synchronization.
+            }
+            try? collector.close()
+            finished.signal()
+        }
+        writer.start()
+        for _ in 0..<chunks {
+            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
+            let before = AlertJournal.read(logDirectory: path).entries.count
+            #expect(waitFor { AlertJournal.read(logDirectory: path).entries.count > before }, "it evaluates")
+            usleep(UInt32.random(in: 0...300_000, using: &generator))
+            evaluator.kill(SIGKILL)
+            _ = evaluator.wait()
+            killed.signal()
+        }
+        finished.wait()
+        let drained = try walctl(["ship", "--dir", path, "--alerts", thresholds, "--drain"])
+        #expect(drained.status == 0, "\(drained.err)")
+
+        let records = try logRecords(path)
+        #expect(records.count == count)
+        var evaluator = AlertEvaluator(rules: try rules(yaml), logID: try LogDirectory(path: path).readMeta().logID)
+        let expected = records.flatMap { evaluator.evaluate($0) }
+        let journal = AlertJournal.read(logDirectory: path)
+        #expect(journal.entries.map(\.id) == expected.map(\.id), "the alerts, ids and order of one run")
+        #expect(journal.entries.filter { $0.firedCount > 1 }.isEmpty, "no alert journaled twice")
+        #expect(summaries(expected) == (try referenceAlerts(thresholds: yaml, records: records)))
     }
 }

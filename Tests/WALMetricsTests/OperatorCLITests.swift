@@ -262,10 +262,9 @@ import WALTestKit
             #expect(latency["count"] as? Int == 100)
             #expect(latency["min"] as? Double == 1 && latency["max"] as? Double == 100)
             #expect(latency["mean"] as? Double == 50.5)
-            // HdrHistogram with three significant digits: within 0.1% of the exact percentile.
+            // Exact nearest rank.
             for (key, exact) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
-                let value = try #require(latency[key] as? Double)
-                #expect(abs(value - exact) <= exact * 0.001, "\(key) = \(value)")
+                #expect(latency[key] as? Double == exact, "\(key)")
             }
             let delta = try #require(groups.first { $0["metric"] as? String == "custom_delta" })
             #expect(delta["p50"] as? Double == -1, "percentiles stay right across zero")

@@ -454,15 +454,49 @@ public final class MetricsCollector: @unchecked Sendable {
         }
     }
 
-    /// Encodes and appends one record. No allocation.
+    /// Like `record(_:type:value:unit:tags:correlationID:agentID:)`, with an emit time of the caller's choosing
+    /// instead of the wall clock: tests and tools that build a log with a known timeline.
+    @discardableResult
+    package func record(
+        _ name: String,
+        type: MetricType,
+        value: Double,
+        unit: String,
+        tags: [String: String] = [:],
+        agentID: String? = nil,
+        timestampNanos: Int64
+    ) -> EmitResult {
+        guard log != nil else { return .disabled }
+        switch resolve(name: name, type: type, unit: unit, tags: tags, agentID: agentID) {
+        case .success(let ids):
+            return emit(
+                metric: ids.metric,
+                tagSet: ids.tagSet,
+                agent: ids.agent,
+                value: value,
+                correlationID: nil,
+                timestampNanos: timestampNanos
+            )
+        case .failure(let reason): return reject(reason)
+        }
+    }
+
+    /// Encodes and appends one record, emitted now unless `timestampNanos` is given. No allocation.
     @inline(__always)
-    func emit(metric: UInt32, tagSet: UInt32, agent: UInt32, value: Double, correlationID: String?) -> EmitResult {
+    func emit(
+        metric: UInt32,
+        tagSet: UInt32,
+        agent: UInt32,
+        value: Double,
+        correlationID: String?,
+        timestampNanos: Int64? = nil
+    ) -> EmitResult {
         guard let log else { return .disabled }
         guard value.isFinite else { return reject(.nonFiniteValue) }
         if let correlationID, let reason = Validation.checkID(correlationID, reason: .invalidCorrelationID) {
             return reject(reason)
         }
-        let timestamp = wallClockNow()
+        let timestamp = timestampNanos ?? wallClockNow()
         return withUnsafeTemporaryAllocation(byteCount: RecordCodec.maxSize, alignment: 8) { buffer -> EmitResult in
             let count = RecordCodec.encode(
                 into: buffer.baseAddress!,

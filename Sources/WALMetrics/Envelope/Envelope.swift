@@ -216,7 +216,10 @@ public enum Envelope {
             output.append(contentsOf: "null".utf8)
             return
         }
-        if value == value.rounded(), abs(value) <= 9_007_199_254_740_992 {
+        if value == 0 && value.sign == .minus {
+            // Negative zero keeps its sign, as the log and PostgreSQL keep it ("-0" would read back as the integer 0).
+            output.append(contentsOf: "-0.0".utf8)
+        } else if value == value.rounded(), abs(value) <= 9_007_199_254_740_992 {
             appendInteger(Int64(value), into: &output)
         } else {
             output.append(contentsOf: value.description.utf8)

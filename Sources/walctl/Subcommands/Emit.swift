@@ -52,7 +52,7 @@ struct Emit: ParsableCommand {
     @Option(help: "Single mode: the metric name.")
     var metric: String?
 
-    @Option(help: "Single mode: the value.")
+    @Option(parsing: .unconditional, help: "Single mode: the value (negative values too: --value -5).")
     var value: Double?
 
     @Option(help: "Single mode: a tag key=value (repeatable).")
@@ -97,6 +97,25 @@ struct Emit: ParsableCommand {
             for item in tag where !item.contains("=") { throw ValidationError("--tag takes key=value, not '\(item)'") }
             if let type, MetricType(name: type) == nil {
                 throw ValidationError("--type must be timing, counter, gauge or rate")
+            }
+            if let metric, let definition = MetricCatalog.byName[metric] {
+                if let type, MetricType(name: type) != definition.type {
+                    throw ValidationError(
+                        "\(metric) is a catalog metric of type \(definition.type); leave out --type \(type)"
+                    )
+                }
+                if let unit, unit != definition.unit {
+                    throw ValidationError(
+                        "\(metric) is a catalog metric in \(definition.unit); leave out --unit \(unit)"
+                    )
+                }
+            }
+            var keys = Set<Substring>()
+            for item in tag {
+                let key = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+                if !keys.insert(key).inserted {
+                    throw ValidationError("--tag \(key) is given twice; one value per key")
+                }
             }
         }
     }

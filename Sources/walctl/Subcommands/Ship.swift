@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import WALAlerts
 import WALCore
 import WALKafka
@@ -38,7 +39,11 @@ struct Ship: AsyncParsableCommand {
             severity to the log, Kafka (agent.alerts.v1, when --kafka is given), a Slack-compatible webhook, \
             PagerDuty and email, each channel on its own thread with retries. walctl alerts DIR lists what fired.
 
-            --drain exits 0 once everything sealed in the log when it started is committed to every sink.
+            --drain exits 0 once everything sealed in the log when it started is committed to every sink (and, \
+            with --alerts, evaluated and handed to every channel). A drain is a command someone waits for, so it \
+            has a deadline: --timeout (default 5m). When it passes, the shippers stop (the batch in flight may \
+            still commit), and walctl prints for each sink the sequence number it committed through and how many \
+            sequence numbers up to the drain target are left undelivered, and exits 3.
 
             PostgreSQL refusals are told apart by SQLSTATE: configuration errors (wrong password, no such database, \
             an unknown conninfo option) and tables that no longer match the schema stop the shipper at once; rows \
@@ -48,7 +53,8 @@ struct Ship: AsyncParsableCommand {
 
             Exit codes: 0 drained or shut down; 1 a fatal error (a configuration error, tables that do not match \
             the schema, a schema newer than this walctl, a bad Kafka property, a cursor group holding another \
-            log's cursor); 2 usage.
+            log's cursor); 2 usage; 3 --drain ran out of --timeout with \
+            records left undelivered.
 
             Examples:
               walctl ship --dir /var/lib/agent/metrics --postgres "host=db user=metrics dbname=metrics sslmode=require"
@@ -87,6 +93,19 @@ struct Ship: AsyncParsableCommand {
 
     @Flag(help: "Exit once everything in the log at start is committed.")
     var drain = false
+
+    @Option(
+        help: ArgumentHelp(
+            "With --drain: give up after this long (500ms, 30s, 5m, 1h; default 5m), exit 3 and say what is left.",
+            valueName: "duration"
+        )
+    )
+    var timeout: String?
+
+    static let defaultDrainTimeoutNanos: Int64 = 300_000_000_000
+
+    /// How long a drain may take, in nanoseconds.
+    var drainTimeoutNanos: Int64 { timeout.flatMap(DurationText.parse) ?? Self.defaultDrainTimeoutNanos }
 
     @Option(
         help: ArgumentHelp(
@@ -179,6 +198,12 @@ struct Ship: AsyncParsableCommand {
             throw ValidationError("--smtp needs --smtp-from and --smtp-to (or ALERT_SMTP_FROM / ALERT_SMTP_TO)")
         }
         if alertMaxAttempts < 1 { throw ValidationError("--alert-max-attempts must be positive") }
+        if let timeout {
+            guard drain else { throw ValidationError("--timeout is the deadline of --drain; give --drain too") }
+            guard let nanos = DurationText.parse(timeout), nanos > 0 else {
+                throw ValidationError("--timeout takes a duration like 500ms, 30s, 5m or 1h")
+            }
+        }
         for (flag, value) in [("--slack-webhook", slackURL), ("--pagerduty-url", pagerdutyURL)] {
             if let value, WebhookURL(value) == nil { throw ValidationError("\(flag) takes an http(s) URL") }
         }
@@ -319,12 +344,28 @@ struct Ship: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
+        let drainTarget = settings.drainThroughSeq
+        let timedOut = DrainFlag()
+        // The drain's deadline: stop every service (they return after the batch in flight), and if one is stuck in
+        // a blocking call past a grace period, report and exit anyway.
+        let deadline = Task { [timeout = drainTimeoutNanos, evaluator] in
+            guard let drainTarget else { return }
+            try await Task.sleep(for: .nanoseconds(timeout))
+            timedOut.value.store(true, ordering: .sequentiallyConsistent)
+            for shipper in shippers { shipper.stop() }
+            evaluator?.stop()
+            try await Task.sleep(for: .seconds(15))
+            Self.reportUndelivered(shippers: shippers, evaluator: evaluator, target: drainTarget, timeout: timeout)
+            Foundation.exit(3)
+        }
+        defer { deadline.cancel() }
         do {
             try await group.run()
         } catch {
             Output.error("walctl ship: \(error)")
             throw ExitCode(1)
         }
+        deadline.cancel()
         if let evaluator {
             let statistics = evaluator.statistics
             Output.error(
@@ -344,7 +385,43 @@ struct Ship: AsyncParsableCommand {
                     } ?? "")
             )
         }
+        if let drainTarget, timedOut.value.load(ordering: .sequentiallyConsistent) {
+            Self.reportUndelivered(
+                shippers: shippers,
+                evaluator: evaluator,
+                target: drainTarget,
+                timeout: drainTimeoutNanos
+            )
+            throw ExitCode(3)
+        }
     }
+
+    /// After a drain's deadline: per sink, where it stands against the drain target.
+    static func reportUndelivered(shippers: [Shipper], evaluator: AlertService?, target: UInt64, timeout: Int64) {
+        Output.error(
+            "walctl ship: --drain gave up after \(DurationText.format(timeout)) (--timeout) with records left "
+                + "undelivered up to seq \(target):"
+        )
+        for shipper in shippers {
+            let statistics = shipper.statistics
+            let left = target > statistics.committedSeq ? target - statistics.committedSeq : 0
+            Output.error(
+                "walctl ship:   \(shipper.sink.name): committed through \(statistics.committedSeq), \(left) left"
+                    + (statistics.lastError.map { "; last error: \($0)" } ?? "")
+            )
+        }
+        if let evaluator {
+            let through = evaluator.statistics.evaluatedThrough
+            Output.error(
+                "walctl ship:   alerts: evaluated through \(through), \(target > through ? target - through : 0) left"
+            )
+        }
+    }
+}
+
+/// Set when a drain ran out of time (shared with the deadline task).
+final class DrainFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }
 
 /// `walctl pg`: schema and partition administration.

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Histogram
 import WALCore
 import WALMetrics
 
@@ -11,10 +10,18 @@ struct Stats: AsyncParsableCommand {
         discussion: """
             Reads the records of the window (--since/--until, default: the whole log; -5m with --watch) and the \
             other filters, and prints one row per group: by metric, or with --by metric,KEY by metric and the \
-            value of tag KEY (agent and correlation_id work as keys too). Percentiles come from an HdrHistogram \
-            with three significant digits (values are kept to 0.001). Rows are sectioned like the design's \
-            dashboards: routing, state, coordination, workflow, quorum, custom. Non-finite values are counted \
-            apart, never mixed into the percentiles.
+            value of tag KEY (agent and correlation_id work as keys too); records without tag KEY form a row of \
+            their own (tag_value null in --json, "(none)" in the table), apart from any value. Rows are sectioned \
+            like the design's dashboards: routing, state, coordination, workflow, quorum, custom.
+
+            Every statistic is exact (the values of the window are kept in memory, 8 bytes each). mean: the exact \
+            sum of the values, correctly rounded, divided by the count; it never overflows (the mean of 1e308 and \
+            1e308 is 1e308). p50, p95, p99: nearest rank, the same rule on both sides of zero: the value at rank \
+            ceil(p/100 x count) of the values sorted ascending (p50 of -1000, -1000, -1, -1 is -1000; p50 of \
+            1...100 is 50). Non-finite values are counted apart, never mixed into the statistics. rate: records \
+            per second from --since (or the first record) to --until, or to now when --since is given without \
+            --until (to the last record when neither is given). The table shows values rounded to 0.001; --json \
+            gives them whole.
 
             --watch redraws every second over a rolling window, until interrupted.
 
@@ -104,6 +111,25 @@ struct Stats: AsyncParsableCommand {
             case ratePerSecond = "rate_per_second"
             case min, mean, p50, p95, p99, max
         }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(metric, forKey: .metric)
+            try container.encode(category, forKey: .category)
+            if let tagKey {
+                try container.encode(tagKey, forKey: .tagKey)
+                try container.encode(tagValue, forKey: .tagValue)  // null: the record has no such tag.
+            }
+            try container.encode(unit, forKey: .unit)
+            try container.encode(count, forKey: .count)
+            try container.encode(nonFinite, forKey: .nonFinite)
+            try container.encode(ratePerSecond, forKey: .ratePerSecond)
+            for (key, value) in [
+                (CodingKeys.min, min), (.mean, mean), (.p50, p50), (.p95, p95), (.p99, p99), (.max, max),
+            ] {
+                try container.encodeIfPresent(value, forKey: key)
+            }
+        }
     }
 
     struct View: Encodable {
@@ -127,12 +153,13 @@ struct Stats: AsyncParsableCommand {
                 var tagValue: String?
                 if let key {
                     switch key {
-                    case "agent", "agent_id": tagValue = record.agentID ?? "-"
-                    case "correlation_id": tagValue = record.correlationID ?? "-"
-                    default: tagValue = record.tags[key] ?? "-"
+                    case "agent", "agent_id": tagValue = record.agentID
+                    case "correlation_id": tagValue = record.correlationID
+                    default: tagValue = record.tags[key]
                     }
                 }
-                let id = tagValue.map { record.name + "\u{0}" + $0 } ?? record.name
+                // A missing tag is a group of its own: "=" + value and "!" cannot collide.
+                let id = key == nil ? record.name : record.name + "\u{0}" + (tagValue.map { "=" + $0 } ?? "!")
                 if accumulators[id] == nil {
                     accumulators[id] = Accumulator(metric: record.name, unit: record.unit, tagValue: tagValue)
                 }
@@ -143,12 +170,18 @@ struct Stats: AsyncParsableCommand {
             Output.error("walctl stats: \(error)")
             throw ExitCode(1)
         }
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
         let start = filter.sinceNanos != .min ? filter.sinceNanos : first
+        // A window open at its end (--since without --until, and --watch) runs to now: the silence after the last
+        // record is part of it.
         let end =
-            filter.untilNanos != .max ? Swift.min(filter.untilNanos, Int64(Date().timeIntervalSince1970 * 1e9)) : last
+            filter.untilNanos != .max
+            ? Swift.min(filter.untilNanos, now) : filter.sinceNanos != .min ? Swift.max(now, last) : last
         let seconds = end > start ? Double(end - start) / 1e9 : 0
         let groups = accumulators.values.map { $0.group(tagKey: key, seconds: seconds) }.sorted {
-            ($0.category, $0.metric, $0.tagValue ?? "") < ($1.category, $1.metric, $1.tagValue ?? "")
+            // Rows without the tag come after the values.
+            ($0.category, $0.metric, $0.tagValue == nil ? 1 : 0, $0.tagValue ?? "")
+                < ($1.category, $1.metric, $1.tagValue == nil ? 1 : 0, $1.tagValue ?? "")
         }
         return View(
             since: start != .max ? rfc3339(start) : nil,
@@ -171,11 +204,12 @@ struct Stats: AsyncParsableCommand {
                     + ["COUNT", "RATE/S", "MIN", "MEAN", "P50", "P95", "P99", "MAX", "UNIT"]
             ]
             for row in rows {
+                // Rounded to 0.001 where that changes anything; larger values print whole (never "null").
                 let number = { (value: Double?) in
-                    value.map { Envelope.numberText(($0 * 1000).rounded() / 1000) } ?? "-"
+                    value.map { Envelope.numberText(abs($0) < 1e15 ? ($0 * 1000).rounded() / 1000 : $0) } ?? "-"
                 }
                 table.append(
-                    [row.metric] + (groupKey != nil ? [row.tagValue ?? "-"] : [])
+                    [row.metric] + (groupKey != nil ? [row.tagValue ?? "(none)"] : [])
                         + [
                             String(row.count) + (row.nonFinite > 0 ? " (+\(row.nonFinite) non-finite)" : ""),
                             String(format: "%.1f", row.ratePerSecond),
@@ -191,28 +225,20 @@ struct Stats: AsyncParsableCommand {
     }
 }
 
-/// Count, sum, extremes and an HdrHistogram of one group. Values are recorded in thousandths; negatives go to a
-/// second histogram of magnitudes, so percentiles stay right across zero.
+/// The values of one group, kept whole (8 bytes each) so that every statistic is exact: the mean is the exact sum
+/// correctly rounded, divided by the count (`ExactSum.mean`: never overflows), percentiles are nearest rank
+/// (`ExactSum.nearestRank`). Non-finite values are counted apart.
 struct Accumulator {
     let metric: String
     let unit: String
     let tagValue: String?
-    private var positive = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
-    private var negative = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
-    private var count: UInt64 = 0
+    private var values: [Double] = []
     private var nonFinite: UInt64 = 0
-    private var sum = 0.0
-    private var minimum = Double.infinity
-    private var maximum = -Double.infinity
-    static let scale = 1000.0
-    static let ceiling = Double(UInt64(1) << 62)
 
     init(metric: String, unit: String, tagValue: String?) {
         self.metric = metric
         self.unit = unit
         self.tagValue = tagValue
-        positive.autoResize = true
-        negative.autoResize = true
     }
 
     mutating func add(_ value: Double) {
@@ -220,37 +246,13 @@ struct Accumulator {
             nonFinite += 1
             return
         }
-        count += 1
-        sum += value
-        minimum = Swift.min(minimum, value)
-        maximum = Swift.max(maximum, value)
-        let scaled = Swift.min((abs(value) * Self.scale).rounded(), Self.ceiling)
-        if value < 0 {
-            _ = negative.record(UInt64(scaled))
-        } else {
-            _ = positive.record(UInt64(scaled))
-        }
+        values.append(value)
     }
-
-    /// The value at a percentile (0...100) across both histograms.
-    func percentile(_ p: Double) -> Double {
-        let negatives = Double(negative.totalCount)
-        let total = negatives + Double(positive.totalCount)
-        let rank = p / 100 * total
-        if rank <= negatives && negatives > 0 {
-            let within = Swift.max(0, Swift.min(100, 100 * (1 - rank / negatives)))
-            return clamp(-Double(negative.lowestEquivalentForValue(negative.valueAtPercentile(within))) / Self.scale)
-        }
-        let positives = Double(positive.totalCount)
-        let within = positives > 0 ? Swift.max(0, Swift.min(100, 100 * (rank - negatives) / positives)) : 0
-        return clamp(Double(positive.lowestEquivalentForValue(positive.valueAtPercentile(within))) / Self.scale)
-    }
-
-    /// Histogram buckets are approximate: keep a percentile inside what was seen.
-    private func clamp(_ value: Double) -> Double { Swift.max(minimum, Swift.min(maximum, value)) }
 
     func group(tagKey: String?, seconds: Double) -> Stats.Group {
-        let any = count > 0
+        let sorted = values.sorted()
+        let any = !sorted.isEmpty
+        let count = UInt64(sorted.count)
         return Stats.Group(
             metric: metric,
             category: MetricCategory(metricName: metric).rawValue,
@@ -260,12 +262,12 @@ struct Accumulator {
             count: count,
             nonFinite: nonFinite,
             ratePerSecond: seconds > 0 ? Double(count + nonFinite) / seconds : 0,
-            min: any ? minimum : nil,
-            mean: any ? sum / Double(count) : nil,
-            p50: any ? percentile(50) : nil,
-            p95: any ? percentile(95) : nil,
-            p99: any ? percentile(99) : nil,
-            max: any ? maximum : nil
+            min: sorted.first,
+            mean: any ? ExactSum.mean(sorted) : nil,
+            p50: any ? ExactSum.nearestRank(50, sorted: sorted) : nil,
+            p95: any ? ExactSum.nearestRank(95, sorted: sorted) : nil,
+            p99: any ? ExactSum.nearestRank(99, sorted: sorted) : nil,
+            max: sorted.last
         )
     }
 }
