@@ -103,7 +103,7 @@ import WALTestKit
     }
 
     enum Tampering: String, CaseIterable {
-        case truncatedToZero, headerZeroed, deleted, truncatedToHalf
+        case truncatedToZero, headerZeroed, deleted, truncatedToHalf, truncatedToItsHeader
     }
 
     /// Defect: an empty or zeroed active segment was deleted silently and its seqs reused, so a shipper whose cursor
@@ -129,6 +129,10 @@ import WALTestKit
             case .truncatedToHalf:
                 let size = try FileManager.default.attributesOfItem(atPath: active.path)[.size] as! Int
                 #expect(truncate(active.path, off_t(size / 2)) == 0)
+            case .truncatedToItsHeader:
+                // What a repair of a segment with no intact frame leaves: the writer must grow it, not try to
+                // create a second file of the same name.
+                #expect(truncate(active.path, 64) == 0)
             }
             // verify sees the loss before any writer opens the log.
             #expect(try LogInspector.examine(path: path).damage.contains { $0.reason.contains("were assigned") })
@@ -205,12 +209,70 @@ import WALTestKit
             let verify = try walctl(["verify", path])
             #expect(verify.status == 1)
             #expect((verify.out + verify.err).contains("going backwards"))
+            // A writer takes the highest seq any frame holds as the end: no false "lost" gap over intact records.
+            let writer = try WAL.open(path: path, configuration: smallConfiguration())
+            #expect(writer.recovery.lostSeqs == nil)
+            #expect(try writer.append(testRecord(7)) == 2_001)
+            try writer.close()
+        }
+    }
+}
+
+/// Forged records with valid checksums: absurd, not losses.
+@Suite struct ForgedRecordTests {
+    /// A staged gap record claiming every seq up to 2^64 - 1 would make the writer write 2^32 gap frames (filling
+    /// the disk) and readers overflow: it is refused like any invalid staged record.
+    @Test func aStagedGapToTheEndOfTheSequenceSpaceIsIgnored() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            try appendRecords(wal, 0..<1_000)
+            try wal.close()
+            // Block 0 of staging.wal: one gap record, seq 1001 ... 2^64 - 1, with a valid checksum.
+            var payload = [UInt8]()
+            withUnsafeBytes(of: UInt64.max.littleEndian) { payload += $0 }
+            payload += Array("forged".utf8)
+            let word = UInt32(payload.count) | (1 << 28)
+            var crc = CRC32C.checksum(payload)
+            crc = withUnsafeBytes(of: word.littleEndian) { CRC32C.checksum($0, continuing: crc) }
+            crc = withUnsafeBytes(of: UInt64(1_001).littleEndian) { CRC32C.checksum($0, continuing: crc) }
+            var record = [UInt8]()
+            withUnsafeBytes(of: word.littleEndian) { record += $0 }
+            withUnsafeBytes(of: crc.littleEndian) { record += $0 }
+            withUnsafeBytes(of: UInt64(1_001).littleEndian) { record += $0 }
+            try Corruptor.overwrite(path + "/staging.wal", at: 4096, with: record + payload)
+            _ = try LogInspector.examine(path: path)
+            let reopened = try WAL.open(path: path, configuration: smallConfiguration())
+            #expect(try reopened.append(testRecord(1)) == 1_001)
+            try reopened.close()
+            #expect(try LogInvariants.violations(path) == [])
         }
     }
 }
 
 /// The writer's exclusion and the files it creates, against a careless operator and a planted link.
 @Suite struct WriterExclusionTests {
+    @Test func aHardLinkedLockFileOrACursorFolderLinkedElsewhereIsRefused() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            try WAL.open(path: path).close()
+            let victim = directory.file("victim")
+            try Data("precious\n".utf8).write(to: URL(fileURLWithPath: victim))
+            try FileManager.default.removeItem(atPath: path + "/wal.lock")
+            #expect(link(victim, path + "/wal.lock") == 0)
+            let error = #expect(throws: WALError.self) { try WAL.open(path: path) }
+            #expect(error?.description.contains("hard links") == true)
+            #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+            try FileManager.default.removeItem(atPath: path + "/wal.lock")
+
+            // Cursors decide where seqs continue: a cursors/ folder that is a link elsewhere is refused.
+            let elsewhere = directory.file("elsewhere")
+            try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: false)
+            try FileManager.default.createSymbolicLink(atPath: path + "/cursors", withDestinationPath: elsewhere)
+            #expect(throws: WALError.self) { try WAL.open(path: path) }
+        }
+    }
+
     @Test func deletingTheLockFileLetsNoSecondWriterIn() throws {
         try withTemporaryDirectory { directory in
             let path = directory.file("log")

@@ -125,6 +125,13 @@ final class DirectoryLock {
             throw error
         }
         do {
+            try FileSystem.refuseHardLinks(fd, path: directory.lockPath)
+        } catch {
+            try? fd.close()
+            try? directoryFD.close()
+            throw error
+        }
+        do {
             guard try fd.tryLockExclusive() else {
                 try? fd.close()
                 try? directoryFD.close()

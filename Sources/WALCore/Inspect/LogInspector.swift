@@ -321,6 +321,7 @@ public enum LogInspector {
                 if item.data { result.records += 1 }
                 result.firstSeq = result.firstSeq ?? item.seq
                 result.lastSeq = item.last
+                guard item.last < UInt64.max else { break }
                 expected = item.last + 1
             }
             return result

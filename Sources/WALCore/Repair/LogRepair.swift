@@ -219,7 +219,10 @@ public enum LogRepair {
         let temporary = reader.path + ".repair.tmp"
         try? FileSystem.remove(temporary)
         try writeNewFile(temporary, bytes: bytes)
-        try FileSystem.rename(reader.path, kept)
+        // Publish without a moment where the segment is missing: the original gets its second name in quarantine/
+        // first (a hard link), then the rebuilt file replaces it in one rename. A failure in between leaves the
+        // original in place, and the next repair starts over.
+        try FileSystem.link(reader.path, kept)
         try FileSystem.rename(temporary, reader.path)
         try FileSystem.syncDirectory(directory.path + "/" + quarantineDirectoryName)
         try FileSystem.syncDirectory(directory.path)
@@ -293,7 +296,7 @@ public enum LogRepair {
         let fd = try FileSystem.open(
             path,
             .writeOnly,
-            options: [.create, .exclusiveCreate],
+            options: [.create, .exclusiveCreate, .noFollow],
             permissions: [.ownerReadWrite]
         )
         do {

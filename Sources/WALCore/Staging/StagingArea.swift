@@ -60,6 +60,7 @@ final class StagingArea {
     static func open(path: String) throws(WALError) -> StagingArea {
         let fd = try FileSystem.open(path, .readWrite, options: [.noFollow])
         do {
+            try FileSystem.refuseHardLinks(fd, path: path)
             var header = [UInt8](repeating: 0, count: StagingGeometry.encodedSize)
             let n = try header.withMutableBytes { buffer throws(Errno) in try fd.readFully(at: 0, into: buffer) }
             let geometry = try header.withBytes { buffer throws(WALError) in
@@ -228,7 +229,13 @@ struct StagedRecord {
                 continuing: expected
             )
             guard expected == crc else { break }
-            if kind == .gap && count < 8 { break }
+            if kind == .gap {
+                // A gap record names its last seq; a writer never drops more than 2^36 records in one run, and never
+                // reaches the last seq (a checksummed but absurd record is a forgery, not a loss).
+                guard count >= 8, let last = block.getLE(UInt64.self, at: payloadOffset), last >= seq,
+                    last - seq < WAL.maxRecoveredGap, last < UInt64.max - WAL.maxRecoveredGap
+                else { break }
+            }
             records.append(StagedRecord(kind: kind, seq: seq, payloadOffset: payloadOffset, count: count))
             offset = align8(payloadOffset + count)
         }

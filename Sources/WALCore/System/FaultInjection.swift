@@ -16,7 +16,7 @@ import Musl
 @_spi(Testing) public enum FaultInjection {
     /// The system calls that pass through the injection point.
     public enum Call: String, Sendable, CaseIterable {
-        case open, write, fallocate, ftruncate, fsync, fdatasync, msync, rename, unlink, mkdir, mmap
+        case open, write, fallocate, ftruncate, fsync, fdatasync, msync, rename, link, unlink, mkdir, mmap
     }
 
     /// What happens at the armed call.

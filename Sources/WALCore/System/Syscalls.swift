@@ -163,6 +163,35 @@ enum FileSystem {
         throw WALError.io("cannot create directory", path: path, error)
     }
 
+    /// Checks, when it exists, that `path` is a real directory (not a symbolic link), ours, writable by nobody else.
+    static func checkDirectoryIfPresent(_ path: String) throws(WALError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw WALError(
+                .invalidArgument,
+                (info.st_mode & S_IFMT) == S_IFLNK
+                    ? "is a symbolic link where a directory of the log belongs" : "exists and is not a directory",
+                path: path
+            )
+        }
+        try checkPrivate(path, info)
+    }
+
+    /// Refuses a file with more than one name: a hard link planted under a log file's name would make the writer
+    /// write into a file elsewhere (O_NOFOLLOW stops symbolic links only).
+    static func refuseHardLinks(_ fd: FileDescriptor, path: String) throws(WALError) {
+        var info = stat()
+        guard fstat(fd.rawValue, &info) == 0 else { return }
+        if info.st_nlink > 1 {
+            throw WALError(
+                .invalidArgument,
+                "has \(info.st_nlink) hard links; a log file must have one name (a planted link?)",
+                path: path
+            )
+        }
+    }
+
     /// Refuses a directory that another user owns or that others may write into: anyone who can write there can
     /// plant links and files the log would then write through.
     static func checkPrivate(_ path: String, _ info: stat) throws(WALError) {
@@ -226,6 +255,13 @@ enum FileSystem {
         let error = Errno(rawValue: errno)
         if error == .noSuchFileOrDirectory { return }
         throw WALError.io("cannot remove", path: path, error)
+    }
+
+    /// Gives the file `from` a second name `to` (a hard link; `to` must not exist).
+    static func link(_ from: String, _ to: String) throws(WALError) {
+        if injectable(.link, { Glibc.link(from, to) }) != 0 {
+            throw WALError.io("cannot link to \(to)", path: from, Errno(rawValue: errno))
+        }
     }
 
     static func rename(_ from: String, _ to: String) throws(WALError) {

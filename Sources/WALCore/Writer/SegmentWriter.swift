@@ -225,6 +225,19 @@ final class SegmentWriter {
             stallReason = refusal
             return false
         }
+        if writeOffset == Int64(LogFormat.segmentHeaderSize) && firstSeq == segmentFirstSeq {
+            // The active segment holds no frame yet and starts where this frame does (a segment left with its header
+            // only, by a repair or a crash): it is the one to grow, not a new file of the same name.
+            do {
+                try fd.preallocate(offset: 0, length: size)
+            } catch {
+                stallReason = error == .noSpace ? "no space left on device" : "cannot grow segment: \(error)"
+                return false
+            }
+            segmentBytes += size - capacity
+            capacity = size
+            return true
+        }
         let created: (FileDescriptor, String)
         do {
             created = try Self.createSegment(directory: directory, logID: logID, firstSeq: firstSeq, size: size)

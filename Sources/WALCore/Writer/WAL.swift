@@ -80,6 +80,8 @@ public final class WAL: @unchecked Sendable {
         let directory = LogDirectory(path: path)
         try FileSystem.makeDirectory(directory.path)
         let directoryLock = try DirectoryLock(directory: directory)
+        // Cursors decide where the next seq starts (section 5, step 6): they must come from the log's own folder.
+        try FileSystem.checkDirectoryIfPresent(directory.cursorDirectory)
         var report = RecoveryReport()
 
         // Identity.
@@ -238,8 +240,21 @@ public final class WAL: @unchecked Sendable {
         let scan = SegmentScan.scan(reader)
         report.damage = scan.damage
         var sealedSeq = reader.header.firstSeq - 1
-        if let lastFrame = scan.frames.last { sealedSeq = lastFrame.header.lastSeq }
-        let fd = try FileSystem.open(last.path, .readWrite)
+        // The highest seq of any frame, not the last frame's: a frame that went backwards (damage `verify` reports)
+        // must not make the writer reuse the seqs after it.
+        for frame in scan.frames { sealedSeq = max(sealedSeq, frame.header.lastSeq) }
+        guard sealedSeq < UInt64.max - maxRecoveredGap else {
+            throw WALError(
+                .corrupt,
+                "the log claims seq \(sealedSeq): the sequence numbers are exhausted (a damaged or forged frame?)",
+                path: last.path
+            )
+        }
+        let fd = try FileSystem.open(last.path, .readWrite, options: [.noFollow])
+        do { try FileSystem.refuseHardLinks(fd, path: last.path) } catch {
+            try? fd.close()
+            throw error
+        }
         if let torn = scan.tornTailOffset, scan.tornTailBytes > 0 {
             // Zero the torn bytes so that the frames written next are not followed by stale garbage.
             let zeros = [UInt8](repeating: 0, count: Int(scan.tornTailBytes))
@@ -314,7 +329,9 @@ public final class WAL: @unchecked Sendable {
                 }
             }
         }
-        if let prior, prior.gapFirst > 0, prior.gapLast > segments.sealedSeq {
+        if let prior, prior.gapFirst > 0, prior.gapLast > segments.sealedSeq,
+            prior.gapLast - prior.gapFirst < maxRecoveredGap
+        {
             found.append((.unstagedGap, prior.gapFirst, prior.gapLast))
         }
         found.sort { $0.first < $1.first }
@@ -351,6 +368,7 @@ public final class WAL: @unchecked Sendable {
                     path: segments.segmentPath
                 )
             }
+            guard item.last < UInt64.max else { break }
             expected = item.last + 1
         }
         guard try segments.flush() else {
