@@ -16,6 +16,9 @@ public struct AlertServiceConfiguration: Sendable {
     public var pollIntervalMilliseconds = 20
     /// Delivery attempts per alert and channel before it is dead-lettered.
     public var maxAttempts = 8
+    /// Time per alert and channel, from its first attempt, before it is dead-lettered (each attempt gets at most
+    /// what is left of it).
+    public var budgetSeconds = ChannelWorker.defaultBudgetSeconds
     public var retry = RetryPolicy(initialMilliseconds: 100, maximumMilliseconds: 10_000)
     /// Stop once everything up to this sequence number is evaluated and every channel is idle (`ship --drain`).
     public var drainThroughSeq: UInt64?
@@ -91,6 +94,7 @@ public final class AlertService: Service, @unchecked Sendable {
                         journal: journal,
                         retry: configuration.retry,
                         maxAttempts: configuration.maxAttempts,
+                        budgetSeconds: configuration.budgetSeconds,
                         logger: logger
                     )
                 )

@@ -58,6 +58,7 @@ import WALTestKit
         ["emit", "--dir", "/tmp/x", "--count", "10", "--threads", "0"],
         ["emit", "--dir", "/tmp/x", "--count", "10", "--durability", "fast"],
         ["nonsense"],
+        ["ship", "--dir", "/tmp/x", "--alerts", "/tmp/x.yaml", "--alert-budget", "0"],
     ])
     func usageErrorsExitTwo(arguments: [String]) throws {
         let result = try walctl(arguments)

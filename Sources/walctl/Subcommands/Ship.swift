@@ -154,6 +154,9 @@ struct Ship: AsyncParsableCommand {
     @Option(help: "Alerts: delivery attempts per alert and channel before it is dead-lettered.")
     var alertMaxAttempts = 8
 
+    @Option(help: "Alerts: seconds per alert and channel, from the first attempt, before it is dead-lettered.")
+    var alertBudget: Double = 60
+
     @Option(help: "Records per batch when catching up on a backlog (default 10000).")
     var maxBatchSize: Int?
 
@@ -198,6 +201,9 @@ struct Ship: AsyncParsableCommand {
             throw ValidationError("--smtp needs --smtp-from and --smtp-to (or ALERT_SMTP_FROM / ALERT_SMTP_TO)")
         }
         if alertMaxAttempts < 1 { throw ValidationError("--alert-max-attempts must be positive") }
+        if !(alertBudget > 0 && alertBudget <= 86_400) {
+            throw ValidationError("--alert-budget must be between 0 and 86400 seconds")
+        }
         if let timeout {
             guard drain else { throw ValidationError("--timeout is the deadline of --drain; give --drain too") }
             guard let nanos = DurationText.parse(timeout), nanos > 0 else {
@@ -321,6 +327,7 @@ struct Ship: AsyncParsableCommand {
             alertSettings.drainThroughSeq = settings.drainThroughSeq
             alertSettings.routes = try routes()
             alertSettings.maxAttempts = alertMaxAttempts
+            alertSettings.budgetSeconds = alertBudget
             let channels = alertChannels(logger: logger)
             logger.info(
                 "alert channels",
