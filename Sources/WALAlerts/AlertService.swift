@@ -94,8 +94,8 @@ public final class AlertService: Service, @unchecked Sendable {
                         journal: journal,
                         retry: configuration.retry,
                         maxAttempts: configuration.maxAttempts,
-                        budgetSeconds: configuration.budgetSeconds,
-                        logger: logger
+                        logger: logger,
+                        budgetSeconds: configuration.budgetSeconds
                     )
                 )
             },
