@@ -19,8 +19,13 @@ import WALTestKit
             // Only the log is private: its parent is open to all, as /var/lib is.
             #expect(chmod(directory.path, 0o755) == 0)
             #expect(chmod(path, 0o700) == 0)
+            // The other user runs a copy of walctl beside the log: the build folder may be private (a clone in a
+            // mktemp -d folder is 0700).
+            let binary = directory.file("walctl")
+            try FileManager.default.copyItem(atPath: walctlPath, toPath: binary)
+            #expect(chmod(binary, 0o755) == 0)
             for command in [["inspect", path], ["tail", path, "-n", "1"], ["replay", path, "--to", "stdout"]] {
-                let child = try ChildProcess(Self.runuser, ["-u", "nobody", "--", walctlPath] + command)
+                let child = try ChildProcess(Self.runuser, ["-u", "nobody", "--", binary] + command)
                 _ = child.remainingOutput()
                 let status = child.wait()
                 let errors = child.standardError()
