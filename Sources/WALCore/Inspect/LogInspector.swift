@@ -105,6 +105,7 @@ public enum LogInspector {
         let directory = LogDirectory(path: path)
         let meta = try directory.readMeta()
         let files = try directory.segments()
+        let writerActive = directory.isWriterActive()
         var summary = LogSummary(
             logID: meta.logID.description,
             segments: files.count,
@@ -118,7 +119,7 @@ public enum LogInspector {
             gaps: [],
             cursors: [:],
             staged: .init(records: 0),
-            writerPID: directory.isWriterActive() ? directory.lockHolderPID() : nil,
+            writerPID: writerActive ? directory.lockHolderPID() : nil,
             damage: [],
             segmentList: []
         )
@@ -240,9 +241,8 @@ public enum LogInspector {
         summary.staged = stagedRecords(directory: directory, after: lastSealed)
         let (cursors, damagedCursors) = try CursorStore(directory: directory).all()
         var logEnd = max(lastSealed, summary.staged.lastSeq ?? 0)
-        if let state = WriterStateRecord.read(path: directory.stagingPath), state.gapFirst > 0,
-            state.gapLast > lastSealed
-        {
+        let state = WriterStateRecord.read(path: directory.stagingPath)
+        if let state, state.gapFirst > 0, state.gapLast > lastSealed {
             // Drops not sealed yet (the sealer is stalled, or the writer stopped): durable in the writer state, and
             // sealed as a gap marker as soon as it can be.
             summary.gaps.append(
@@ -253,9 +253,7 @@ public enum LogInspector {
                 )
             )
         }
-        if summary.writerPID == nil && !directory.isWriterActive(),
-            let state = WriterStateRecord.read(path: directory.stagingPath)
-        {
+        if !writerActive, let state {
             // Drops the stopped writer had not staged yet: the next open seals their gap marker.
             if state.gapFirst > 0 && state.gapFirst <= logEnd + 1 { logEnd = max(logEnd, state.gapLast) }
             if state.highWaterSeq > logEnd {

@@ -257,15 +257,15 @@ struct WriterStateRecord: Equatable {
     var gapFirst: UInt64 = 0
     var gapLast: UInt64 = 0
 
+    /// Stores the slot in place, the checksum last. No allocation: a drop stores the state under the append lock.
     func encode(into slot: UnsafeMutableRawPointer) {
-        var bytes = Self.magic
-        bytes.appendLE(generation)
-        bytes.appendLE(highWaterSeq)
-        bytes.appendLE(gapFirst)
-        bytes.appendLE(gapLast)
-        bytes.append(contentsOf: [UInt8](repeating: 0, count: 60 - bytes.count))
-        bytes.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: 60) }
-        slot.putLE(CRC32C.checksum(bytes), at: 60)
+        Self.magic.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: 8) }
+        slot.putLE(generation, at: 8)
+        slot.putLE(highWaterSeq, at: 16)
+        slot.putLE(gapFirst, at: 24)
+        slot.putLE(gapLast, at: 32)
+        (slot + 40).initializeMemory(as: UInt8.self, repeating: 0, count: 20)
+        slot.putLE(CRC32C.checksum(UnsafeRawPointer(slot), count: 60), at: 60)
     }
 
     static func decode(_ slot: UnsafeRawBufferPointer) -> WriterStateRecord? {

@@ -148,34 +148,31 @@ enum FileSystem {
     static func makeDirectory(_ path: String, followLink: Bool = true) throws(WALError) {
         if injectable(.mkdir, { mkdir(path, 0o700) }) == 0 { return }
         let error = Errno(rawValue: errno)
-        if error == .fileExists {
-            var info = stat()
-            let found = followLink ? stat(path, &info) : lstat(path, &info)
-            if found == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-                try checkPrivate(path, info)
-                return
-            }
-            if found == 0 && (info.st_mode & S_IFMT) == S_IFLNK {
-                throw WALError(.invalidArgument, "is a symbolic link where a directory of the log belongs", path: path)
-            }
+        guard error == .fileExists else { throw WALError.io("cannot create directory", path: path, error) }
+        guard try checkExistingDirectory(path, followLink: followLink) else {
             throw WALError(.invalidArgument, "exists and is not a directory", path: path)
         }
-        throw WALError.io("cannot create directory", path: path, error)
     }
 
     /// Checks, when it exists, that `path` is a real directory (not a symbolic link), ours, writable by nobody else.
     static func checkDirectoryIfPresent(_ path: String) throws(WALError) {
+        _ = try checkExistingDirectory(path, followLink: false)
+    }
+
+    /// Checks that `path`, if something is there, is a directory safe to write into (see `checkPrivate`); with
+    /// `followLink` false a symbolic link is refused. Returns false when nothing is there.
+    private static func checkExistingDirectory(_ path: String, followLink: Bool) throws(WALError) -> Bool {
         var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        guard (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw WALError(
-                .invalidArgument,
-                (info.st_mode & S_IFMT) == S_IFLNK
-                    ? "is a symbolic link where a directory of the log belongs" : "exists and is not a directory",
-                path: path
-            )
+        guard (followLink ? stat(path, &info) : lstat(path, &info)) == 0 else { return false }
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR:
+            try checkPrivate(path, info)
+            return true
+        case S_IFLNK:
+            throw WALError(.invalidArgument, "is a symbolic link where a directory of the log belongs", path: path)
+        default:
+            throw WALError(.invalidArgument, "exists and is not a directory", path: path)
         }
-        try checkPrivate(path, info)
     }
 
     /// Refuses a file with more than one name: a hard link planted under a log file's name would make the writer

@@ -312,7 +312,8 @@ public final class WAL: @unchecked Sendable {
         // Gather every valid record of every block, keep the contiguous run after the last sealed record. The
         // unstaged gap of the state record (drops the writer had not yet written into a block) joins them.
         enum Source {
-            case staged(block: Int, record: StagedRecord)
+            /// A record of a block of `old` (valid while `old` is).
+            case staged(block: UnsafeRawBufferPointer, record: StagedRecord)
             case unstagedGap
         }
         var found: [(source: Source, first: UInt64, last: UInt64)] = []
@@ -323,7 +324,7 @@ public final class WAL: @unchecked Sendable {
                 for record in StagedRecord.scan(block: block) {
                     let last = record.lastSeq(in: block)
                     if last > segments.sealedSeq {
-                        found.append((.staged(block: index, record: record), record.seq, last))
+                        found.append((.staged(block: block, record: record), record.seq, last))
                         highestStaged = max(highestStaged, last)
                     }
                 }
@@ -341,8 +342,7 @@ public final class WAL: @unchecked Sendable {
             guard item.first <= expected else { break }
             let written: Bool
             switch item.source {
-            case .staged(let index, let record):
-                let block = UnsafeRawBufferPointer(start: old!.block(index), count: old!.blockSize)
+            case .staged(let block, let record):
                 let payload = UnsafeRawBufferPointer(
                     rebasing: block[record.payloadOffset..<record.payloadOffset + record.count]
                 )
