@@ -41,45 +41,20 @@ public struct AlertStateFile: Sendable {
         path = folder + "/" + Self.fileName
     }
 
-    public var exists: Bool { access(path, F_OK) == 0 }
-
     /// The stored state, or nil when there is none or it cannot be read (the caller then replays the log).
     public func load() -> AlertSnapshot? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         return try? JSONDecoder().decode(AlertSnapshot.self, from: data)
     }
 
-    /// Replaces the stored state. Durable on return.
+    /// Replaces the stored state (WALCore's atomic write). Durable on return; a failure is a `WALError`, and the
+    /// service stops rather than move its cursor past state it could not keep.
     public func store(_ snapshot: AlertSnapshot) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let bytes = [UInt8](try encoder.encode(snapshot))
-        if mkdir(folder, 0o700) != 0 && errno != EEXIST { throw AlertStateError(path: folder, operation: "mkdir") }
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AlertStateError(path: temporary, operation: "open") }
-        var written = 0
-        while written < bytes.count {
-            let result = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if result < 0 {
-                if errno == EINTR { continue }
-                let error = AlertStateError(path: temporary, operation: "write")
-                close(fd)
-                throw error
-            }
-            written += result
-        }
-        guard fsync(fd) == 0 else {
-            let error = AlertStateError(path: temporary, operation: "fsync")
-            close(fd)
-            throw error
-        }
-        close(fd)
-        guard rename(temporary, path) == 0 else { throw AlertStateError(path: path, operation: "rename") }
-        let directory = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directory >= 0 else { throw AlertStateError(path: folder, operation: "open") }
-        defer { close(directory) }
-        guard fsync(directory) == 0 else { throw AlertStateError(path: folder, operation: "fsync") }
+        try FileSystem.makeDirectory(folder, followLink: false)
+        try FileSystem.writeAtomically(path, directory: folder, bytes: bytes)
     }
 
     /// A canonical text of the rules (every field that changes an evaluation, in file order): a stored state is
@@ -98,21 +73,4 @@ public struct AlertStateFile: Sendable {
             return parts.joined(separator: "|")
         }.joined(separator: "\n")
     }
-}
-
-/// The evaluator's state file cannot be written: the service stops rather than move its cursor past state it
-/// could not keep.
-public struct AlertStateError: Error, CustomStringConvertible, Sendable {
-    public var path: String
-    public var operation: String
-    /// The `errno` of the failed call.
-    public var code: Int32
-
-    init(path: String, operation: String) {
-        self.path = path
-        self.operation = operation
-        self.code = errno
-    }
-
-    public var description: String { "alert state \(path): \(operation) failed: \(String(cString: strerror(code)))" }
 }

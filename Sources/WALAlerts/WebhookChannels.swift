@@ -76,9 +76,32 @@ func postJSON(_ body: [UInt8], to target: WebhookURL, timeoutSeconds: Double = 1
     }
 }
 
+/// A channel that POSTs one JSON body per alert to a webhook: how it delivers, within its own timeout and what is
+/// left of the alert's budget, and that its deliveries may overlap.
+public protocol WebhookAlertChannel: AlertChannel {
+    var target: WebhookURL { get }
+    /// The longest wait for one answer.
+    var timeoutSeconds: Double { get }
+    /// The JSON body for `alert`.
+    func body(_ alert: Alert) -> [UInt8]
+}
+
+extension WebhookAlertChannel {
+    public func deliver(_ alert: Alert) throws {
+        try postJSON(body(alert), to: target, timeoutSeconds: timeoutSeconds)
+    }
+
+    public func deliver(_ alert: Alert, timeoutSeconds budget: Double) throws {
+        try postJSON(body(alert), to: target, timeoutSeconds: min(timeoutSeconds, budget))
+    }
+
+    /// Each POST stands alone (URLSession): four alerts may wait on a slow endpoint at once.
+    public var concurrentDeliveries: Int { 4 }
+}
+
 /// Alerts to a Slack-compatible incoming webhook: a `text` line, and an attachment whose fields carry the alert
 /// field by field (severity, metric, value, threshold, direction, window, agent, correlation id, tags, time, id).
-public final class SlackAlertChannel: AlertChannel, @unchecked Sendable {
+public final class SlackAlertChannel: WebhookAlertChannel, @unchecked Sendable {
     public let name = "slack"
     public let target: WebhookURL
     /// The longest wait for one answer.
@@ -89,16 +112,7 @@ public final class SlackAlertChannel: AlertChannel, @unchecked Sendable {
         self.timeoutSeconds = timeoutSeconds
     }
 
-    public func deliver(_ alert: Alert) throws {
-        try postJSON(Self.payload(alert), to: target, timeoutSeconds: timeoutSeconds)
-    }
-
-    public func deliver(_ alert: Alert, timeoutSeconds budget: Double) throws {
-        try postJSON(Self.payload(alert), to: target, timeoutSeconds: min(timeoutSeconds, budget))
-    }
-
-    /// Each POST stands alone (URLSession): four alerts may wait on a slow endpoint at once.
-    public var concurrentDeliveries: Int { 4 }
+    public func body(_ alert: Alert) -> [UInt8] { Self.payload(alert) }
 
     static func payload(_ alert: Alert) -> [UInt8] {
         let color = alert.severity == .critical ? "danger" : alert.severity == .warning ? "warning" : "good"
@@ -135,7 +149,7 @@ public final class SlackAlertChannel: AlertChannel, @unchecked Sendable {
 
 /// Alerts to PagerDuty's Events API v2 (`/v2/enqueue`): a `trigger` event whose `dedup_key` is the alert id, so a
 /// re-sent alert does not page twice.
-public final class PagerDutyAlertChannel: AlertChannel, @unchecked Sendable {
+public final class PagerDutyAlertChannel: WebhookAlertChannel, @unchecked Sendable {
     public let name = "pagerduty"
     public let target: WebhookURL
     private let routingKey: String
@@ -151,16 +165,7 @@ public final class PagerDutyAlertChannel: AlertChannel, @unchecked Sendable {
         self.timeoutSeconds = timeoutSeconds
     }
 
-    public func deliver(_ alert: Alert) throws {
-        try postJSON(payload(alert), to: target, timeoutSeconds: timeoutSeconds)
-    }
-
-    public func deliver(_ alert: Alert, timeoutSeconds budget: Double) throws {
-        try postJSON(payload(alert), to: target, timeoutSeconds: min(timeoutSeconds, budget))
-    }
-
-    /// Each POST stands alone (URLSession): four alerts may wait on a slow endpoint at once.
-    public var concurrentDeliveries: Int { 4 }
+    public func body(_ alert: Alert) -> [UInt8] { payload(alert) }
 
     func payload(_ alert: Alert) -> [UInt8] {
         var time: [UInt8] = []

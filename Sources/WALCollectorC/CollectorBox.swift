@@ -63,11 +63,17 @@ enum ForkGeneration {
 
 // MARK: - Last error, per thread
 
-/// The message of the last failed call on each thread: a `malloc`ed C string under a pthread key.
+/// The message of the last failed call on each thread: a `malloc`ed C string under one pthread key, or a static one
+/// (no allocation: a drop on a full log costs no `strdup`) under another.
 enum LastError {
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key) { free($0) }
+        return key
+    }()
+    private static let staticKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
         return key
     }()
 
@@ -77,8 +83,20 @@ enum LastError {
         pthread_setspecific(key, copy)
     }
 
+    /// A message that lives as long as the process (one of `StaticStrings`).
+    static func set(static message: UnsafePointer<CChar>) {
+        if let stored = pthread_getspecific(key) {
+            free(stored)
+            pthread_setspecific(key, nil)
+        }
+        pthread_setspecific(staticKey, message)
+    }
+
     static var pointer: UnsafePointer<CChar> {
         if let stored = pthread_getspecific(key) { return UnsafePointer(stored.assumingMemoryBound(to: CChar.self)) }
+        if let message = pthread_getspecific(staticKey) {
+            return UnsafePointer(message.assumingMemoryBound(to: CChar.self))
+        }
         return StaticStrings.empty
     }
 }
@@ -91,6 +109,9 @@ enum StaticStrings {
     nonisolated(unsafe) static let version = UnsafePointer(strdup("walctl \(walctlVersion) (abi \(abiVersion))")!)
     nonisolated(unsafe) static let empty = UnsafePointer(strdup("")!)
     nonisolated(unsafe) static let unknown = UnsafePointer(strdup("unknown")!)
+    nonisolated(unsafe) static let dropped = UnsafePointer(
+        strdup("dropped: the log is full (METRICS_WHEN_FULL); a gap marker records the loss")!
+    )
     nonisolated(unsafe) static let statusNames: [Int32: UnsafePointer<CChar>] = {
         var names: [Int32: UnsafePointer<CChar>] = [:]
         for status in Status.allNamed { names[status.code] = UnsafePointer(strdup(status.name)!) }

@@ -172,10 +172,6 @@ public func walctlHandleRecord(
     let box = Unmanaged<HandleBox>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
     guard box.owner.isOwnedByThisProcess else { return forked() }
     let result = box.handle.record(value, correlationID: string(correlationID))
-    if case .recorded(let seq) = result {
-        seqOut?.pointee = seq
-        return Status.ok
-    }
     return status(of: result, seqOut, name: walctl_string(data: nil, length: 0), metric: box.handle.name)
 }
 
@@ -269,7 +265,8 @@ private func status(
         return Status.ok
     case .dropped(let seq):
         seqOut?.pointee = seq
-        return fail(Status.dropped, "dropped: the log is full (METRICS_WHEN_FULL); a gap marker records the loss")
+        LastError.set(static: StaticStrings.dropped)
+        return Status.dropped
     case .disabled:
         return Status.disabled
     case .rejected(let reason):

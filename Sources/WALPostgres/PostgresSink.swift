@@ -57,8 +57,6 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private let deadLetters = Atomic<UInt64>(0)
     private let present = Atomic<UInt64>(0)
     private let interrupted = Atomic<Bool>(false)
-    /// The `source_service` of the batch being delivered, for the envelopes of dead letters.
-    private var batchSourceService = Envelope.defaultSourceService
 
     public init(configuration: PostgresSinkConfiguration, logger: Logger = Logger(label: "walctl.postgres")) {
         self.configuration = configuration
@@ -369,10 +367,16 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// PostgreSQL refuses is single records, which go to `walctl_dead_letters`. A schema error on the way is
     /// fatal (thrown with `fatal`), a transient one is thrown as is.
     private func deliverIsolating(_ batch: ShipBatch, connection: PGConnection) throws(PGError) {
-        batchSourceService = batch.sourceService ?? Envelope.defaultSourceService
+        let sourceService = batch.sourceService ?? Envelope.defaultSourceService
         do {
             try connection.execute("BEGIN")
-            let outcome = try insertBisecting(batch.records[...], logID: batch.logID, depth: 0, connection: connection)
+            let outcome = try insertBisecting(
+                batch.records[...],
+                logID: batch.logID,
+                sourceService: sourceService,
+                depth: 0,
+                connection: connection
+            )
             if outcome.present > 0 {
                 present.add(UInt64(outcome.present), ordering: .relaxed)
                 logger.info(
@@ -392,6 +396,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private func insertBisecting(
         _ records: ArraySlice<MetricRecord>,
         logID: LogID,
+        sourceService: String,
         depth: Int,
         connection: PGConnection
     ) throws(PGError) -> ReplayOutcome {
@@ -414,19 +419,28 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
                     : Self.mismatch(differences, cause: error)
             }
             guard records.count > 1 else {
-                try deadLetter(records[records.startIndex], logID: logID, error: error, connection: connection)
+                try deadLetter(
+                    records[records.startIndex],
+                    logID: logID,
+                    sourceService: sourceService,
+                    error: error,
+                    connection: connection
+                )
                 return ReplayOutcome()
             }
             let middle = records.startIndex + records.count / 2
-            var outcome = try insertBisecting(
-                records[..<middle],
-                logID: logID,
-                depth: depth + 1,
-                connection: connection
-            )
-            let second = try insertBisecting(records[middle...], logID: logID, depth: depth + 1, connection: connection)
-            outcome.inserted += second.inserted
-            outcome.present += second.present
+            var outcome = ReplayOutcome()
+            for half in [records[..<middle], records[middle...]] {
+                let part = try insertBisecting(
+                    half,
+                    logID: logID,
+                    sourceService: sourceService,
+                    depth: depth + 1,
+                    connection: connection
+                )
+                outcome.inserted += part.inserted
+                outcome.present += part.present
+            }
             return outcome
         }
     }
@@ -434,6 +448,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private func deadLetter(
         _ record: MetricRecord,
         logID: LogID,
+        sourceService: String,
         error: PGError,
         connection: PGConnection
     ) throws(PGError) {
@@ -444,7 +459,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             """,
             [
                 logID.description, String(record.seq), record.category.table,
-                Envelope.json(record, logID: logID, sourceService: batchSourceService),
+                Envelope.json(record, logID: logID, sourceService: sourceService),
                 error.description,
             ]
         )

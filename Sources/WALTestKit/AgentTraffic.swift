@@ -136,7 +136,7 @@ public struct AgentTraffic: Sendable {
 }
 
 /// SplitMix64: a small, fast, deterministic generator.
-struct SplitMix {
+struct SplitMix: Sendable {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

@@ -19,25 +19,13 @@ public final class WebhookRecorder: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
 
     public init() throws {
-        let fd = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        let (fd, boundPort) = try bindLoopbackSocket()
+        guard listen(fd, 16) == 0 else {
             close(fd)
             throw POSIXError(.EADDRINUSE)
         }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
         socket = fd
-        port = UInt16(bigEndian: address.sin_port)
+        port = boundPort
         let thread = Thread { [self] in serve() }
         thread.start()
     }

@@ -127,13 +127,9 @@ func readMeta(_ dir: String, command: String) throws -> LogMeta {
     do {
         return try LogDirectory(path: dir).readMeta()
     } catch {
-        // A log readable by its owner only (0700) looks absent to others: say so rather than "not a log".
-        var info = stat()
-        if stat(dir + "/" + LogFormat.metaFileName, &info) != 0 && errno == EACCES {
-            Output.error(
-                "walctl \(command): \(dir): permission denied (the log is readable by its owner only; run as its "
-                    + "owner)"
-            )
+        // A log readable by its owner only (0700): readMeta says so rather than "not a log".
+        if error.cause == .permissionDenied {
+            Output.error("walctl \(command): \(dir): \(error.message)")
             throw ExitCode(1)
         }
         Output.error("walctl \(command): \(error)")

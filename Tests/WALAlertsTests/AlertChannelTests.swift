@@ -223,7 +223,7 @@ struct AlertChannelTests {
                 ]
             ) == 0
         )
-        let port = try freePort()
+        let port = try unusedLoopbackPort()
         let maildir = directory.file("maildir")
         let server = try ChildProcess(
             "/usr/bin/python3",
@@ -271,22 +271,6 @@ struct AlertChannelTests {
         ])
         #expect(plain.status == 0)
         #expect(AlertJournal.read(logDirectory: second).entries.first?.deadLettered["email"] != nil)
-    }
-
-    func freePort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return UInt16(bigEndian: address.sin_port)
     }
 
     func canConnect(_ port: UInt16) -> Bool {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WALTestKit
 import WALMetrics
 
 /// The exact sum, mean and nearest-rank percentile shared by `stats` and the alert evaluator.
@@ -38,9 +39,7 @@ import WALMetrics
 
     /// Against Python's `math.fsum` on seeded random values of every magnitude, with values added and removed.
     @Test func slidingSumsMatchPythonsFsum() throws {
-        let seed = ProcessInfo.processInfo.environment["WALCTL_TEST_SEED"].flatMap(UInt64.init) ?? 1414
-        print("slidingSumsMatchPythonsFsum: seed \(seed) (set WALCTL_TEST_SEED to replay)")
-        var generator = SplitMix(state: seed)
+        var generator = SeededGenerator(test: "slidingSumsMatchPythonsFsum", default: 1414)
         var values: [Double] = []
         for _ in 0..<400 {
             let exponent = Int.random(in: -60...300, using: &generator)
@@ -81,14 +80,4 @@ import WALMetrics
             + String(magnitude.exponent)
     }
 
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 }

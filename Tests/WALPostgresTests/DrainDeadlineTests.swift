@@ -11,25 +11,6 @@ import Glibc
 /// `--timeout`, exits 3 and says per sink what is left (issue 14 item 6). No server needed: the sinks point at a
 /// port nothing listens on.
 @Suite struct DrainDeadlineTests {
-    /// A local TCP port that was free a moment ago (bound, then closed): connections to it are refused.
-    func closedPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        try #require(bound)
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     func logOf(_ count: Int, in directory: TemporaryDirectory) throws -> String {
         let path = directory.file("log")
         let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
@@ -43,7 +24,7 @@ import Glibc
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = try logOf(50, in: directory)
-        let port = try closedPort()
+        let port = Int(try unusedLoopbackPort())
         let target =
             sink == "kafka"
             ? ["--kafka", "127.0.0.1:\(port)"]

@@ -172,19 +172,7 @@ extension PostgresTests {
             defer { directory.remove() }
             let path = try walctlLog(directory, count: 10)
             // A port nobody listens on: what a server being restarted looks like.
-            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) }
-            }
-            _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-            }
-            close(listener)
-            let port = UInt16(bigEndian: address.sin_port)
+            let port = try unusedLoopbackPort()
             let ship = try ChildProcess(
                 walctlPath,
                 ["ship", "--dir", path, "--postgres", "host=127.0.0.1 port=\(port) user=postgres", "--drain"]

@@ -19,9 +19,7 @@ extension PostgresTests {
             // Two days ago, a whole second: inside retention (the sink deletes expired rows when it connects).
             let second = (Int64(Date().timeIntervalSince1970) - 2 * 86_400) * 1_000_000_000
             var offsets: [Int64] = [0, 1, 499, 500, 501, 999, 1_000, 1_500, 2_500, 3_499, 999_999_499, 999_999_500]
-            let seed = ProcessInfo.processInfo.environment["WALCTL_TEST_SEED"].flatMap(UInt64.init) ?? 700
-            print("timestampsRoundToTheNearestMicrosecond: seed \(seed) (set WALCTL_TEST_SEED to replay)")
-            var generator = SplitMix(state: seed)
+            var generator = SeededGenerator(test: "timestampsRoundToTheNearestMicrosecond", default: 700)
             for _ in 0..<200 { offsets.append(Int64.random(in: 0..<86_400_000_000_000, using: &generator)) }
             let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
             for offset in offsets {
@@ -60,16 +58,6 @@ extension PostgresTests {
     }
 }
 
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension PostgresTests.TimePrecision {
     /// A row shipped by a walctl that floored emit times (up to 1 µs earlier than today's rounding) is the same

@@ -36,8 +36,20 @@ public struct LogDirectory: Sendable {
     }
 
     /// Reads the log's identity from `wal.meta`.
+    /// A log readable by its owner only (0700) is not "not a log" to another user: that is `.io` with cause
+    /// `.permissionDenied`.
     public func readMeta() throws(WALError) -> LogMeta {
-        guard FileSystem.exists(metaPath) else {
+        var info = stat()
+        if stat(metaPath, &info) != 0 {
+            let error = Errno(rawValue: errno)
+            if error == .permissionDenied {
+                throw WALError(
+                    .io,
+                    "permission denied (the log is readable by its owner only; run as its owner)",
+                    path: path,
+                    cause: error
+                )
+            }
             throw WALError(.notFound, "not a log directory (no \(LogFormat.metaFileName))", path: path)
         }
         let bytes = try FileSystem.readAll(metaPath, limit: LogFormat.metaSize)

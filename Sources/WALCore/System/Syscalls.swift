@@ -108,7 +108,7 @@ extension FileDescriptor {
 
 // MARK: - Paths and directories
 
-enum FileSystem {
+package enum FileSystem {
     /// Opens a file, mapping the error into a `WALError` naming the path.
     static func open(
         _ path: String,
@@ -145,7 +145,7 @@ enum FileSystem {
     /// Creates a directory with mode 0700 if it does not exist. An existing one must be safe to write into: a real
     /// directory (with `followLink` false, not a symbolic link), owned by this process's user, writable by nobody
     /// else (see `checkPrivate`).
-    static func makeDirectory(_ path: String, followLink: Bool = true) throws(WALError) {
+    package static func makeDirectory(_ path: String, followLink: Bool = true) throws(WALError) {
         if injectable(.mkdir, { mkdir(path, 0o700) }) == 0 { return }
         let error = Errno(rawValue: errno)
         guard error == .fileExists else { throw WALError.io("cannot create directory", path: path, error) }
@@ -278,7 +278,7 @@ enum FileSystem {
     ///
     /// The temporary file has an unpredictable name and is created with `O_EXCL | O_NOFOLLOW`: a file or link
     /// planted under any name is never written through.
-    static func writeAtomically(_ path: String, directory: String, bytes: [UInt8]) throws(WALError) {
+    package static func writeAtomically(_ path: String, directory: String, bytes: [UInt8]) throws(WALError) {
         var random = SystemRandomNumberGenerator()
         let suffix = String(random.next() & 0xFFFF_FFFF_FFFF, radix: 16)
         let temporary = path + ".tmp.\(getpid()).\(suffix)"

@@ -79,9 +79,7 @@ public final class MetricsCollector: @unchecked Sendable {
         if let agent = configuration.agentID, Validation.checkID(agent, reason: .invalidAgentID) != nil {
             throw MetricsError(.invalidConfiguration, "agent id must be 1 to 100 bytes without NUL")
         }
-        let service = configuration.sourceService
-        guard !service.isEmpty, service.utf8.count <= 27, !service.unicodeScalars.contains(where: { $0.value < 0x20 })
-        else {
+        guard Validation.isValidSourceService(configuration.sourceService) else {
             throw MetricsError(.invalidConfiguration, "source service must be 1 to 27 bytes without control characters")
         }
         let wal: WAL
@@ -259,18 +257,15 @@ public final class MetricsCollector: @unchecked Sendable {
         correlationID: String? = nil,
         agentID: String? = nil
     ) -> EmitResult {
-        guard log != nil else { return .disabled }
-        let ids: (metric: UInt32, tagSet: UInt32, agent: UInt32)
-        switch resolve(name: name, type: type, unit: unit, tags: tags, agentID: agentID) {
-        case .success(let resolved): ids = resolved
-        case .failure(let reason): return reject(reason)
-        }
-        return emit(
-            metric: ids.metric,
-            tagSet: ids.tagSet,
-            agent: ids.agent,
+        record(
+            name,
+            type: type,
             value: value,
-            correlationID: correlationID
+            unit: unit,
+            tags: tags,
+            agentID: agentID,
+            correlationID: correlationID,
+            timestampNanos: nil
         )
     }
 
@@ -454,9 +449,10 @@ public final class MetricsCollector: @unchecked Sendable {
         }
     }
 
-    /// Like `record(_:type:value:unit:tags:correlationID:agentID:)`, with an emit time of the caller's choosing
+    /// The general form behind every record by name. `timestampNanos` gives an emit time of the caller's choosing
     /// instead of the wall clock: tests and tools that build a log with a known timeline.
     @discardableResult
+    @inline(__always)
     package func record(
         _ name: String,
         type: MetricType,
@@ -464,7 +460,8 @@ public final class MetricsCollector: @unchecked Sendable {
         unit: String,
         tags: [String: String] = [:],
         agentID: String? = nil,
-        timestampNanos: Int64
+        correlationID: String? = nil,
+        timestampNanos: Int64?
     ) -> EmitResult {
         guard log != nil else { return .disabled }
         switch resolve(name: name, type: type, unit: unit, tags: tags, agentID: agentID) {
@@ -474,7 +471,7 @@ public final class MetricsCollector: @unchecked Sendable {
                 tagSet: ids.tagSet,
                 agent: ids.agent,
                 value: value,
-                correlationID: nil,
+                correlationID: correlationID,
                 timestampNanos: timestampNanos
             )
         case .failure(let reason): return reject(reason)

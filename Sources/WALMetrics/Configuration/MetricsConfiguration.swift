@@ -65,9 +65,7 @@ public struct MetricsConfiguration: Sendable {
             throw invalid("METRICS_AGENT_ID", agent, "1 to 100 bytes without NUL")
         }
         if let service = value("METRICS_SOURCE_SERVICE") {
-            guard !service.isEmpty, service.utf8.count <= 27, !service.utf8.contains(0),
-                !service.unicodeScalars.contains(where: { $0.value < 0x20 })
-            else {
+            guard Validation.isValidSourceService(service) else {
                 throw invalid("METRICS_SOURCE_SERVICE", service, "1 to 27 bytes of UTF-8 without control characters")
             }
             configuration.sourceService = service

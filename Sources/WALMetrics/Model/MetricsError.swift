@@ -112,6 +112,12 @@ enum Validation {
         return nil
     }
 
+    /// A source service a log can record (wal-format.md 13.4): 1 to 27 bytes of UTF-8 without control characters.
+    static func isValidSourceService(_ service: String) -> Bool {
+        !service.isEmpty && service.utf8.count <= SymbolFileFormat.maxSourceServiceBytes
+            && !service.unicodeScalars.contains(where: { $0.value < 0x20 })
+    }
+
     static func checkTags(_ tags: [String: String]) -> RejectionReason? {
         guard tags.count <= maxTags else { return .tooManyTags }
         for (key, value) in tags {

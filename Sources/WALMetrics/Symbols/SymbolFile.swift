@@ -250,13 +250,8 @@ final class SymbolFileReader: @unchecked Sendable {
         defer { try? fd.close() }
         guard let size = try? fd.seek(offset: 0, from: .end), size > 0 else { return false }
         if !checkedHeader {
-            var header = [UInt8](repeating: 0, count: SymbolFileFormat.headerSize)
-            let n = (try? header.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
-            let valid = header.withUnsafeBytes { raw in
-                SymbolFileFormat.checkHeader(UnsafeRawBufferPointer(rebasing: raw.prefix(n)), logID: nil) == nil
-            }
-            guard valid else { return false }
-            sourceService = header.withUnsafeBytes { SymbolFileFormat.sourceService($0) }
+            guard let service = Self.sourceService(checkingHeaderOf: fd) else { return false }
+            sourceService = service
             checkedHeader = true
         }
         let remaining = Int(size) - offset
@@ -276,14 +271,29 @@ final class SymbolFileReader: @unchecked Sendable {
     }
 }
 
+extension SymbolFileReader {
+    /// The source service the header of the open symbols file records, or nil when the header is not valid.
+    static func sourceService(checkingHeaderOf fd: FileDescriptor) -> String? {
+        var header = [UInt8](repeating: 0, count: SymbolFileFormat.headerSize)
+        let n = (try? header.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
+        return header.withUnsafeBytes { raw in
+            let read = UnsafeRawBufferPointer(rebasing: raw.prefix(n))
+            return SymbolFileFormat.checkHeader(read, logID: nil) == nil ? SymbolFileFormat.sourceService(read) : nil
+        }
+    }
+}
+
 extension Envelope {
     /// The `source_service` of the log at `directory`: what its writer recorded in `metrics.symbols` when it created
     /// the log (`METRICS_SOURCE_SERVICE`, default `omninode-bridge`). Shippers, replay, tail and inspect all render
     /// it, so every envelope of a record is the same bytes whoever renders it. The default when the log has no
-    /// symbols file yet.
+    /// symbols file yet. Reads the file's 64-byte header only.
     public static func sourceService(directory: String) -> String {
-        let reader = SymbolFileReader(directory: directory)
-        reader.refresh()
-        return reader.sourceService
+        let path = directory + "/" + SymbolFileFormat.fileName
+        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+            return defaultSourceService
+        }
+        defer { try? fd.close() }
+        return SymbolFileReader.sourceService(checkingHeaderOf: fd) ?? defaultSourceService
     }
 }

@@ -137,7 +137,7 @@ struct ConnectFailure {
     /// configuration error that no retry can fix.
     var isPermanent: Bool {
         if let sqlState {
-            return !["08", "53", "57", "58"].contains(String(sqlState.prefix(2)))
+            return !PGError.isTransientClass(sqlState)
         }
         // libpq's own checks of option values: "invalid sslmode value", "invalid integer value ... for connection
         // option", "invalid port number".

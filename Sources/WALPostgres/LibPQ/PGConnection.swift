@@ -33,7 +33,13 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
         if connectionLost { return true }
         guard let state = sqlState else { return true }
         if state == "40001" || state == "40P01" || state == "55P03" { return true }
-        return ["08", "53", "57", "58"].contains(String(state.prefix(2)))
+        return Self.isTransientClass(state)
+    }
+
+    /// SQLSTATE classes that can heal by waiting, at connect time as later: connection exceptions (08),
+    /// insufficient resources (53), operator intervention (57), system errors (58).
+    static func isTransientClass(_ sqlState: String) -> Bool {
+        ["08", "53", "57", "58"].contains(String(sqlState.prefix(2)))
     }
 
     public var description: String {

@@ -102,10 +102,9 @@ struct Demo: ParsableCommand {
             )
             if let logID = try? LogDirectory(path: dir).readMeta().logID {
                 Output.line("sample envelopes:")
+                let sourceService = Envelope.sourceService(directory: dir)
                 for record in samples {
-                    Output.line(
-                        Envelope.json(record, logID: logID, sourceService: Envelope.sourceService(directory: dir))
-                    )
+                    Output.line(Envelope.json(record, logID: logID, sourceService: sourceService))
                 }
             }
         }

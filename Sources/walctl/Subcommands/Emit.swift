@@ -128,16 +128,22 @@ struct Emit: ParsableCommand {
         return configuration
     }
 
+    /// The collector's settings: the log's options, and the agent's METRICS_SOURCE_SERVICE, recorded in the log when
+    /// it is created.
+    var metricsConfiguration: MetricsConfiguration {
+        var settings = MetricsConfiguration(directory: dir)
+        settings.log = logConfiguration
+        settings.sourceService =
+            ProcessInfo.processInfo.environment["METRICS_SOURCE_SERVICE"] ?? Envelope.defaultSourceService
+        return settings
+    }
+
     func run() throws {
         if let metric {
             try emitOne(metric)
             return
         }
-        var settings = MetricsConfiguration(directory: dir)
-        settings.log = logConfiguration
-        // The agent's METRICS_SOURCE_SERVICE, recorded in the log when it is created.
-        settings.sourceService =
-            ProcessInfo.processInfo.environment["METRICS_SOURCE_SERVICE"] ?? Envelope.defaultSourceService
+        let settings = metricsConfiguration
         let collector: MetricsCollector?
         let wal: WAL
         do {
@@ -264,11 +270,7 @@ struct Emit: ParsableCommand {
             Output.error("walctl emit: \(name) is not in the catalog; give --unit for a gauge")
             throw ExitCode(2)
         }
-        var settings = MetricsConfiguration(directory: dir)
-        settings.log = logConfiguration
-        // The agent's METRICS_SOURCE_SERVICE, recorded in the log when it is created.
-        settings.sourceService =
-            ProcessInfo.processInfo.environment["METRICS_SOURCE_SERVICE"] ?? Envelope.defaultSourceService
+        let settings = metricsConfiguration
         let collector: MetricsCollector
         do {
             collector = try MetricsCollector(configuration: settings)

@@ -355,24 +355,25 @@ struct Ship: AsyncParsableCommand {
         let timedOut = DrainFlag()
         // The drain's deadline: stop every service (they return after the batch in flight), and if one is stuck in
         // a blocking call past a grace period, report and exit anyway.
-        let deadline = Task { [timeout = drainTimeoutNanos, evaluator] in
-            guard let drainTarget else { return }
-            try await Task.sleep(for: .nanoseconds(timeout))
-            timedOut.value.store(true, ordering: .sequentiallyConsistent)
-            for shipper in shippers { shipper.stop() }
-            evaluator?.stop()
-            try await Task.sleep(for: .seconds(15))
-            Self.reportUndelivered(shippers: shippers, evaluator: evaluator, target: drainTarget, timeout: timeout)
-            Foundation.exit(3)
+        let deadline = drainTarget.map { drainTarget in
+            Task { [timeout = drainTimeoutNanos, evaluator] in
+                try await Task.sleep(for: .nanoseconds(timeout))
+                timedOut.value.store(true, ordering: .sequentiallyConsistent)
+                for shipper in shippers { shipper.stop() }
+                evaluator?.stop()
+                try await Task.sleep(for: .seconds(15))
+                Self.reportUndelivered(shippers: shippers, evaluator: evaluator, target: drainTarget, timeout: timeout)
+                Foundation.exit(3)
+            }
         }
-        defer { deadline.cancel() }
+        defer { deadline?.cancel() }
         do {
             try await group.run()
         } catch {
             Output.error("walctl ship: \(error)")
             throw ExitCode(1)
         }
-        deadline.cancel()
+        deadline?.cancel()
         if let evaluator {
             let statistics = evaluator.statistics
             Output.error(

@@ -58,7 +58,14 @@ struct Tail: AsyncParsableCommand {
             Output.error("walctl tail: \(error)")
             throw ExitCode(1)
         }
-        for record in last { render(record, logID: meta.logID, into: &output) }
+        // The log's source service (recorded by its writer, fixed for the log's life): read once, when the first
+        // record shows that the symbols file exists.
+        var sourceService: String?
+        func render(_ record: MetricRecord) {
+            if json && sourceService == nil { sourceService = Envelope.sourceService(directory: dir) }
+            self.render(record, logID: meta.logID, sourceService: sourceService ?? "", into: &output)
+        }
+        for record in last { render(record) }
         output.flush()
         guard follow else { return }
         let reader = TailReader(path: dir, after: max(end, filter.fromSeq - 1))
@@ -70,7 +77,7 @@ struct Tail: AsyncParsableCommand {
                     case .record(let seq, let bytes):
                         switch decoder.decode(seq: seq, bytes: bytes) {
                         case .success(let record):
-                            if filter.matches(record) { render(record, logID: meta.logID, into: &output) }
+                            if filter.matches(record) { render(record) }
                         case .failure(let failure):
                             Output.error("record \(seq) does not decode: \(failure)")
                         }
@@ -94,15 +101,15 @@ struct Tail: AsyncParsableCommand {
         }
     }
 
-    private func render(_ record: MetricRecord, logID: LogID, into output: inout OutputBuffer) {
+    private func render(
+        _ record: MetricRecord,
+        logID: LogID,
+        sourceService: String,
+        into output: inout OutputBuffer
+    ) {
         if json {
-            // The log's source service (recorded by its writer): what the shippers rendered for this record.
-            Envelope.render(
-                record,
-                logID: logID,
-                sourceService: Envelope.sourceService(directory: dir),
-                into: &output.bytes
-            )
+            // The log's source service: what the shippers rendered for this record.
+            Envelope.render(record, logID: logID, sourceService: sourceService, into: &output.bytes)
             output.bytes.append(0x0A)
         } else {
             output.line(Report.recordRow(record))
