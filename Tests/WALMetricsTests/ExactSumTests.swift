@@ -1,7 +1,7 @@
 import Foundation
 import Testing
-import WALTestKit
 import WALMetrics
+import WALTestKit
 
 /// The exact sum, mean and nearest-rank percentile shared by `stats` and the alert evaluator.
 @Suite struct ExactSumTests {

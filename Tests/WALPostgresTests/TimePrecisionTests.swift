@@ -58,7 +58,6 @@ extension PostgresTests {
     }
 }
 
-
 extension PostgresTests.TimePrecision {
     /// A row shipped by a walctl that floored emit times (up to 1 µs earlier than today's rounding) is the same
     /// record to `replay`: no second row.
