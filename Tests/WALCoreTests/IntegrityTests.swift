@@ -103,7 +103,7 @@ import WALTestKit
     }
 
     enum Tampering: String, CaseIterable {
-        case truncatedToZero, headerZeroed, deleted, truncatedToHalf, truncatedToItsHeader
+        case truncatedToZero, headerZeroed, deleted, truncatedToHalf, truncatedToItsHeader, truncatedInsideItsHeader
     }
 
     /// Defect: an empty or zeroed active segment was deleted silently and its seqs reused, so a shipper whose cursor
@@ -133,6 +133,9 @@ import WALTestKit
                 // What a repair of a segment with no intact frame leaves: the writer must grow it, not try to
                 // create a second file of the same name.
                 #expect(truncate(active.path, 64) == 0)
+            case .truncatedInsideItsHeader:
+                // Shorter than a header (wal-format.md 5, step 3): removed, its seqs covered by the gap.
+                #expect(truncate(active.path, 40) == 0)
             }
             // verify sees the loss before any writer opens the log.
             #expect(try LogInspector.examine(path: path).damage.contains { $0.reason.contains("were assigned") })

@@ -191,22 +191,14 @@ public final class WAL: @unchecked Sendable {
         // A crash while creating a segment can leave one whose header was never written: it holds nothing. (Its
         // name still tells where the log was; the seqs it may have held are accounted for by recovery.)
         var removedFirstSeq: UInt64?
-        while let last = files.last {
-            let size = FileSystem.size(last.path) ?? 0
-            if size < Int64(LogFormat.segmentHeaderSize) || (try? SegmentFileReader(path: last.path)) == nil {
-                let bytes = (try? FileSystem.readAll(last.path, limit: LogFormat.segmentHeaderSize)) ?? []
-                guard bytes.allSatisfy({ $0 == 0 }) else {
-                    _ = try SegmentFileReader(path: last.path)  // throws the precise error
-                    break
-                }
-                try FileSystem.remove(last.path)
-                report.removedEmptySegments.append(last.name)
-                removedFirstSeq = last.firstSeq
-                totalBytes -= size
-                files.removeLast()
-                continue
-            }
-            break
+        // Readers skip such a segment by the same rule (`SegmentFileReader.isUnwritten`); a non-zero invalid header
+        // is an error, thrown with its reason below.
+        while let last = files.last, SegmentFileReader.isUnwritten(path: last.path) {
+            totalBytes -= FileSystem.size(last.path) ?? 0
+            try FileSystem.remove(last.path)
+            report.removedEmptySegments.append(last.name)
+            removedFirstSeq = last.firstSeq
+            files.removeLast()
         }
         guard let last = files.last else {
             // A new log, or one whose only segments were empty: the next seq is where the first of them began.
