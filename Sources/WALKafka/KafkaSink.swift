@@ -241,7 +241,12 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         if case .failure(let error) = lookup, error.code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue {
             return nil
         }
-        let found = try lookup.get()
+        return try cursorSeq(try lookup.get(), logID: logID)
+    }
+
+    /// The cursor a group's committed offset holds for `logID` (0 for none); a fatal error when the group holds
+    /// something else.
+    private func cursorSeq(_ found: CommittedOffset?, logID: LogID) throws -> UInt64 {
         guard let committed = found else { return 0 }
         let group = configuration.group(for: logID)
         guard let cursor = KafkaCursor(offset: committed.offset, metadata: committed.metadata) else {
@@ -259,41 +264,70 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         return cursor.seq
     }
 
-    public func deliver(_ batch: ShipBatch) throws {
+    /// The positions of many logs, read through the producer with the admin API (one client for any number of
+    /// logs; librdkafka 2.0 sends one request per group, all in flight at once).
+    public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
         let producer = try activeProducer()
         try ensureTopics(producer)
-        let logID = batch.logID
-        let logIDText = logID.description
+        var positions: [LogID: UInt64] = [:]
+        for chunk in stride(from: 0, to: logIDs.count, by: 100).map({ logIDs[$0..<min($0 + 100, logIDs.count)] }) {
+            let found = try producer.groupOffsets(
+                chunk.map { configuration.group(for: $0) },
+                topic: configuration.cursorTopic,
+                timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+            )
+            for logID in chunk {
+                positions[logID] = try cursorSeq(found[configuration.group(for: logID)] ?? nil, logID: logID)
+            }
+        }
+        return positions
+    }
+
+    public func deliver(_ batch: ShipBatch) throws { try deliver([batch]) }
+
+    /// Produces the records of every batch, waits until each message is acknowledged, dead-letters what the
+    /// brokers refused for good, then commits each log's cursor (its own consumer group).
+    public func deliver(_ batches: [ShipBatch]) throws {
+        let producer = try activeProducer()
+        try ensureTopics(producer)
         producer.beginBatch()
-        var rejected: [(index: Int, reason: String)] = []
+        // Message indices run across the batches: (batch, record) by running index.
+        var owners: [(batch: Int, record: Int)] = []
+        var rejected: [[(index: Int, reason: String)]] = Array(repeating: [], count: batches.count)
         var envelope: [UInt8] = []
         envelope.reserveCapacity(512)
-        for (index, record) in batch.records.enumerated() {
-            let eventID = Envelope.eventID(logID: logID, seq: record.seq)
-            envelope.removeAll(keepingCapacity: true)
-            Envelope.render(
-                record,
-                logID: logID,
-                sourceService: batch.sourceService ?? configuration.sourceService,
-                eventID: eventID,
-                into: &envelope
-            )
-            let error = producer.produce(
-                topic: topicNames[record.category] ?? [],
-                key: record.agentID,
-                value: envelope,
-                headers: Self.headers(logID: logIDText, seq: record.seq, eventID: eventID, type: record.type),
-                timestampMilliseconds: record.timestampNanos / 1_000_000,
-                index: index
-            )
-            guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                if Self.isPermanent(error) {
-                    rejected.append((index, String(cString: rd_kafka_err2str(error))))
-                    continue
+        for (batchIndex, batch) in batches.enumerated() {
+            let logID = batch.logID
+            let logIDText = logID.description
+            for (recordIndex, record) in batch.records.enumerated() {
+                let index = owners.count
+                owners.append((batchIndex, recordIndex))
+                let eventID = Envelope.eventID(logID: logID, seq: record.seq)
+                envelope.removeAll(keepingCapacity: true)
+                Envelope.render(
+                    record,
+                    logID: logID,
+                    sourceService: batch.sourceService ?? configuration.sourceService,
+                    eventID: eventID,
+                    into: &envelope
+                )
+                let error = producer.produce(
+                    topic: topicNames[record.category] ?? [],
+                    key: record.agentID,
+                    value: envelope,
+                    headers: Self.headers(logID: logIDText, seq: record.seq, eventID: eventID, type: record.type),
+                    timestampMilliseconds: record.timestampNanos / 1_000_000,
+                    index: index
+                )
+                guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                    if Self.isPermanent(error) {
+                        rejected[batchIndex].append((recordIndex, String(cString: rd_kafka_err2str(error))))
+                        continue
+                    }
+                    producer.purge()
+                    try throwIfFatal(producer)
+                    throw KafkaError(error, "producing to \(configuration.topic(for: record.category))")
                 }
-                producer.purge()
-                try throwIfFatal(producer)
-                throw KafkaError(error, "producing to \(configuration.topic(for: record.category))")
             }
         }
 
@@ -310,9 +344,10 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             let reason = interrupted.load(ordering: .relaxed) ? "shutting down" : "delivery reports overdue"
             throw KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "batch not delivered: \(reason)")
         }
-        for failure in producer.context.failures {
+        for failure in producer.context.failures where failure.index < owners.count {
             if Self.isPermanent(failure.error) {
-                rejected.append((failure.index, String(cString: rd_kafka_err2str(failure.error))))
+                let owner = owners[failure.index]
+                rejected[owner.batch].append((owner.record, String(cString: rd_kafka_err2str(failure.error))))
             } else {
                 let detail = producer.context.lastError.withLock { $0 }.map { " (\($0))" } ?? ""
                 throw KafkaError(
@@ -321,24 +356,47 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
                 )
             }
         }
-        let delivered = batch.records.count - rejected.count
-        try keepDeadLetters(batch, rejected: rejected)
+        let refused = rejected.reduce(0) { $0 + $1.count }
+        for (batchIndex, batch) in batches.enumerated() {
+            try keepDeadLetters(batch, rejected: rejected[batchIndex])
+        }
 
         if configuration.commitsCursor {
-            try commitCursor(logID: logID, seq: batch.throughSeq)
+            if batches.count == 1, let batch = batches.first {
+                try commitCursor(logID: batch.logID, seq: batch.throughSeq)
+            } else {
+                try producer.alterGroupOffsets(
+                    batches.map {
+                        GroupOffsetCommit(
+                            group: configuration.group(for: $0.logID),
+                            offset: Int64($0.throughSeq),
+                            metadata: KafkaCursor(logID: $0.logID.description, seq: $0.throughSeq).metadata
+                        )
+                    },
+                    topic: configuration.cursorTopic,
+                    timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+                )
+                counters.withLock { $0.cursorCommits += UInt64(batches.count) }
+            }
         }
         counters.withLock {
-            $0.messagesDelivered += UInt64(delivered)
-            $0.deadLettered += UInt64(rejected.count)
+            $0.messagesDelivered += UInt64(owners.count - refused)
+            $0.deadLettered += UInt64(refused)
         }
     }
 
     private func commitCursor(logID: LogID, seq: UInt64) throws {
-        let client = try activeCursorClient(logID: logID)
-        try client.commitOffset(
+        let producer = try activeProducer()
+        try producer.alterGroupOffsets(
+            [
+                GroupOffsetCommit(
+                    group: configuration.group(for: logID),
+                    offset: Int64(seq),
+                    metadata: KafkaCursor(logID: logID.description, seq: seq).metadata
+                )
+            ],
             topic: configuration.cursorTopic,
-            offset: Int64(seq),
-            metadata: KafkaCursor(logID: logID.description, seq: seq).metadata
+            timeoutMilliseconds: configuration.requestTimeoutMilliseconds
         )
         counters.withLock { $0.cursorCommits += 1 }
     }
@@ -381,6 +439,12 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
 
     private func keepDeadLetters(_ batch: ShipBatch, rejected: [(index: Int, reason: String)]) throws {
         guard !rejected.isEmpty || !batch.skipped.isEmpty else { return }
+        // A sink shipping many logs keeps each log's dead letters beside it (no file configured).
+        let file =
+            configuration.deadLetterFile.isEmpty && batch.directory != nil
+            ? DeadLetterFile(
+                path: KafkaSinkConfiguration.defaultDeadLetterFile(directory: batch.directory ?? "", shipperName: name)
+            ) : deadLetters
         let now = Int64(bitPattern: wallClockNanos())
         var lines: [[UInt8]] = []
         for entry in rejected.sorted(by: { $0.index < $1.index }) where entry.index < batch.records.count {
@@ -405,7 +469,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             lines.append(line)
             logger.error(
                 "record refused by Kafka; written to the dead-letter file",
-                metadata: ["wal_seq": "\(record.seq)", "reason": "\(entry.reason)", "file": "\(deadLetters.path)"]
+                metadata: ["wal_seq": "\(record.seq)", "reason": "\(entry.reason)", "file": "\(file.path)"]
             )
         }
         for skipped in batch.skipped {
@@ -419,7 +483,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             line.append(contentsOf: #""}"#.utf8)
             lines.append(line)
         }
-        try deadLetters.append(lines)
+        try file.append(lines)
     }
 }
 

@@ -49,8 +49,8 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     public var name: String { configuration.shipperName }
     private let logger: Logger
     private var connection: PGConnection?
-    /// The log whose advisory lock the current connection holds.
-    private var lockedLogID: LogID?
+    /// The logs whose advisory locks the current connection holds.
+    private var lockedLogs: Set<LogID> = []
     private var lastMaintenance: UInt64 = 0
     /// Off after PostgreSQL refused partition DDL to this role (42501): `walctl pg maintain` does it instead.
     private var maintenanceAllowed = true
@@ -86,7 +86,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private func connect() throws(PGError) -> PGConnection {
         if let connection, connection.isConnected { return connection }
         connection = nil
-        lockedLogID = nil
+        lockedLogs.removeAll()
         let fresh = try PGConnection.connect(configuration.conninfo, applicationName: "walctl-\(name)")
         try fresh.execute("SET client_min_messages = warning")
         if configuration.statementTimeoutMilliseconds > 0 {
@@ -173,13 +173,13 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// Takes the log's advisory lock on this connection, waiting while another session holds it. Session locks
     /// go with their connection: after a reconnect the lock is taken again before anything is written.
     private func holdLock(of logID: LogID, _ connection: PGConnection) throws {
-        if lockedLogID == logID { return }
-        let key = "walctl ship \(logID)"
+        if lockedLogs.contains(logID) { return }
+        let key = Self.lockKey(logID)
         var announced = false
         while true {
             let taken = try connection.execute("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", [key])
             if taken.value(0, 0) == "t" {
-                lockedLogID = logID
+                lockedLogs.insert(logID)
                 if announced { logger.info("took over shipping of the log", metadata: ["log_id": "\(logID)"]) }
                 return
             }
@@ -218,6 +218,60 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         return try cursorPosition(logID: logID, connection)
     }
 
+    static func lockKey(_ logID: LogID) -> String { "walctl ship \(logID)" }
+
+    /// Takes the advisory locks of the logs not held yet without waiting (one statement), and reads the positions
+    /// of those held: a log another shipper holds is left out, and asked for again later by the engine.
+    public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
+        let connection = try connected()
+        let toLock = logIDs.filter { !lockedLogs.contains($0) }
+        if !toLock.isEmpty {
+            let result = try connection.execute(
+                "SELECT k, pg_try_advisory_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k",
+                [Self.arrayLiteral(toLock.map(Self.lockKey), quoted: true)]
+            )
+            var taken: Set<String> = []
+            for row in 0..<result.rowCount where result.value(row, 1) == "t" {
+                if let key = result.value(row, 0) { taken.insert(key) }
+            }
+            for logID in toLock where taken.contains(Self.lockKey(logID)) { lockedLogs.insert(logID) }
+        }
+        let held = logIDs.filter { lockedLogs.contains($0) }
+        guard !held.isEmpty else { return [:] }
+        let result = try connection.execute(
+            "SELECT log_id, wal_seq FROM walctl_cursors WHERE shipper = $1 AND log_id = ANY($2::uuid[])",
+            [name, Self.arrayLiteral(held.map(\.description), quoted: false)]
+        )
+        var found: [String: UInt64] = [:]
+        for row in 0..<result.rowCount {
+            if let id = result.value(row, 0), let seq = result.value(row, 1).flatMap({ UInt64($0) }) { found[id] = seq }
+        }
+        var positions: [LogID: UInt64] = [:]
+        for logID in held { positions[logID] = found[logID.description] ?? 0 }
+        return positions
+    }
+
+    /// A PostgreSQL array literal of `values` (log ids and lock keys: no quotes or backslashes in them).
+    static func arrayLiteral(_ values: [String], quoted: Bool) -> String {
+        "{" + values.map { quoted ? "\"\($0)\"" : $0 }.joined(separator: ",") + "}"
+    }
+
+    /// Delivers the batches of many logs in one transaction: their rows by binary COPY (one per table for all
+    /// logs), their skipped ranges, and every log's cursor row. A refusal that is not transient falls back to
+    /// one transaction per log, each with its own bisection and cursor, so exactly-once holds per log either way.
+    public func deliver(_ batches: [ShipBatch]) throws {
+        guard batches.count > 1 else {
+            if let batch = batches.first { try deliver(batch) }
+            return
+        }
+        let connection = try connected()
+        for batch in batches { try holdLock(of: batch.logID, connection) }
+        try maintainIfDue(connection)
+        guard let refusal = try deliverWhole(batches, connection) else { return }
+        try refuseIfSchemaDiffers(refusal, connection)
+        for batch in batches { try deliver(batch) }
+    }
+
     private func cursorPosition(logID: LogID, _ connection: PGConnection) throws(PGError) -> UInt64 {
         let result = try connection.execute(
             "SELECT wal_seq FROM walctl_cursors WHERE log_id = $1 AND shipper = $2",
@@ -230,7 +284,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         let connection = try connected()
         try holdLock(of: batch.logID, connection)
         try maintainIfDue(connection)
-        guard let refusal = try deliverWhole(batch, connection) else { return }
+        guard let refusal = try deliverWhole([batch], connection) else { return }
         try refuseIfSchemaDiffers(refusal, connection)
         if refusal.sqlState != "23505" {
             logger.warning("a batch was refused; isolating its records", metadata: ["error": "\(refusal)"])
@@ -248,12 +302,12 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     /// The fast path: one COPY per table, the cursor, one commit. Returns nil when committed, and PostgreSQL's
     /// refusal when it is not transient (then nothing was committed); throws transient failures.
-    private func deliverWhole(_ batch: ShipBatch, _ connection: PGConnection) throws(PGError) -> PGError? {
+    private func deliverWhole(_ batches: [ShipBatch], _ connection: PGConnection) throws(PGError) -> PGError? {
         do throws(PGError) {
             try connection.execute("BEGIN")
-            try copyAll(batch.records, logID: batch.logID, connection: connection)
-            try recordSkipped(batch, connection: connection)
-            try advanceCursor(batch, connection: connection)
+            try copyAll(batches, connection: connection)
+            for batch in batches { try recordSkipped(batch, connection: connection) }
+            try advanceCursors(batches, connection: connection)
             try connection.execute("COMMIT")
         } catch {
             if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
@@ -281,15 +335,17 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     public func disconnect() {
         connection = nil
-        lockedLogID = nil
+        lockedLogs.removeAll()
     }
 
     // MARK: - Writing
 
-    private func copyAll(_ records: [MetricRecord], logID: LogID, connection: PGConnection) throws(PGError) {
+    private func copyAll(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
         var byTable: [String: BinaryCopyBuilder] = [:]
-        for record in records {
-            byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
+        for batch in batches {
+            for record in batch.records {
+                byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: batch.logID)
+            }
         }
         for (table, builder) in byTable.sorted(by: { $0.key < $1.key }) {
             try connection.copyIn(
@@ -349,6 +405,26 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
                 ]
             )
         }
+    }
+
+    /// Moves the cursors of several logs forward in one statement (never back).
+    private func advanceCursors(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
+        guard batches.count > 1 else {
+            if let batch = batches.first { try advanceCursor(batch, connection: connection) }
+            return
+        }
+        try connection.execute(
+            """
+            INSERT INTO walctl_cursors (log_id, shipper, wal_seq, updated_at)
+            SELECT u.log_id, $1, u.wal_seq, now() FROM unnest($2::uuid[], $3::bigint[]) AS u(log_id, wal_seq)
+            ON CONFLICT (log_id, shipper) DO UPDATE SET wal_seq = greatest(walctl_cursors.wal_seq, excluded.wal_seq),
+                updated_at = now()
+            """,
+            [
+                name, Self.arrayLiteral(batches.map(\.logID.description), quoted: false),
+                Self.arrayLiteral(batches.map { String($0.throughSeq) }, quoted: false),
+            ]
+        )
     }
 
     /// Moves the cursor forward only: a shipper that lost its lock and committed late never moves it back.

@@ -13,19 +13,24 @@ public struct ShipBatch: Sendable {
     /// The log's `source_service` (`Envelope.sourceService(directory:)`), for sinks that render envelopes; nil
     /// leaves it to the sink's configuration.
     public var sourceService: String?
+    /// The log's directory, for sinks that keep something beside the log (the Kafka sink's dead-letter file when
+    /// one sink ships many logs); nil leaves it to the sink's configuration.
+    public var directory: String?
 
     public init(
         logID: LogID,
         records: [MetricRecord],
         throughSeq: UInt64,
         skipped: [SkippedEntry],
-        sourceService: String? = nil
+        sourceService: String? = nil,
+        directory: String? = nil
     ) {
         self.logID = logID
         self.records = records
         self.throughSeq = throughSeq
         self.skipped = skipped
         self.sourceService = sourceService
+        self.directory = directory
     }
 }
 
@@ -47,6 +52,16 @@ public protocol MetricSink: AnyObject, Sendable {
     /// shipper asks `committedSeq` again, since the commit may or may not have happened).
     func deliver(_ batch: ShipBatch) throws
 
+    /// The committed positions of many logs at once (a host shipper starting on a thousand logs). A log another
+    /// shipper is shipping into the same place right now is left out of the answer: ask again later, without
+    /// holding up the others.
+    func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64]
+
+    /// Delivers the batches of several logs and commits each one's `throughSeq`, as `deliver` does for one. An
+    /// exactly-once sink commits all of them and their cursors in one transaction; otherwise, on a throw, any
+    /// subset may have been committed (the shipper asks `committedSeqs` again).
+    func deliver(_ batches: [ShipBatch]) throws
+
     /// Closes connections. The shipper may call `committedSeq` again later, which reconnects.
     func disconnect()
 
@@ -57,6 +72,16 @@ public protocol MetricSink: AnyObject, Sendable {
 
 extension MetricSink {
     public func interruptDelivery() {}
+
+    public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
+        var positions: [LogID: UInt64] = [:]
+        for logID in logIDs { positions[logID] = try committedSeq(logID: logID) }
+        return positions
+    }
+
+    public func deliver(_ batches: [ShipBatch]) throws {
+        for batch in batches { try deliver(batch) }
+    }
 }
 
 /// Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter").

@@ -21,8 +21,20 @@ public struct ShipperConfiguration: Sendable {
     /// How often the log is polled for new records when idle, in milliseconds.
     public var pollMilliseconds = 20
     public var retry = RetryPolicy()
-    /// Stop (successfully) once everything up to this sequence number is committed.
+    /// Stop (successfully) once everything up to this sequence number is committed (a shipper of one log).
     public var drainThroughSeq: UInt64?
+    /// Stop (successfully) once every log found by the first scan has committed what it had sealed then.
+    public var drainsAtStart = false
+    /// How often roots and patterns are scanned for new logs, in milliseconds.
+    public var rescanMilliseconds = 1000
+    /// Logs that may hold a segment open (a descriptor and a mapping each) at once; the least recently active
+    /// beyond it are suspended.
+    public var maxOpenLogs = 256
+    /// The longest wait between two polls of an idle log, in milliseconds (the polls of a log back off from
+    /// `pollMilliseconds` to this while it stays idle): bounds the extra latency of a quiet log's next record.
+    public var idleProbeMaxMilliseconds = 200
+    /// A log idle this long releases its segment (descriptor and mapping) until its next record, in milliseconds.
+    public var suspendAfterIdleMilliseconds = 5000
 
     public init() {}
 }
@@ -46,200 +58,38 @@ public struct ShipperStatistics: Sendable, Equatable {
     public var connected = false
 }
 
-/// Tails a log from the sink's committed position and delivers every metric record to one sink, independently of
-/// any other shipper: it runs its blocking loop on a dedicated OS thread (never the cooperative pool), retries
-/// transient failures with backoff forever while the log accumulates, and keeps a local cursor (named after the
-/// sink) so that retention never deletes what it has not shipped.
+/// Ships one log to one sink: the `ShippingEngine` with a selection of one directory. It tails the log from the
+/// sink's committed position and delivers every metric record, independently of any other shipper: on a dedicated
+/// OS thread (never the cooperative pool), retrying transient failures with backoff forever while the log
+/// accumulates, keeping a local cursor (named after the sink) so that retention never deletes what it has not
+/// shipped.
 ///
 /// Run it as a swift-service-lifecycle `Service`; graceful shutdown lets the batch in flight finish.
 public final class Shipper: Service, @unchecked Sendable {
     public let directory: String
-    public let sink: any MetricSink
-    public let configuration: ShipperConfiguration
-    private let logger: Logger
-    private let stopRequested = Atomic<Bool>(false)
-    private let state = Mutex(ShipperStatistics())
+    public var sink: any MetricSink { engine.sink }
+    public var configuration: ShipperConfiguration { engine.configuration }
+    public let engine: ShippingEngine
 
     public init(directory: String, sink: any MetricSink, configuration: ShipperConfiguration, logger: Logger) {
         self.directory = directory
-        self.sink = sink
-        self.configuration = configuration
-        self.logger = logger
+        self.engine = ShippingEngine(
+            selection: .single(directory),
+            sink: sink,
+            configuration: configuration,
+            logger: logger
+        )
     }
 
-    public var statistics: ShipperStatistics { state.withLock { $0 } }
+    public var statistics: ShipperStatistics { engine.statistics }
 
     /// Asks the loop to stop after the batch in flight.
-    public func stop() {
-        stopRequested.store(true, ordering: .relaxed)
-        sink.interruptDelivery()
-    }
+    public func stop() { engine.stop() }
 
-    public func run() async throws {
-        try await runOnDedicatedThread(name: "ship-\(sink.name)", stop: { self.stop() }) { try self.loop() }
-    }
+    public func run() async throws { try await engine.run() }
 
     /// Runs the loop on the calling thread until stopped or drained (for tools and tests).
-    public func runBlocking() throws { try loop() }
-
-    // MARK: - The loop
-
-    private func loop() throws {
-        let meta = try LogDirectory(path: directory).readMeta()
-        let cursors = CursorStore(path: directory)
-        let decoder = MetricsDecoder(directory: directory)
-        var committed: UInt64?
-        var tail: TailReader?
-        var attempt = 0
-        var pending: [MetricRecord] = []
-        var pendingSkipped: [SkippedEntry] = []
-        var pendingThrough: UInt64 = 0
-        var firstPendingAt: UInt64?
-        let batchCap = max(1, configuration.catchUpBatchSize, configuration.batchSize)
-
-        while !stopRequested.load(ordering: .relaxed) {
-            do {
-                // Where the sink is: after any failure the commit may or may not have happened, so ask it.
-                if committed == nil {
-                    let position = try sink.committedSeq(logID: meta.logID)
-                    committed = position
-                    tail = TailReader(path: directory, after: position)
-                    pending.removeAll()
-                    pendingSkipped.removeAll()
-                    pendingThrough = position
-                    firstPendingAt = nil
-                    state.withLock {
-                        $0.committedSeq = position
-                        $0.connected = true
-                    }
-                    try? cursors.store(sink.name, seq: position)
-                    logger.info("shipping from the sink's committed position", metadata: ["seq": "\(position)"])
-                }
-                guard let reader = tail, let position = committed else { continue }
-                if let target = configuration.drainThroughSeq, position >= target { return }
-
-                // Read what is available, up to a batch (frames come whole, so a read may overshoot: the excess
-                // waits for the next batch).
-                let room = batchCap - pending.count
-                if room > 0 {
-                    _ = try reader.poll(maxEntries: room) { entry in
-                        switch entry {
-                        case .record(let seq, let bytes):
-                            switch decoder.decode(seq: seq, bytes: bytes) {
-                            case .success(let record): pending.append(record)
-                            case .failure(let failure):
-                                pendingSkipped.append(
-                                    SkippedEntry(fromSeq: seq, toSeq: seq, reason: failure.description)
-                                )
-                            }
-                            pendingThrough = seq
-                        case .gap(let gap):
-                            pendingSkipped.append(gap)
-                            pendingThrough = max(pendingThrough, gap.toSeq)
-                        case .damage(let damage):
-                            let from = damage.lostFromSeq ?? pendingThrough + 1
-                            let to = damage.lostToSeq ?? from
-                            pendingSkipped.append(SkippedEntry(fromSeq: from, toSeq: to, reason: damage.description))
-                            logger.error("damaged log region passed over", metadata: ["damage": "\(damage)"])
-                            pendingThrough = max(pendingThrough, to)
-                        }
-                    }
-                }
-                let now = monotonicNow()
-                if pendingThrough > position && firstPendingAt == nil { firstPendingAt = now }
-                let waited = firstPendingAt.map { now - $0 } ?? 0
-                let draining = configuration.drainThroughSeq.map { pendingThrough >= $0 } ?? false
-                let due =
-                    pending.count >= configuration.batchSize
-                    || waited >= UInt64(configuration.flushIntervalMilliseconds) * 1_000_000
-                    || (draining && pendingThrough > position)
-                    || (pending.isEmpty && !pendingSkipped.isEmpty)
-                updateLag(position: position, pending: pending)
-                guard due, pendingThrough > position else {
-                    sleepMilliseconds(configuration.pollMilliseconds)
-                    continue
-                }
-                // A batch never exceeds batchCap records: that bounds a transaction, and what a crash
-                // between delivery and commit can send twice.
-                var batch = ShipBatch(
-                    logID: meta.logID,
-                    records: pending,
-                    throughSeq: pendingThrough,
-                    skipped: pendingSkipped,
-                    sourceService: decoder.sourceService
-                )
-                if pending.count > batchCap {
-                    let cut = pending[batchCap - 1].seq
-                    batch.records = Array(pending.prefix(batchCap))
-                    batch.skipped = pendingSkipped.filter { $0.toSeq <= cut }
-                    batch.throughSeq = cut
-                }
-                try sink.deliver(batch)
-                committed = batch.throughSeq
-                attempt = 0
-                state.withLock {
-                    $0.committedSeq = batch.throughSeq
-                    $0.recordsShipped += UInt64(batch.records.count)
-                    $0.batchesShipped += 1
-                    $0.entriesSkipped += UInt64(batch.skipped.count)
-                }
-                pending.removeFirst(batch.records.count)
-                pendingSkipped.removeAll { $0.toSeq <= batch.throughSeq }
-                if pending.isEmpty && pendingSkipped.isEmpty { firstPendingAt = nil }
-                // The local cursor only follows the sink's (it may lag, never lead): it holds back retention.
-                try? cursors.store(sink.name, seq: batch.throughSeq)
-            } catch let error as FatalSinkError {
-                state.withLock {
-                    $0.lastError = error.message
-                    $0.lastErrorAtNanos = UInt64(wallClockNow())
-                    $0.connected = false
-                }
-                logger.critical("shipper stopped", metadata: ["error": "\(error.message)"])
-                sink.disconnect()
-                throw error
-            } catch {
-                attempt += 1
-                let text = "\(error)"
-                state.withLock {
-                    $0.retries += 1
-                    $0.lastError = text
-                    $0.lastErrorAtNanos = UInt64(wallClockNow())
-                    $0.connected = false
-                }
-                logger.warning("delivery failed; retrying", metadata: ["error": "\(text)", "attempt": "\(attempt)"])
-                sink.disconnect()
-                committed = nil
-                tail = nil
-                sleepMilliseconds(configuration.retry.delayMilliseconds(attempt: attempt))
-            }
-        }
-    }
-
-    private var lastSealedSeq: UInt64 = 0
-    private var lastSealedCheckedAt: UInt64 = 0
-
-    private func updateLag(position: UInt64, pending: [MetricRecord]) {
-        let now = monotonicNow()
-        if now - lastSealedCheckedAt >= 1_000_000_000 {
-            lastSealedSeq = (try? LogInspector.lastSealedSeqCheap(path: directory)) ?? lastSealedSeq
-            lastSealedCheckedAt = now
-        }
-        let sealed = lastSealedSeq
-        let oldest = pending.first.map { max(0, Double(wallClockNow() - $0.timestampNanos) / 1e9) } ?? 0
-        state.withLock {
-            $0.recordsBehind = sealed > position ? sealed - position : 0
-            $0.oldestUnshippedAgeSeconds = oldest
-        }
-    }
-
-    private func sleepMilliseconds(_ milliseconds: Int) {
-        var remaining = milliseconds
-        while remaining > 0 && !stopRequested.load(ordering: .relaxed) {
-            let step = min(remaining, 50)
-            usleep(UInt32(step) * 1000)
-            remaining -= step
-        }
-    }
+    public func runBlocking() throws { try engine.runBlocking() }
 }
 
 @inline(__always)

@@ -17,6 +17,8 @@ final class FrameWalker {
     private var finishedSegmentFirstSeq: UInt64?
     /// After this long of an invalid frame at the live end with nothing after it, look for a valid frame beyond.
     var liveDamageGraceNanos: UInt64 = 1_000_000_000
+    /// Where a suspended walk resumes: the segment it was in (by first seq) and the offset of its next frame.
+    private var suspendedAt: (firstSeq: UInt64, offset: Int64)?
 
     enum Step {
         /// A valid frame; its stored payload is in `storedPayload` until the next call.
@@ -42,8 +44,30 @@ final class FrameWalker {
     /// Where the walker is, for error messages.
     var position: (path: String, offset: Int64)? { segment.map { ($0.path, offset) } }
 
+    /// Closes the current segment (its descriptor and mapping) and remembers where the walk stands; the next `step`
+    /// reopens it there, or starts from `nextSeq` when retention deleted it meanwhile.
+    func suspend() {
+        guard let current = segment, heldFrame == nil else { return }
+        suspendedAt = (current.header.firstSeq, offset)
+        segment = nil
+        invalidSince = nil
+    }
+
+    /// Whether the walk holds a segment open.
+    var isSuspended: Bool { segment == nil }
+
     func step() throws(WALError) -> Step {
         while true {
+            if segment == nil, let resume = suspendedAt {
+                suspendedAt = nil
+                let path = directory.segmentPath(firstSeq: resume.firstSeq)
+                if let reopened = try? SegmentFileReader(path: path), reopened.header.firstSeq == resume.firstSeq {
+                    segment = reopened
+                    finishedSegmentFirstSeq = nil
+                    offset = resume.offset
+                    continue
+                }
+            }
             if segment == nil {
                 let files = try directory.segments()
                 // After finishing a segment, the next is the first one after it; at the start, the one holding nextSeq.

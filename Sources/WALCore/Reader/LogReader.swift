@@ -140,6 +140,13 @@ public final class TailReader {
     /// The next sequence number this reader will deliver.
     public var nextSeq: UInt64 { walker.nextSeq }
 
+    /// Releases the segment's descriptor and mapping while the log is idle; the next `poll` reopens it where the
+    /// reader stood (a host shipper keeps thousands of idle logs this way at no cost in descriptors).
+    public func suspend() { walker.suspend() }
+
+    /// Whether the reader holds no segment open (suspended, or never polled).
+    public var isSuspended: Bool { walker.isSuspended }
+
     /// Delivers entries available now, frame by frame, until at least `maxEntries` were delivered or nothing more is
     /// sealed yet. Never waits. Returns the number of entries delivered.
     @discardableResult

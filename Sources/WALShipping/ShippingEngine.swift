@@ -1,0 +1,596 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import WALCore
+import WALMetrics
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Where one log stands with one sink.
+public struct LogShippingStatus: Sendable, Equatable {
+    public var directory: String
+    public var logID: String
+    public var statistics = ShipperStatistics()
+    /// The drain target of this log (what it had sealed when a draining shipper found it), if draining.
+    public var drainTarget: UInt64?
+    /// True while another shipper holds this log in the sink (PostgreSQL's advisory lock): it waits.
+    public var heldElsewhere = false
+    /// When the log last had a record to ship or delivered one (monotonic nanoseconds).
+    public var lastActivityNanos: UInt64 = 0
+}
+
+/// Ships every log of a `LogSelection` to one sink, on one thread, through one connection (one PostgreSQL session,
+/// one Kafka producer): `walctl ship --root` for every agent of a host, and `walctl ship --dir` for one log.
+///
+/// - **Exactly once per log where the sink is:** a batch carries records of many logs, and the sink commits every
+///   log's position with them (PostgreSQL: the rows and every cursor row in one transaction). After any failure the
+///   positions are read back from the sink before anything is read again.
+/// - **Fairness:** each batch is shared among the logs with records waiting by `BatchPlanner` (max-min fair), so a
+///   backlog of millions in one log delays a fresh record of another by one batch at most, and a partial batch
+///   ships when its oldest record has waited `flushIntervalMilliseconds`.
+/// - **Bounded resources:** a log holds a segment open (one descriptor, one mapping) only while it is active; a log
+///   idle for `suspendAfterIdleMilliseconds`, or beyond the `maxOpenLogs` most recently active, is suspended and
+///   probed with a backoff up to `idleProbeMaxMilliseconds`. At most `batchSize` records wait in memory per log
+///   once more than one log is busy (up to `catchUpBatchSize` for one).
+/// - **New logs** are found by a rescan every `rescanMilliseconds` (roots and patterns; a fixed selection is not
+///   rescanned); a log whose directory disappeared (retired, removed) is forgotten.
+/// - Transient failures are retried with backoff forever; a `FatalSinkError` stops the engine.
+public final class ShippingEngine: Service, @unchecked Sendable {
+    public let selection: LogSelection
+    public let sink: any MetricSink
+    public let configuration: ShipperConfiguration
+    private let logger: Logger
+    private let stopRequested = Atomic<Bool>(false)
+    private let status = Mutex<[String: LogShippingStatus]>([:])
+    private let totals = Mutex(ShipperStatistics())
+    private let forgetRequests = Mutex<Set<String>>([])
+    private let firstScanDone = Atomic<Bool>(false)
+
+    public init(
+        selection: LogSelection,
+        sink: any MetricSink,
+        configuration: ShipperConfiguration,
+        logger: Logger
+    ) {
+        self.selection = selection
+        self.sink = sink
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Every log's standing with this sink, by directory.
+    public var logs: [String: LogShippingStatus] { status.withLock { $0 } }
+
+    /// The sum over logs (committedSeq: the lowest committed position of a log; recordsBehind, retries and errors
+    /// summed; lastError: the latest).
+    public var statistics: ShipperStatistics { totals.withLock { $0 } }
+
+    /// True once the first scan found its logs and read where the sink stands for each (or was stopped).
+    public var isStarted: Bool { firstScanDone.load(ordering: .acquiring) }
+
+    /// The position committed in the sink for the log at `directory`, when the engine knows it.
+    public func committedSeq(directory: String) -> UInt64? {
+        status.withLock { $0[LogSelection.normalized(directory)].map(\.statistics.committedSeq) }
+    }
+
+    /// Asks the loop to stop after the batch in flight.
+    public func stop() {
+        stopRequested.store(true, ordering: .relaxed)
+        sink.interruptDelivery()
+    }
+
+    /// Stops shipping the log at `directory` (it was retired); a later scan that finds it again adds it back.
+    public func forget(directory: String) {
+        _ = forgetRequests.withLock { $0.insert(LogSelection.normalized(directory)) }
+    }
+
+    public func run() async throws {
+        try await runOnDedicatedThread(name: "ship-\(sink.name)", stop: { self.stop() }) { try self.loop() }
+    }
+
+    /// Runs the loop on the calling thread until stopped or drained (for tools and tests).
+    public func runBlocking() throws { try loop() }
+
+    // MARK: - Per-log state (owned by the loop's thread)
+
+    final class Source {
+        let directory: String
+        let logID: LogID
+        var decoder: MetricsDecoder?
+        var reader: TailReader?
+        /// The sink's committed position; nil until read from the sink (and after any failure).
+        var committed: UInt64?
+        var positionRetryAt: UInt64 = 0
+        var pending: [MetricRecord] = []
+        var pendingHead = 0
+        var pendingSkipped: [SkippedEntry] = []
+        var pendingThrough: UInt64 = 0
+        var firstPendingAt: UInt64?
+        var nextPollAt: UInt64 = 0
+        var probeInterval: UInt64
+        var lastActivity: UInt64
+        var readErrorLogged = false
+        var drainTarget: UInt64?
+        var cursorStoredAt: UInt64 = 0
+        var cursorStoredSeq: UInt64 = 0
+        var lastSealedSeq: UInt64 = 0
+        var lastSealedCheckedAt: UInt64 = 0
+        var waitingAnnounced = false
+
+        init(directory: String, logID: LogID, now: UInt64, probe: UInt64) {
+            self.directory = directory
+            self.logID = logID
+            self.lastActivity = now
+            self.probeInterval = probe
+        }
+
+        var pendingCount: Int { pending.count - pendingHead }
+        var hasWaiting: Bool { committed.map { pendingThrough > $0 } ?? false }
+
+        func resetToSink() {
+            committed = nil
+            reader = nil
+            decoder = nil
+            pending.removeAll()
+            pendingHead = 0
+            pendingSkipped.removeAll()
+            firstPendingAt = nil
+        }
+    }
+
+    private var sources: [String: Source] = [:]
+    private var order: [String] = []
+    private var rotation = 0
+    private var lastScan: UInt64 = 0
+
+    // MARK: - The loop
+
+    private func loop() throws {
+        defer {
+            publishStatus()
+            firstScanDone.store(true, ordering: .releasing)
+        }
+        var attempt = 0
+        let batchCap = max(1, configuration.catchUpBatchSize, configuration.batchSize)
+        while !stopRequested.load(ordering: .relaxed) {
+            let now = monotonicNow()
+            applyForgetRequests()
+            if lastScan == 0 || (!selection.isFixed && now - lastScan >= millis(configuration.rescanMilliseconds)) {
+                try scan(now: now)
+                lastScan = max(now, 1)
+            }
+            do {
+                try readPositions(now: now)
+                firstScanDone.store(true, ordering: .releasing)
+                if drained() { return }
+                readAvailable(now: monotonicNow(), batchCap: batchCap)
+                let batch = plan(now: monotonicNow(), batchCap: batchCap)
+                publishStatus()
+                guard !batch.isEmpty else {
+                    idle()
+                    continue
+                }
+                try sink.deliver(batch.map(\.batch))
+                attempt = 0
+                committed(batch)
+            } catch let error as FatalSinkError {
+                totals.withLock {
+                    $0.lastError = error.message
+                    $0.lastErrorAtNanos = UInt64(wallClockNow())
+                    $0.connected = false
+                }
+                logger.critical("shipper stopped", metadata: ["error": "\(error.message)"])
+                sink.disconnect()
+                throw error
+            } catch {
+                attempt += 1
+                let text = "\(error)"
+                totals.withLock {
+                    $0.retries += 1
+                    $0.lastError = text
+                    $0.lastErrorAtNanos = UInt64(wallClockNow())
+                    $0.connected = false
+                }
+                logger.warning("delivery failed; retrying", metadata: ["error": "\(text)", "attempt": "\(attempt)"])
+                sink.disconnect()
+                // The commit may or may not have happened, and a reconnected sink holds no per-log locks: every
+                // log's position is read from the sink again.
+                for source in sources.values { source.resetToSink() }
+                publishStatus()
+                sleepMilliseconds(configuration.retry.delayMilliseconds(attempt: attempt))
+            }
+        }
+        storeLocalCursors(force: true)
+    }
+
+    private func millis(_ value: Int) -> UInt64 { UInt64(max(0, value)) * 1_000_000 }
+
+    /// Adds logs that appeared, forgets logs whose directory is gone.
+    private func scan(now: UInt64) throws {
+        let found = selection.discover()
+        let present = Set(found)
+        for directory in found where sources[directory] == nil {
+            let meta: LogMeta
+            do {
+                meta = try LogDirectory(path: directory).readMeta()
+            } catch {
+                // A log named on the command line that cannot be read is an error; one found by a scan may be
+                // half-created (its writer is starting): the next scan looks again.
+                if selection.isFixed { throw error }
+                continue
+            }
+            if let twin = sources.values.first(where: { $0.logID == meta.logID }) {
+                logger.error(
+                    "two directories hold the same log id (a copied log?); shipping only the first",
+                    metadata: ["log_id": "\(meta.logID)", "shipping": "\(twin.directory)", "ignored": "\(directory)"]
+                )
+                continue
+            }
+            let source = Source(
+                directory: directory,
+                logID: meta.logID,
+                now: now,
+                probe: millis(configuration.pollMilliseconds)
+            )
+            if lastScan == 0 {
+                if let target = configuration.drainThroughSeq, selection.isFixed, found.count == 1 {
+                    source.drainTarget = target
+                } else if configuration.drainsAtStart {
+                    source.drainTarget = (try? LogInspector.lastSealedSeqCheap(path: directory)) ?? 0
+                }
+            }
+            sources[directory] = source
+            status.withLock {
+                $0[directory] = LogShippingStatus(
+                    directory: directory,
+                    logID: meta.logID.description,
+                    drainTarget: source.drainTarget,
+                    lastActivityNanos: now
+                )
+            }
+            if lastScan != 0 { logger.info("found a new log", metadata: ["dir": "\(directory)"]) }
+        }
+        if !selection.isFixed {
+            for directory in sources.keys where !present.contains(directory) {
+                logger.info("log directory gone; no longer shipped", metadata: ["dir": "\(directory)"])
+                drop(directory)
+            }
+        }
+        order = sources.keys.sorted()
+    }
+
+    private func applyForgetRequests() {
+        let requests = forgetRequests.withLock { requests -> Set<String> in
+            defer { requests.removeAll() }
+            return requests
+        }
+        guard !requests.isEmpty else { return }
+        for directory in requests { drop(directory) }
+        order = sources.keys.sorted()
+    }
+
+    private func drop(_ directory: String) {
+        sources[directory] = nil
+        _ = status.withLock { $0.removeValue(forKey: directory) }
+    }
+
+    /// Asks the sink where the logs without a known position stand (in one call where the sink can).
+    private func readPositions(now: UInt64) throws {
+        let unknown = order.compactMap { sources[$0] }.filter { $0.committed == nil && $0.positionRetryAt <= now }
+        guard !unknown.isEmpty else { return }
+        for chunk in stride(from: 0, to: unknown.count, by: 500).map({ unknown[$0..<min($0 + 500, unknown.count)] }) {
+            let positions = try sink.committedSeqs(logIDs: chunk.map(\.logID))
+            totals.withLock { $0.connected = true }
+            for source in chunk {
+                guard let position = positions[source.logID] else {
+                    // Another shipper holds this log in the sink: try again in a while, ship the others meanwhile.
+                    source.positionRetryAt = now + 1_000_000_000
+                    if !source.waitingAnnounced {
+                        logger.warning(
+                            "another shipper is shipping this log into the same sink; waiting until it stops",
+                            metadata: ["dir": "\(source.directory)", "log_id": "\(source.logID)"]
+                        )
+                        source.waitingAnnounced = true
+                    }
+                    status.withLock { $0[source.directory]?.heldElsewhere = true }
+                    continue
+                }
+                if source.waitingAnnounced {
+                    logger.info("took over shipping of the log", metadata: ["dir": "\(source.directory)"])
+                    source.waitingAnnounced = false
+                }
+                source.committed = position
+                source.pendingThrough = position
+                source.nextPollAt = now
+                status.withLock {
+                    $0[source.directory]?.heldElsewhere = false
+                    $0[source.directory]?.statistics.committedSeq = position
+                    $0[source.directory]?.statistics.connected = true
+                }
+                if position > source.cursorStoredSeq || source.cursorStoredAt == 0 {
+                    try? CursorStore(path: source.directory).store(sink.name, seq: position)
+                    source.cursorStoredSeq = position
+                    source.cursorStoredAt = max(now, 1)
+                }
+                if unknown.count <= 8 {
+                    logger.info(
+                        "shipping from the sink's committed position",
+                        metadata: ["dir": "\(source.directory)", "seq": "\(position)"]
+                    )
+                }
+            }
+        }
+        if unknown.count > 8 {
+            logger.info("shipping from the sink's committed positions", metadata: ["logs": "\(unknown.count)"])
+        }
+    }
+
+    /// True when draining and every log with a target has committed through it.
+    private func drained() -> Bool {
+        guard configuration.drainsAtStart || configuration.drainThroughSeq != nil else { return false }
+        return sources.values.allSatisfy { source in
+            guard let target = source.drainTarget else { return true }
+            return (source.committed ?? 0) >= target
+        }
+    }
+
+    /// Polls the logs that are due (recently active ones at once, idle ones with a backoff), up to each one's share
+    /// of memory.
+    private func readAvailable(now: UInt64, batchCap: Int) {
+        let busy = max(1, sources.values.count(where: { $0.pendingCount > 0 }))
+        let perLog = busy == 1 ? batchCap : max(configuration.batchSize, batchCap / busy)
+        let maxProbe = millis(configuration.idleProbeMaxMilliseconds)
+        let basePoll = millis(configuration.pollMilliseconds)
+        for directory in order {
+            guard let source = sources[directory], let position = source.committed else { continue }
+            guard source.nextPollAt <= now else { continue }
+            let room = perLog - source.pendingCount
+            guard room > 0 else { continue }
+            let reader = source.reader ?? TailReader(path: directory, after: source.pendingThrough)
+            source.reader = reader
+            let decoder = source.decoder ?? MetricsDecoder(directory: directory)
+            source.decoder = decoder
+            var through = source.pendingThrough
+            let delivered: Int
+            do {
+                delivered = try reader.poll(maxEntries: room) { entry in
+                    switch entry {
+                    case .record(let seq, let bytes):
+                        switch decoder.decode(seq: seq, bytes: bytes) {
+                        case .success(let record): source.pending.append(record)
+                        case .failure(let failure):
+                            source.pendingSkipped.append(
+                                SkippedEntry(fromSeq: seq, toSeq: seq, reason: failure.description)
+                            )
+                        }
+                        through = seq
+                    case .gap(let gap):
+                        source.pendingSkipped.append(gap)
+                        through = max(through, gap.toSeq)
+                    case .damage(let damage):
+                        let from = damage.lostFromSeq ?? through + 1
+                        let to = damage.lostToSeq ?? from
+                        source.pendingSkipped.append(SkippedEntry(fromSeq: from, toSeq: to, reason: damage.description))
+                        logger.error(
+                            "damaged log region passed over",
+                            metadata: ["dir": "\(directory)", "damage": "\(damage)"]
+                        )
+                        through = max(through, to)
+                    }
+                }
+                source.readErrorLogged = false
+            } catch {
+                // One unreadable log (removed under us, a permission changed) never stops the others.
+                if !source.readErrorLogged {
+                    logger.error("cannot read the log", metadata: ["dir": "\(directory)", "error": "\(error)"])
+                    source.readErrorLogged = true
+                }
+                status.withLock { $0[directory]?.statistics.lastError = "\(error)" }
+                source.reader = nil
+                source.decoder = nil
+                source.nextPollAt = now + 5_000_000_000
+                continue
+            }
+            source.pendingThrough = through
+            if through > position && source.firstPendingAt == nil { source.firstPendingAt = now }
+            if delivered > 0 {
+                source.lastActivity = now
+                source.probeInterval = basePoll
+                source.nextPollAt = now
+            } else {
+                source.probeInterval = min(maxProbe, max(basePoll, source.probeInterval * 2))
+                source.nextPollAt = now + source.probeInterval
+                if source.pendingCount == 0, source.pendingSkipped.isEmpty,
+                    now - source.lastActivity >= millis(configuration.suspendAfterIdleMilliseconds)
+                {
+                    reader.suspend()
+                    source.decoder = nil
+                }
+            }
+        }
+        limitOpenReaders()
+    }
+
+    /// Keeps at most `maxOpenLogs` segments open: the least recently active logs are suspended.
+    private func limitOpenReaders() {
+        let open = sources.values.filter { $0.reader.map { !$0.isSuspended } ?? false }
+        guard open.count > configuration.maxOpenLogs else { return }
+        for source in open.sorted(by: { $0.lastActivity < $1.lastActivity }).prefix(
+            open.count - configuration.maxOpenLogs
+        ) where source.pendingCount == 0 {
+            source.reader?.suspend()
+        }
+    }
+
+    struct Planned {
+        var source: Source
+        var batch: ShipBatch
+        var recordCount: Int
+    }
+
+    /// The next batch, when one is due: when the records waiting fill a batch, the oldest has waited the flush
+    /// interval, a draining log has something left, or only gaps wait.
+    private func plan(now: UInt64, batchCap: Int) -> [Planned] {
+        var ready: [Int] = []
+        var candidates: [Source] = []
+        var due = false
+        var waiting = 0
+        let flush = millis(configuration.flushIntervalMilliseconds)
+        for directory in order {
+            guard let source = sources[directory], source.hasWaiting else { continue }
+            candidates.append(source)
+            ready.append(source.pendingCount)
+            waiting += source.pendingCount
+            if let since = source.firstPendingAt, now - since >= flush { due = true }
+            if source.drainTarget.map({ source.pendingThrough >= $0 }) ?? false { due = true }
+            if source.pendingCount == 0 && !source.pendingSkipped.isEmpty { due = true }
+        }
+        if waiting >= configuration.batchSize { due = true }
+        guard due, !candidates.isEmpty else { return [] }
+        rotation &+= 1
+        let takes = BatchPlanner.plan(ready: ready, capacity: batchCap, rotation: rotation)
+        var planned: [Planned] = []
+        for (index, source) in candidates.enumerated() {
+            let take = takes[index]
+            guard take > 0 || (source.pendingCount == 0 && !source.pendingSkipped.isEmpty) else { continue }
+            let records = Array(source.pending[source.pendingHead..<source.pendingHead + take])
+            let through: UInt64
+            let skipped: [SkippedEntry]
+            if take < source.pendingCount {
+                // Cut after the last record taken: the skipped entries before it go along.
+                through = records.last?.seq ?? source.pendingThrough
+                skipped = source.pendingSkipped.filter { $0.toSeq <= through }
+            } else {
+                through = source.pendingThrough
+                skipped = source.pendingSkipped
+            }
+            planned.append(
+                Planned(
+                    source: source,
+                    batch: ShipBatch(
+                        logID: source.logID,
+                        records: records,
+                        throughSeq: through,
+                        skipped: skipped,
+                        sourceService: source.decoder?.sourceService,
+                        directory: source.directory
+                    ),
+                    recordCount: take
+                )
+            )
+        }
+        return planned
+    }
+
+    /// After a commit: positions forward, the delivered records out of memory, counters.
+    private func committed(_ planned: [Planned]) {
+        let now = monotonicNow()
+        for item in planned {
+            let source = item.source
+            source.committed = item.batch.throughSeq
+            source.pendingHead += item.recordCount
+            if source.pendingHead == source.pending.count || source.pendingHead >= 4096 {
+                source.pending.removeFirst(source.pendingHead)
+                source.pendingHead = 0
+            }
+            source.pendingSkipped.removeAll { $0.toSeq <= item.batch.throughSeq }
+            if source.pendingCount == 0 && source.pendingSkipped.isEmpty {
+                source.firstPendingAt = nil
+            } else {
+                source.firstPendingAt = now
+            }
+            source.lastActivity = now
+            status.withLock {
+                $0[source.directory]?.statistics.committedSeq = item.batch.throughSeq
+                $0[source.directory]?.statistics.recordsShipped += UInt64(item.recordCount)
+                $0[source.directory]?.statistics.batchesShipped += 1
+                $0[source.directory]?.statistics.entriesSkipped += UInt64(item.batch.skipped.count)
+                $0[source.directory]?.lastActivityNanos = now
+            }
+        }
+        totals.withLock {
+            $0.batchesShipped += 1
+            $0.connected = true
+        }
+        storeLocalCursors(force: false)
+    }
+
+    /// The local cursor (named after the sink) follows the sink's position, at most once a second per log (it may
+    /// lag, never lead): it holds back retention.
+    private func storeLocalCursors(force: Bool) {
+        let now = monotonicNow()
+        for source in sources.values {
+            guard let position = source.committed, position > source.cursorStoredSeq else { continue }
+            guard force || now - source.cursorStoredAt >= 1_000_000_000 || source.drainTarget != nil else { continue }
+            try? CursorStore(path: source.directory).store(sink.name, seq: position)
+            source.cursorStoredSeq = position
+            source.cursorStoredAt = now
+        }
+    }
+
+    /// Lag and totals for readers of `logs` and `statistics`.
+    private func publishStatus() {
+        let now = monotonicNow()
+        var sum = ShipperStatistics()
+        var lowest: UInt64?
+        var updates: [(String, UInt64, Double)] = []
+        for source in sources.values {
+            let position = source.committed ?? 0
+            // Only a log read no further than its share may have more sealed than read.
+            if source.pendingCount >= configuration.batchSize, now - source.lastSealedCheckedAt >= 1_000_000_000 {
+                source.lastSealedSeq = (try? LogInspector.lastSealedSeqCheap(path: source.directory)) ?? 0
+                source.lastSealedCheckedAt = now
+            }
+            let sealed = max(source.lastSealedSeq, source.pendingThrough)
+            let behind = sealed > position ? sealed - position : 0
+            let oldest =
+                source.pendingCount > 0
+                ? max(0, Double(wallClockNow() - source.pending[source.pendingHead].timestampNanos) / 1e9) : 0
+            updates.append((source.directory, behind, oldest))
+            sum.recordsBehind += behind
+            sum.oldestUnshippedAgeSeconds = max(sum.oldestUnshippedAgeSeconds, oldest)
+            if source.committed != nil { lowest = min(lowest ?? position, position) }
+        }
+        let perLog = status.withLock { logs -> [LogShippingStatus] in
+            for (directory, behind, oldest) in updates {
+                logs[directory]?.statistics.recordsBehind = behind
+                logs[directory]?.statistics.oldestUnshippedAgeSeconds = oldest
+            }
+            return Array(logs.values)
+        }
+        totals.withLock {
+            $0.recordsBehind = sum.recordsBehind
+            $0.oldestUnshippedAgeSeconds = sum.oldestUnshippedAgeSeconds
+            $0.committedSeq = lowest ?? 0
+            $0.recordsShipped = perLog.reduce(0) { $0 + $1.statistics.recordsShipped }
+            $0.entriesSkipped = perLog.reduce(0) { $0 + $1.statistics.entriesSkipped }
+        }
+    }
+
+    /// Nothing to send: sleep until the next log is due for a poll, a batch may become due, or a rescan.
+    private func idle() {
+        let now = monotonicNow()
+        var wake = now + millis(configuration.idleProbeMaxMilliseconds)
+        for source in sources.values where source.committed != nil {
+            wake = min(wake, max(now, source.nextPollAt))
+            if let since = source.firstPendingAt {
+                wake = min(wake, since + millis(configuration.flushIntervalMilliseconds))
+            }
+        }
+        let waitNanos = max(wake, now + 1_000_000) - now
+        sleepMilliseconds(max(1, min(configuration.pollMilliseconds, Int(waitNanos / 1_000_000))))
+    }
+
+    private func sleepMilliseconds(_ milliseconds: Int) {
+        var remaining = milliseconds
+        while remaining > 0 && !stopRequested.load(ordering: .relaxed) {
+            let step = min(remaining, 50)
+            usleep(UInt32(step) * 1000)
+            remaining -= step
+        }
+    }
+}
