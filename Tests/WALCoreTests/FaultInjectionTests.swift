@@ -203,6 +203,55 @@ struct FaultInjectionTests {
         }
     }
 
+    /// Issue 16: segments grow in `fallocate`d steps. A disk that is full when the active segment must grow (every
+    /// fallocate fails with ENOSPC) stalls the sealer exactly as a full disk at a new segment did: appends drop, each
+    /// drop is a gap marker, nothing is written into unallocated space, and the log resumes once there is room.
+    @Test func aFullDiskWhileTheActiveSegmentGrowsDropsWithAGapAndResumes() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            var configuration = smallConfiguration()
+            configuration.segmentSize = 8 << 20
+            configuration.whenFull = .dropNewest
+            let wal = try WAL.open(path: path, configuration: configuration)
+            FaultInjection.arm(at: 1, .fail(.noSpace), calls: [.fallocate], repeating: true)
+            var accepted: [UInt64] = []
+            var dropped: [UInt64] = []
+            for value in 0..<100_000 {
+                do throws(WALError) {
+                    accepted.append(try wal.append(testRecord(UInt64(value))))
+                } catch {
+                    #expect(error.code == .dropped)
+                    if let seq = error.seq { dropped.append(seq) }
+                }
+            }
+            let stalled = wal.statistics
+            let size = try activeSegment(path).size
+            FaultInjection.disarm()
+            #expect(!dropped.isEmpty, "a full disk while growing must stall the sealer")
+            #expect(stalled.stallReason == "no space left on device")
+            #expect(size == SegmentAllocation.initial, "no step could be allocated, so the segment did not grow")
+            // Room again: the sealer's next retry grows the segment and appends succeed.
+            var resumed: UInt64?
+            #expect(
+                eventually {
+                    resumed = try? wal.append(testRecord(999_999))
+                    return resumed != nil
+                }
+            )
+            #expect(wal.waitUntilSealed())
+            try wal.close()
+            let contents = try LogContents.read(path)
+            #expect(contents.damage.isEmpty)
+            let readable = Set(contents.seqs)
+            #expect(accepted.allSatisfy { readable.contains($0) })
+            if let resumed { #expect(readable.contains(resumed)) }
+            let gapSeqs = Set(contents.gaps.flatMap { Array($0.fromSeq...$0.toSeq) })
+            #expect(Set(dropped).isSubset(of: gapSeqs))
+            #expect(contents.gaps.allSatisfy { $0.reason.contains("no space") })
+            #expect(try activeSegment(path).size > SegmentAllocation.initial)
+        }
+    }
+
     /// In every durability mode, a sync flushes the symbol table before the staging file: a record never becomes
     /// durable while a symbol it refers to is not (issue 12, defect 5: `.periodic` and `.synchronous` left it out).
     @Test(arguments: ["process", "periodic:60000", "sync"])

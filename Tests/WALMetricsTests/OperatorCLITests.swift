@@ -374,7 +374,7 @@ import WALTestKit
             let mount = try SmallFileSystem(megabytes: 32)
             defer { mount.unmount() }
             let copy = mount.path + "/log"
-            // cp keeps the preallocated segment sparse (a plain copy would write its 64 MiB of zeros).
+            // cp keeps the allocated, unwritten space of the active segment sparse (a plain copy would write its zeros).
             try #require(Shell.run("/bin/cp", ["-a", "--sparse=always", source, copy]) == 0)
             try #require(Shell.run("/bin/mount", ["-o", "remount,ro", mount.path]) == 0)
             let replayed = try walctl(["replay", copy, "--to", "stdout"])

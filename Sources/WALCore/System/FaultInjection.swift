@@ -32,6 +32,7 @@ import Musl
         var fault: Fault
         var only: Set<Call>?
         var trace: Bool
+        var repeating: Bool
     }
 
     private static let armed = Atomic<Bool>(false)
@@ -41,10 +42,17 @@ import Musl
 
     /// Makes the `n`th call (from 1, counted from now, among `calls` when given) fail with `fault`; the calls before
     /// and after it go through. `n` = 0 only counts (see `callCount`), which is how a sweep learns its length.
-    public static func arm(at n: Int, _ fault: Fault, calls: Set<Call>? = nil, trace: Bool = false) {
+    /// With `repeating`, every call from the `n`th on fails (a disk that stays full), until `disarm`.
+    public static func arm(
+        at n: Int,
+        _ fault: Fault,
+        calls: Set<Call>? = nil,
+        trace: Bool = false,
+        repeating: Bool = false
+    ) {
         counted.store(0, ordering: .sequentiallyConsistent)
         traceLog.withLock { $0.removeAll() }
-        plan.withLock { $0 = Plan(target: n, fault: fault, only: calls, trace: trace) }
+        plan.withLock { $0 = Plan(target: n, fault: fault, only: calls, trace: trace, repeating: repeating) }
         armed.store(true, ordering: .sequentiallyConsistent)
     }
 
@@ -101,7 +109,8 @@ import Musl
             if let only = current.only, !only.contains(call) { return nil }
             let n = counted.add(1, ordering: .sequentiallyConsistent).newValue
             if current.trace { traceLog.withLock { $0.append(call) } }
-            return n == current.target ? current.fault : nil
+            let hit = current.repeating ? current.target > 0 && n >= current.target : n == current.target
+            return hit ? current.fault : nil
         }
         switch decision {
         case nil: return nil

@@ -4,7 +4,12 @@ import SystemPackage
 ///
 /// Owned by one thread at a time (the sealer, or `open` during recovery); `ioLock` in the writer serialises it with
 /// `sync()`. A frame is written with one `pwrite` into preallocated space, so it cannot fail with ENOSPC; ENOSPC can
-/// only happen while preallocating a new segment, and is reported as a stall, not a crash.
+/// only happen while preallocating (a new segment, or the next step of the active one), and is reported as a stall,
+/// not a crash.
+///
+/// A segment does not start at its full size: it starts with `initialAllocation` bytes allocated and grows in steps
+/// (`SegmentAllocation`) as frames fill it, up to `segmentSize`, so that a quiet log holds about 1 MiB of segment.
+/// Every step is `fallocate`d before a frame is written into it.
 final class SegmentWriter {
     let directory: LogDirectory
     let logID: LogID
@@ -14,7 +19,10 @@ final class SegmentWriter {
     private(set) var segmentPath: String
     private(set) var segmentFirstSeq: UInt64
     private(set) var writeOffset: Int64
+    /// End of the allocated space of the active segment: every byte before it is preallocated (or written).
     private(set) var capacity: Int64
+    /// Size of the active segment file (at least `capacity`).
+    private var fileSize: Int64
     /// The last sequence number written to a segment.
     private(set) var sealedSeq: UInt64
     /// Bytes all segment files occupy (sizes as on disk, preallocation included).
@@ -22,8 +30,9 @@ final class SegmentWriter {
     /// Why the last frame could not be written (no room and no new segment possible), or nil.
     private(set) var stallReason: String?
 
-    /// Asked before a new segment is allocated; returns a reason to refuse (size budget exceeded).
-    var admitNewSegment: (Int64) -> String? = { _ in nil }
+    /// Asked before the segment files grow by this many bytes (a new segment, or a step of the active one); returns a
+    /// reason to refuse (size budget exceeded).
+    var admitAllocation: (Int64) -> String? = { _ in nil }
 
     private var raw: [UInt8] = []
     private var rawCount = 0
@@ -52,6 +61,7 @@ final class SegmentWriter {
         self.segmentFirstSeq = segmentFirstSeq
         self.writeOffset = writeOffset
         self.capacity = capacity
+        self.fileSize = capacity
         self.sealedSeq = sealedSeq
         self.segmentBytes = segmentBytes
         self.raw = [UInt8](repeating: 0, count: blockSize + 64)
@@ -62,7 +72,8 @@ final class SegmentWriter {
 
     // MARK: - Creating segments
 
-    /// Creates a new, preallocated segment file whose first record will be `firstSeq`; returns its descriptor.
+    /// Creates a new segment file whose first record will be `firstSeq`, with `size` bytes preallocated (its first
+    /// allocation step, `SegmentAllocation`); returns its descriptor.
     /// On ENOSPC the half-made file is removed and the error is thrown with code `.io`, cause `.noSpace`.
     static func createSegment(
         directory: LogDirectory,
@@ -203,7 +214,7 @@ final class SegmentWriter {
             )
         }
         if writeOffset + Int64(length) > capacity {
-            guard try roll(firstSeq: firstSeq, needing: Int64(length)) else { return false }
+            guard makeRoom(firstSeq: firstSeq, needing: Int64(length)) else { return false }
         }
         do {
             try frameBuffer.withBytes { buffer throws(Errno) in
@@ -218,25 +229,56 @@ final class SegmentWriter {
         return true
     }
 
-    /// Seals the active segment (trimmed to its data, synced) and starts a new one beginning at `firstSeq`.
-    private func roll(firstSeq: UInt64, needing: Int64) throws(WALError) -> Bool {
-        let size = max(segmentSize, Int64(LogFormat.segmentHeaderSize) + needing)
-        if let refusal = admitNewSegment(size) {
+    /// Makes room for a frame of `needing` bytes that does not fit in the allocated space: grows the active segment
+    /// by its next step while the frame fits in `segmentSize` (or while the segment holds no frame yet and starts where
+    /// this frame does: a segment left with its header only, by a repair or a crash), else rolls to a new segment.
+    /// Returns false on a stall (`stallReason` says why); nothing is written then, and the caller retries later.
+    private func makeRoom(firstSeq: UInt64, needing: Int64) -> Bool {
+        let end = writeOffset + needing
+        let empty = writeOffset == Int64(LogFormat.segmentHeaderSize) && firstSeq == segmentFirstSeq
+        if end <= segmentSize || empty {
+            return grow(toHold: end)
+        }
+        return roll(firstSeq: firstSeq, needing: needing)
+    }
+
+    /// Allocates the active segment's next step (or, when the budget or the disk cannot give that much, only what
+    /// `end` needs). The new range is `fallocate`d before anything is written into it.
+    private func grow(toHold end: Int64) -> Bool {
+        let preferred = SegmentAllocation.capacity(toHold: end, from: capacity, segmentSize: segmentSize)
+        var reason = "no room"
+        for target in preferred > end ? [preferred, end] : [end] {
+            let added = max(0, target - fileSize)
+            if let refusal = admitAllocation(added) {
+                reason = refusal
+                continue
+            }
+            do {
+                try fd.preallocate(offset: capacity, length: target - capacity)
+            } catch {
+                reason = error == .noSpace ? "no space left on device" : "cannot grow segment: \(error)"
+                continue
+            }
+            segmentBytes += added
+            fileSize = max(fileSize, target)
+            capacity = target
+            return true
+        }
+        stallReason = reason
+        return false
+    }
+
+    /// Seals the active segment (trimmed to its data, synced) and starts a new one beginning at `firstSeq`, with its
+    /// first allocation step.
+    private func roll(firstSeq: UInt64, needing: Int64) -> Bool {
+        let size = SegmentAllocation.capacity(
+            toHold: Int64(LogFormat.segmentHeaderSize) + needing,
+            from: 0,
+            segmentSize: segmentSize
+        )
+        if let refusal = admitAllocation(size) {
             stallReason = refusal
             return false
-        }
-        if writeOffset == Int64(LogFormat.segmentHeaderSize) && firstSeq == segmentFirstSeq {
-            // The active segment holds no frame yet and starts where this frame does (a segment left with its header
-            // only, by a repair or a crash): it is the one to grow, not a new file of the same name.
-            do {
-                try fd.preallocate(offset: 0, length: size)
-            } catch {
-                stallReason = error == .noSpace ? "no space left on device" : "cannot grow segment: \(error)"
-                return false
-            }
-            segmentBytes += size - capacity
-            capacity = size
-            return true
         }
         let created: (FileDescriptor, String)
         do {
@@ -247,7 +289,6 @@ final class SegmentWriter {
             return false
         }
         // The old segment is complete: trim its preallocated tail, make it durable, then switch.
-        let oldSize = capacity
         do {
             try fd.setSize(writeOffset)
             try fd.dataSync()
@@ -255,13 +296,31 @@ final class SegmentWriter {
             // Trimming is an optimisation; a failure leaves zeroes that readers treat as the end.
         }
         try? fd.close()
-        segmentBytes += size - (oldSize - writeOffset)
+        segmentBytes += size - (fileSize - writeOffset)
         fd = created.0
         segmentPath = created.1
         segmentFirstSeq = firstSeq
         writeOffset = Int64(LogFormat.segmentHeaderSize)
         capacity = size
+        fileSize = size
         return true
+    }
+
+    /// Called once when a writer opens the log, on the (reopened) active segment whose data ends at `writeOffset`:
+    /// keeps the allocation its data calls for (`SegmentAllocation`) and releases the rest (the 64 MiB a writer of an
+    /// earlier version preallocated, whatever a quiet log never used), then makes sure the space left is allocated
+    /// (a copy of the log may have made it sparse). Every failure here only costs room: the segment then grows from
+    /// `writeOffset`, as the sealer's next frame needs it.
+    func settleAllocation() {
+        let wanted = SegmentAllocation.capacity(toHold: writeOffset, from: 0, segmentSize: segmentSize)
+        if fileSize > wanted, (try? fd.setSize(wanted)) != nil {
+            segmentBytes -= fileSize - wanted
+            fileSize = wanted
+        }
+        capacity = writeOffset
+        if fileSize > writeOffset, (try? fd.preallocate(offset: writeOffset, length: fileSize - writeOffset)) != nil {
+            capacity = fileSize
+        }
     }
 
     /// fdatasync of the active segment.
@@ -269,9 +328,31 @@ final class SegmentWriter {
         do { try fd.dataSync() } catch { throw WALError.io("fdatasync failed", path: segmentPath, error) }
     }
 
-    /// Syncs the active segment on a clean close. It keeps its preallocation, so that the next writer appends
+    /// Syncs the active segment on a clean close. It keeps its allocated space, so that the next writer appends
     /// without creating a file.
     func syncForClose() {
         try? fd.dataSync()
+    }
+}
+
+/// How much of a segment file the writer allocates: a pure rule, tested without I/O.
+///
+/// A segment starts with `initial` bytes (1 MiB) allocated. When a frame does not fit, the allocation grows by as much
+/// again as it has (doubling), by at most `maximumStep` (8 MiB) at a time, never past the segment size (except for a
+/// single frame larger than that). So an idle log holds 1 MiB of segment, and the preallocated but unused part of the
+/// active segment is at most the data it already holds, and at most 8 MiB.
+@_spi(Testing) public enum SegmentAllocation {
+    /// What a new segment starts with: 1 MiB (or the segment size, when smaller).
+    public static let initial: Int64 = 1 << 20
+    /// The largest step the allocation grows by: 8 MiB.
+    public static let maximumStep: Int64 = 8 << 20
+
+    /// The allocation that holds `end` bytes, reached from an allocation of `current` bytes by the steps above.
+    public static func capacity(toHold end: Int64, from current: Int64, segmentSize: Int64) -> Int64 {
+        var capacity = max(current, min(initial, segmentSize))
+        while capacity < end && capacity < segmentSize {
+            capacity = min(segmentSize, capacity + min(capacity, maximumStep))
+        }
+        return max(capacity, end)
     }
 }

@@ -122,6 +122,9 @@ public final class WAL: @unchecked Sendable {
             prior: prior,
             report: &report
         )
+        // A quiet log reopened keeps about 1 MiB of active segment, not what an earlier writer preallocated. (After
+        // recovery: what it re-sealed went into the space the segment had.)
+        segments.settleAllocation()
         // Everything up to the recovered end is in a segment and durable: the new state starts from there.
         var recorded = WriterStateRecord(generation: prior?.generation ?? 0, highWaterSeq: segments.sealedSeq)
         staging.storeWriterState(&recorded)
@@ -168,7 +171,7 @@ public final class WAL: @unchecked Sendable {
         state.pointee.durableSeq = sealedSeq
         state.pointee.segmentBytes = segments.segmentBytes
         state.pointee.recorded = recorded
-        segments.admitNewSegment = { [unowned self] size in self.admitNewSegment(size: size) }
+        segments.admitAllocation = { [unowned self] bytes in self.admitAllocation(bytes: bytes) }
         sealer = OSThread.start(name: "wal-sealer") { [self] in self.sealerLoop() }
     }
 
@@ -203,11 +206,12 @@ public final class WAL: @unchecked Sendable {
         guard let last = files.last else {
             // A new log, or one whose only segments were empty: the next seq is where the first of them began.
             let firstSeq = removedFirstSeq ?? 1
+            let size = SegmentAllocation.capacity(toHold: 0, from: 0, segmentSize: Int64(configuration.segmentSize))
             let (fd, path) = try SegmentWriter.createSegment(
                 directory: directory,
                 logID: meta.logID,
                 firstSeq: firstSeq,
-                size: Int64(configuration.segmentSize)
+                size: size
             )
             return (
                 SegmentWriter(
@@ -219,9 +223,9 @@ public final class WAL: @unchecked Sendable {
                     segmentPath: path,
                     segmentFirstSeq: firstSeq,
                     writeOffset: Int64(LogFormat.segmentHeaderSize),
-                    capacity: Int64(configuration.segmentSize),
+                    capacity: size,
                     sealedSeq: firstSeq - 1,
-                    segmentBytes: Int64(configuration.segmentSize)
+                    segmentBytes: totalBytes + size
                 ), firstSeq - 1
             )
         }
@@ -261,21 +265,20 @@ public final class WAL: @unchecked Sendable {
         }
         let capacity: Int64
         do { capacity = try fd.size() } catch { throw WALError.io("cannot stat", path: last.path, error) }
-        return (
-            SegmentWriter(
-                directory: directory,
-                logID: meta.logID,
-                segmentSize: Int64(configuration.segmentSize),
-                blockSize: configuration.blockSize,
-                fd: fd,
-                segmentPath: last.path,
-                segmentFirstSeq: reader.header.firstSeq,
-                writeOffset: scan.dataEnd,
-                capacity: capacity,
-                sealedSeq: sealedSeq,
-                segmentBytes: totalBytes
-            ), sealedSeq
+        let writer = SegmentWriter(
+            directory: directory,
+            logID: meta.logID,
+            segmentSize: Int64(configuration.segmentSize),
+            blockSize: configuration.blockSize,
+            fd: fd,
+            segmentPath: last.path,
+            segmentFirstSeq: reader.header.firstSeq,
+            writeOffset: scan.dataEnd,
+            capacity: capacity,
+            sealedSeq: sealedSeq,
+            segmentBytes: totalBytes
         )
+        return (writer, sealedSeq)
     }
 
     /// Seals the records a crash left in staging (those after the last sealed one, contiguous), then returns a
@@ -788,9 +791,11 @@ public final class WAL: @unchecked Sendable {
 
     // MARK: - Size limit and retention
 
-    private func admitNewSegment(size: Int64) -> String? {
+    /// The size limit: segment files may grow by `bytes` (a new segment, or a step of the active one) only while they
+    /// and the staging file stay within `maxTotalBytes`.
+    private func admitAllocation(bytes: Int64) -> String? {
         guard let max = configuration.maxTotalBytes else { return nil }
-        let total = segments.segmentBytes + Int64(staging.fileSize) + size
+        let total = segments.segmentBytes + Int64(staging.fileSize) + bytes
         if total <= max { return nil }
         return "size limit of \(max) bytes reached"
     }

@@ -42,11 +42,14 @@ public enum WhenFull: Sendable, Equatable {
 
 /// Settings of a log writer. The defaults suit an agent emitting metrics.
 public struct WALConfiguration: Sendable {
-    /// Size of a segment file (preallocated). Default 64 MiB.
+    /// Largest size of a segment file. Default 64 MiB. A segment does not take it all at once: it starts with 1 MiB
+    /// allocated and grows in `fallocate`d steps (doubling, at most 8 MiB a step) as frames fill it, so a quiet log
+    /// holds 1 MiB of segment; every byte a frame is written into is allocated first (wal-format.md section 3).
     public var segmentSize: Int = 64 << 20
     /// Size of one staging block: the unit of compression; a record must fit in one. Default 256 KiB.
     public var blockSize: Int = 256 << 10
-    /// Number of staging blocks. Default 8.
+    /// Number of staging blocks. Default 8. The staging file (a 4 KiB header and the blocks, 2 MiB + 4 KiB by
+    /// default) is allocated and mapped whole from the start: stores into a mapping must never meet a full disk.
     public var blockCount: Int = 8
     public var durability: Durability = .processCrash
     /// A partly filled staging block is sealed at most this long after its first record. Default 40 ms.
@@ -111,7 +114,7 @@ public struct WALStatistics: Sendable, Equatable {
     public var sealedSeq: UInt64
     /// The last sequence number known to be on stable storage (by `sync()` or the periodic flush).
     public var durableSeq: UInt64
-    /// Bytes of all segment files.
+    /// Bytes of all segment files (their sizes, the allocated but unwritten space of the active one included).
     public var segmentBytes: Int64
     /// Staging blocks waiting for the sealer.
     public var blocksWaiting: Int
