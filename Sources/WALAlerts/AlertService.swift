@@ -53,6 +53,7 @@ public final class AlertService: Service, @unchecked Sendable {
     private let channels: [any AlertChannel]
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    private let finished = Atomic<Bool>(false)
     private let counters = Mutex(AlertServiceStatistics())
 
     public init(
@@ -71,6 +72,9 @@ public final class AlertService: Service, @unchecked Sendable {
 
     public func stop() { stopRequested.store(true, ordering: .relaxed) }
 
+    /// True once the loop returned (drained, stopped or failed).
+    public var isFinished: Bool { finished.load(ordering: .acquiring) }
+
     public func run() async throws {
         try await runOnDedicatedThread(name: "alerts", stop: { self.stop() }) { try self.loop() }
     }
@@ -81,6 +85,7 @@ public final class AlertService: Service, @unchecked Sendable {
     // MARK: - The loop
 
     private func loop() throws {
+        defer { finished.store(true, ordering: .releasing) }
         let meta = try LogDirectory(path: directory).readMeta()
         let journal = AlertJournal(logDirectory: directory)
         let rules = configuration.thresholds.rules

@@ -50,7 +50,7 @@ public struct LogSelection: Sendable, Equatable {
     }
 
     /// A real directory (not a link to one) holding a regular `wal.meta`.
-    static func isLogDirectory(_ path: String) -> Bool {
+    public static func isLogDirectory(_ path: String) -> Bool {
         var info = stat()
         guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return false }
         guard lstat(path + "/" + LogFormat.metaFileName, &info) == 0 else { return false }

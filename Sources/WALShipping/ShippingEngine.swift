@@ -49,6 +49,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     private let totals = Mutex(ShipperStatistics())
     private let forgetRequests = Mutex<Set<String>>([])
     private let firstScanDone = Atomic<Bool>(false)
+    private let finished = Atomic<Bool>(false)
 
     public init(
         selection: LogSelection,
@@ -68,6 +69,9 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     /// The sum over logs (committedSeq: the lowest committed position of a log; recordsBehind, retries and errors
     /// summed; lastError: the latest).
     public var statistics: ShipperStatistics { totals.withLock { $0 } }
+
+    /// True once the loop returned (drained, stopped or failed).
+    public var isFinished: Bool { finished.load(ordering: .acquiring) }
 
     /// True once the first scan found its logs and read where the sink stands for each (or was stopped).
     public var isStarted: Bool { firstScanDone.load(ordering: .acquiring) }
@@ -153,6 +157,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         defer {
             publishStatus()
             firstScanDone.store(true, ordering: .releasing)
+            finished.store(true, ordering: .releasing)
         }
         var attempt = 0
         let batchCap = max(1, configuration.catchUpBatchSize, configuration.batchSize)

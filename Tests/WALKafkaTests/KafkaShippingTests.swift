@@ -305,3 +305,40 @@ struct KafkaShippingTests {
 private func shipperLogged(_ shipper: ChildProcess, _ text: String) -> Bool {
     shipper.partialStandardError().contains(text)
 }
+
+extension KafkaShippingTests {
+    /// One `walctl ship --root` for many logs: every record in Kafka at least once, distinct event ids equal to the
+    /// record count, and each log's cursor in its own group.
+    @Test func oneHostShipperDeliversEveryLogWithDistinctEventIDsAndACursorPerLog() throws {
+        let servers = try #require(bootstrap)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let root = directory.file("agents")
+        let prefix = uniquePrefix()
+        var paths: [String] = []
+        for index in 0..<6 {
+            let folder = root + "/agent-\(index)"
+            try FileManager.default.createDirectory(
+                atPath: folder,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+            paths.append(folder + "/metrics")
+            #expect(try walctl(["emit", "--dir", paths[index], "--count", "\(200 + index * 150)"]).status == 0)
+        }
+        let shipped = try walctl(["ship", "--root", root, "--kafka", servers, "--kafka-topic-prefix", prefix, "--drain"])
+        #expect(shipped.status == 0, "\(shipped.err.suffix(2000))")
+
+        var expected = Set<String>()
+        for path in paths {
+            let logID = try LogDirectory(path: path).readMeta().logID
+            for record in try logRecords(path) { expected.insert(Envelope.eventID(logID: logID, seq: record.seq)) }
+            let probe = try CursorProbe(servers: servers, path: path, prefix: prefix)
+            #expect(probe.committed() == (try LogInspector.lastSealedSeqCheap(path: path)))
+        }
+        let messages = try consumeAll(servers, prefix: prefix)
+        let eventIDs = Set(messages.compactMap { $0.headers["event_id"] })
+        #expect(messages.count >= expected.count)
+        #expect(eventIDs == expected)
+    }
+}

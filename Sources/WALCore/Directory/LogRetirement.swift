@@ -116,3 +116,19 @@ extension LogInspector {
         return stagedRecords(directory: LogDirectory(path: path), after: last).records
     }
 }
+
+extension LogDirectory {
+    /// Bytes allocated on disk by everything in the log directory (`st_blocks`, not the files' sizes), its folders
+    /// included; symbolic links are not followed.
+    public func allocatedBytes() -> Int64 { Self.allocated(path) }
+
+    private static func allocated(_ path: String) -> Int64 {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return 0 }
+        var total = Int64(info.st_blocks) * 512
+        if info.st_mode & S_IFMT == S_IFDIR {
+            for name in (try? FileSystem.list(path)) ?? [] { total += allocated(path + "/" + name) }
+        }
+        return total
+    }
+}

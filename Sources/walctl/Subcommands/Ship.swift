@@ -51,6 +51,22 @@ struct Ship: AsyncParsableCommand {
             walctl_dead_letters. A second shipper of the same log into the same database waits (an advisory lock) \
             until the first stops. Keep passwords off the command line: PGPASSWORD, ~/.pgpass or PGSERVICE.
 
+            One shipper for a whole host: --root DIR ships every log directory found under DIR (a folder \
+            holding wal.meta, up to 4 levels down; hidden folders and symbolic links are not followed) and --logs \
+            GLOB every log matching a pattern ('/var/lib/agents/*/metrics'); both repeat and rescan every second \
+            for logs of agents that start later. Every log goes through one PostgreSQL connection and one Kafka \
+            producer per sink: a PostgreSQL transaction carries the rows of many logs and every one of their \
+            cursor rows (exactly once per log); each log keeps its own Kafka cursor group walctl-ship-{log id}. \
+            Each batch is shared fairly among the logs with records waiting, so a backlog in one log never holds \
+            up the fresh records of another. --drain then means every log found at start drained; --alerts runs \
+            one evaluator per log. Kafka dead letters go to each log's dead-letters/kafka.jsonl.
+
+            --retire-after DURATION removes a log once its writer is gone (its lock free) and everything in it is \
+            committed to every sink (and evaluated, with --alerts) for that long: recovery first seals what a \
+            killed agent left staged, and the log is removed under the writer's lock, never before its records \
+            are delivered. The rows stay in the sinks. The logs' disk use is reported every minute (a warning \
+            above --disk-budget).
+
             Exit codes: 0 drained or shut down; 1 a fatal error (a configuration error, tables that do not match \
             the schema, a schema newer than this walctl, a bad Kafka property, a cursor group holding another \
             log's cursor); 2 usage; 3 --drain ran out of --timeout with \
@@ -59,13 +75,41 @@ struct Ship: AsyncParsableCommand {
             Examples:
               walctl ship --dir /var/lib/agent/metrics --postgres "host=db user=metrics dbname=metrics sslmode=require"
               walctl ship --dir ./log --kafka broker1:9092,broker2:9092 --postgres "$DATABASE_URL"
+              walctl ship --root /var/lib/agents --postgres "$DATABASE_URL" --kafka b:9092 --retire-after 1h
               KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL walctl ship --dir ./log --kafka b:9093 \\
                   --kafka-property sasl.mechanism=SCRAM-SHA-512 --kafka-property sasl.username=metrics --drain
             """
     )
 
-    @Option(help: "The log directory.")
-    var dir: String
+    @Option(help: "The log directory (or give --root / --logs to ship many).")
+    var dir: String?
+
+    @Option(help: "Ship every log directory under this folder, including logs that appear later (repeatable).")
+    var root: [String] = []
+
+    @Option(
+        name: .customLong("logs"),
+        help: ArgumentHelp("Ship every log directory matching this glob pattern (repeatable).", valueName: "glob")
+    )
+    var logPatterns: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "With --root/--logs: remove a log this long after its writer is gone and everything is committed (30s, 1h).",
+            valueName: "duration"
+        )
+    )
+    var retireAfter: String?
+
+    @Option(help: "With --root/--logs: warn when the logs use more than this many bytes of disk together.")
+    var diskBudget: Int64?
+
+    /// True when shipping many logs (--root, --logs).
+    var isHost: Bool { !root.isEmpty || !logPatterns.isEmpty }
+
+    var selection: LogSelection {
+        isHost ? LogSelection(roots: root, patterns: logPatterns) : .single(dir ?? "")
+    }
 
     @Option(help: "PostgreSQL conninfo or URL (default: $DATABASE_URL).")
     var postgres: String?
@@ -178,6 +222,18 @@ struct Ship: AsyncParsableCommand {
     }
 
     func validate() throws {
+        guard (dir != nil) != isHost else {
+            throw ValidationError("give --dir DIR for one log, or --root DIR / --logs GLOB for many (not both)")
+        }
+        if isHost && kafkaGroup != nil {
+            throw ValidationError("--kafka-group names one log's cursor group; with --root/--logs each log has its own")
+        }
+        if !isHost && (retireAfter != nil || diskBudget != nil) {
+            throw ValidationError("--retire-after and --disk-budget go with --root or --logs")
+        }
+        if let retireAfter, (DurationText.parse(retireAfter) ?? -1) < 0 {
+            throw ValidationError("--retire-after takes a duration like 30s, 10m or 1h")
+        }
         guard conninfo != nil || bootstrap != nil || alerts != nil else {
             throw ValidationError(
                 "give --postgres CONNINFO, --kafka BOOTSTRAP and/or --alerts FILE "
@@ -285,7 +341,11 @@ struct Ship: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "walctl.ship")
-        _ = try readMeta(dir, command: "ship")
+        if let dir { _ = try readMeta(dir, command: "ship") }
+        for folder in root where !FileManager.default.fileExists(atPath: folder) {
+            Output.error("walctl ship: --root \(folder): no such directory")
+            throw ExitCode(1)
+        }
         let environment = ProcessInfo.processInfo.environment
         var settings = ShipperConfiguration()
         settings.batchSize = batchSize ?? environment["METRICS_BATCH_SIZE"].flatMap(Int.init) ?? 100
@@ -293,16 +353,21 @@ struct Ship: AsyncParsableCommand {
             flushIntervalMs ?? environment["METRICS_FLUSH_INTERVAL_MS"].flatMap(Int.init) ?? 1000
         if let maxBatchSize { settings.catchUpBatchSize = maxBatchSize }
         if drain {
-            settings.drainThroughSeq = (try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0
+            if let dir {
+                settings.drainThroughSeq = (try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0
+            } else {
+                settings.drainsAtStart = true
+            }
         }
         var sinks: [any MetricSink] = []
         if let conninfo {
             sinks.append(PostgresSink(configuration: PostgresSinkConfiguration(conninfo: conninfo), logger: logger))
         }
         if let bootstrap {
+            // Many logs: each keeps its dead letters beside it (an empty path tells the sink so).
             var kafkaSettings = KafkaSinkConfiguration(
                 bootstrapServers: bootstrap,
-                deadLetterFile: KafkaSinkConfiguration.defaultDeadLetterFile(directory: dir)
+                deadLetterFile: dir.map { KafkaSinkConfiguration.defaultDeadLetterFile(directory: $0) } ?? ""
             )
             kafkaSettings.topicPrefix = kafkaTopicPrefix
             kafkaSettings.groupID = kafkaGroup
@@ -311,10 +376,14 @@ struct Ship: AsyncParsableCommand {
             kafkaSettings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
             sinks.append(KafkaSink(configuration: kafkaSettings, logger: logger))
         }
-        // One shipper per sink: its own thread and cursor.
-        let shippers = sinks.map { Shipper(directory: dir, sink: $0, configuration: settings, logger: logger) }
-        var services: [any Service] = shippers
+        // One engine per sink: its own thread, connection and cursors.
+        let selection = selection
+        let engines = sinks.map {
+            ShippingEngine(selection: selection, sink: $0, configuration: settings, logger: logger)
+        }
+        var services: [any Service] = engines
         var evaluator: AlertService?
+        var fleet: AlertFleet?
         if let alerts {
             let thresholds: ThresholdFile
             do {
@@ -333,40 +402,86 @@ struct Ship: AsyncParsableCommand {
                 "alert channels",
                 metadata: ["channels": "\(channels.map(\.name).joined(separator: ","))"]
             )
-            let service = AlertService(
-                directory: dir,
-                configuration: alertSettings,
-                channels: channels,
+            if let dir {
+                let service = AlertService(
+                    directory: dir,
+                    configuration: alertSettings,
+                    channels: channels,
+                    logger: logger
+                )
+                evaluator = service
+                services.append(service)
+            } else {
+                let command = self
+                let evaluators = AlertFleet(
+                    selection: selection,
+                    configuration: alertSettings,
+                    drainsAtStart: drain,
+                    makeChannels: { command.alertChannels(logger: logger) },
+                    logger: logger
+                )
+                fleet = evaluators
+                services.append(evaluators)
+            }
+        }
+        var retirer: LogRetirer?
+        if isHost {
+            var retirement = LogRetirementConfiguration(
+                retireAfterSeconds: retireAfter.flatMap(DurationText.parse).map { Double($0) / 1e9 } ?? .infinity
+            )
+            retirement.diskBudgetBytes = diskBudget
+            let service = LogRetirer(
+                engines: engines,
+                configuration: retirement,
+                isConsumed: { [fleet] directory, seq in
+                    guard let fleet else { return true }
+                    return (fleet.evaluatedThrough(directory: directory) ?? 0) >= seq
+                },
                 logger: logger
             )
-            evaluator = service
+            retirer = service
             services.append(service)
         }
         let configured = services.map {
             ServiceGroupConfiguration.ServiceConfiguration(
                 service: $0,
-                successTerminationBehavior: drain ? .ignore : .gracefullyShutdownGroup
+                successTerminationBehavior: drain && !($0 is LogRetirer) ? .ignore : .gracefullyShutdownGroup
             )
         }
         let group = ServiceGroup(
             configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
-        let drainTarget = settings.drainThroughSeq
         let timedOut = DrainFlag()
         // The drain's deadline: stop every service (they return after the batch in flight), and if one is stuck in
         // a blocking call past a grace period, report and exit anyway.
-        let deadline = drainTarget.map { drainTarget in
-            Task { [timeout = drainTimeoutNanos, evaluator] in
+        let deadline =
+            drain
+            ? Task { [timeout = drainTimeoutNanos, evaluator, fleet] in
                 try await Task.sleep(for: .nanoseconds(timeout))
                 timedOut.value.store(true, ordering: .sequentiallyConsistent)
-                for shipper in shippers { shipper.stop() }
+                for engine in engines { engine.stop() }
                 evaluator?.stop()
+                fleet?.stop()
                 try await Task.sleep(for: .seconds(15))
-                Self.reportUndelivered(shippers: shippers, evaluator: evaluator, target: drainTarget, timeout: timeout)
+                Self.reportUndelivered(engines: engines, evaluator: evaluator, timeout: timeout)
                 Foundation.exit(3)
-            }
-        }
+            } : nil
         defer { deadline?.cancel() }
+        // A drain ends when the engines and evaluators are done: the retirer then stops too.
+        let drainWatcher =
+            drain && retirer != nil
+            ? Task { [engines, evaluator, fleet, retirer] in
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(50))
+                    if engines.allSatisfy(\.isFinished) && (evaluator?.isFinished ?? true)
+                        && (fleet?.isFinished ?? true)
+                    {
+                        retirer?.stop()
+                        return
+                    }
+                }
+            } : nil
+        defer { drainWatcher?.cancel() }
         do {
             try await group.run()
         } catch {
@@ -381,45 +496,64 @@ struct Ship: AsyncParsableCommand {
                     + "\(statistics.alertsResent) re-sent from the journal"
             )
         }
-        for shipper in shippers {
-            let statistics = shipper.statistics
+        if let fleet {
+            let all = fleet.statistics.values
             Output.error(
-                "walctl ship: \(shipper.sink.name): committed through \(statistics.committedSeq), "
-                    + "\(statistics.recordsShipped) records in \(statistics.batchesShipped) batches, "
+                "walctl ship: alerts: \(all.count) logs evaluated, \(all.reduce(0) { $0 + $1.alertsFired }) fired, "
+                    + "\(all.reduce(0) { $0 + $1.alertsResent }) re-sent from the journal"
+            )
+        }
+        for engine in engines {
+            let statistics = engine.statistics
+            let logs = engine.logs.count
+            Output.error(
+                "walctl ship: \(engine.sink.name): "
+                    + (isHost
+                        ? "\(logs) logs, lowest committed \(statistics.committedSeq)"
+                        : "committed through \(statistics.committedSeq)")
+                    + ", \(statistics.recordsShipped) records in \(statistics.batchesShipped) batches, "
                     + "\(statistics.entriesSkipped) skipped, \(statistics.retries) retries"
-                    + ((shipper.sink as? KafkaSink).map { ", \($0.statistics.deadLettered) dead-lettered" } ?? "")
-                    + ((shipper.sink as? PostgresSink).map {
+                    + ((engine.sink as? KafkaSink).map { ", \($0.statistics.deadLettered) dead-lettered" } ?? "")
+                    + ((engine.sink as? PostgresSink).map {
                         ", \($0.alreadyPresentCount) already present, \($0.deadLetterCount) dead-lettered"
                     } ?? "")
             )
         }
-        if let drainTarget, timedOut.value.load(ordering: .sequentiallyConsistent) {
-            Self.reportUndelivered(
-                shippers: shippers,
-                evaluator: evaluator,
-                target: drainTarget,
-                timeout: drainTimeoutNanos
+        if let retirer {
+            let statistics = retirer.statistics
+            Output.error(
+                "walctl ship: \(statistics.logsRetired) logs retired; the logs use \(statistics.diskBytes) bytes of disk"
             )
+        }
+        if drain, timedOut.value.load(ordering: .sequentiallyConsistent) {
+            Self.reportUndelivered(engines: engines, evaluator: evaluator, timeout: drainTimeoutNanos)
             throw ExitCode(3)
         }
     }
 
-    /// After a drain's deadline: per sink, where it stands against the drain target.
-    static func reportUndelivered(shippers: [Shipper], evaluator: AlertService?, target: UInt64, timeout: Int64) {
+    /// After a drain's deadline: per sink (and log), where it stands against the drain target.
+    static func reportUndelivered(engines: [ShippingEngine], evaluator: AlertService?, timeout: Int64) {
         Output.error(
             "walctl ship: --drain gave up after \(DurationText.format(timeout)) (--timeout) with records left "
-                + "undelivered up to seq \(target):"
+                + "undelivered:"
         )
-        for shipper in shippers {
-            let statistics = shipper.statistics
-            let left = target > statistics.committedSeq ? target - statistics.committedSeq : 0
-            Output.error(
-                "walctl ship:   \(shipper.sink.name): committed through \(statistics.committedSeq), \(left) left"
-                    + (statistics.lastError.map { "; last error: \($0)" } ?? "")
-            )
+        for engine in engines {
+            let statistics = engine.statistics
+            for log in engine.logs.values.sorted(by: { $0.directory < $1.directory }) {
+                guard let target = log.drainTarget else { continue }
+                let committed = log.statistics.committedSeq
+                guard committed < target || engine.logs.count == 1 else { continue }
+                Output.error(
+                    "walctl ship:   \(engine.sink.name): "
+                        + (engine.logs.count == 1 ? "" : "\(log.directory): ")
+                        + "committed through \(committed), \(target > committed ? target - committed : 0) left"
+                        + (statistics.lastError.map { "; last error: \($0)" } ?? "")
+                )
+            }
         }
         if let evaluator {
             let through = evaluator.statistics.evaluatedThrough
+            let target = evaluator.configuration.drainThroughSeq ?? through
             Output.error(
                 "walctl ship:   alerts: evaluated through \(through), \(target > through ? target - through : 0) left"
             )
