@@ -15,6 +15,9 @@ public struct KafkaSinkConfiguration: Sendable {
     public var compression = "lz4"
     /// The consumer group whose offset commit holds the cursor. Default: `walctl-ship-{log id}`.
     public var groupID: String?
+    /// The prefix of each log's cursor group when `groupID` is not given: `{prefix}{log id}`. Two shippers of the
+    /// same logs into one cluster (two topic prefixes) need different prefixes.
+    public var groupPrefix = "walctl-ship-"
     /// The topic whose partition 0 the cursor is committed against (nothing is ever produced to it).
     public var cursorTopic = "walctl.cursors.v1"
     /// `linger.ms`: how long librdkafka waits to fill a produce request.
@@ -64,7 +67,7 @@ public struct KafkaSinkConfiguration: Sendable {
     }
 
     /// The consumer group of a log's cursor.
-    public func group(for logID: LogID) -> String { groupID ?? "walctl-ship-\(logID)" }
+    public func group(for logID: LogID) -> String { groupID ?? "\(groupPrefix)\(logID)" }
 
     /// The topic of a category.
     public func topic(for category: MetricCategory) -> String { category.topic(prefix: topicPrefix) }

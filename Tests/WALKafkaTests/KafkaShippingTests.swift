@@ -326,7 +326,9 @@ extension KafkaShippingTests {
             paths.append(folder + "/metrics")
             #expect(try walctl(["emit", "--dir", paths[index], "--count", "\(200 + index * 150)"]).status == 0)
         }
-        let shipped = try walctl(["ship", "--root", root, "--kafka", servers, "--kafka-topic-prefix", prefix, "--drain"])
+        let shipped = try walctl([
+            "ship", "--root", root, "--kafka", servers, "--kafka-topic-prefix", prefix, "--drain",
+        ])
         #expect(shipped.status == 0, "\(shipped.err.suffix(2000))")
 
         var expected = Set<String>()

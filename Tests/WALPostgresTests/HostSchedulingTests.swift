@@ -63,7 +63,10 @@ import WALTestKit
         try FileManager.default.createSymbolicLink(atPath: root + "/planted", withDestinationPath: outside)
         // A wal.meta that is a link does not make a log either.
         try FileManager.default.createDirectory(atPath: root + "/e", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: root + "/e/wal.meta", withDestinationPath: outside + "/wal.meta")
+        try FileManager.default.createSymbolicLink(
+            atPath: root + "/e/wal.meta",
+            withDestinationPath: outside + "/wal.meta"
+        )
 
         let found = LogSelection(roots: [root + "/"]).discover()
         #expect(found == [root + "/a/metrics", root + "/b/c/metrics", root + "/d"])

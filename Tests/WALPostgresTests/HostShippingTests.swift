@@ -60,8 +60,11 @@ final class RunningEngine: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private(set) var failure: (any Error)?
 
-    init(_ selection: LogSelection, _ database: TestDatabase, configure: (inout ShipperConfiguration) -> Void = { _ in })
-    {
+    init(
+        _ selection: LogSelection,
+        _ database: TestDatabase,
+        configure: (inout ShipperConfiguration) -> Void = { _ in }
+    ) {
         var settings = ShipperConfiguration()
         settings.pollMilliseconds = 5
         settings.rescanMilliseconds = 100
@@ -149,7 +152,11 @@ extension PostgresTests {
             let quiet = try agentLog(root, "quiet", count: 1)
             let running = RunningEngine(LogSelection(roots: [root]), database) { $0.catchUpBatchSize = 5_000 }
             defer { running.stop() }
-            #expect(eventually(within: 30) { running.caughtUp([quiet]) && running.engine.committedSeq(directory: backlog) ?? 0 > 0 })
+            #expect(
+                eventually(within: 30) {
+                    running.caughtUp([quiet]) && running.engine.committedSeq(directory: backlog) ?? 0 > 0
+                }
+            )
 
             // A fresh record in the quiet log, while the busy one is still far behind.
             #expect(try walctl(["emit", "--dir", quiet, "--count", "1"]).status == 0)
@@ -269,7 +276,9 @@ extension PostgresTests {
                 retirer.checkOnce(now: now)
             }
             #expect(FileManager.default.fileExists(atPath: aliveFolder + "/metrics/wal.meta"))
-            #expect(!((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).contains { $0.hasPrefix(".") })
+            #expect(
+                !((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).contains { $0.hasPrefix(".") }
+            )
             try alive.close()
 
             // The retired logs' rows stay, each exactly once; the killed agent's acknowledged records are all there.
@@ -277,14 +286,16 @@ extension PostgresTests {
             #expect(stored[finishedID]?.rows == 2_000 && stored[finishedID]?.distinct == 2_000)
             let killedRows = stored[killedID]?.rows ?? 0
             #expect(stored[killedID]?.distinct == killedRows)
-            let cursor = UInt64(
-                try database.scalar("SELECT wal_seq FROM walctl_cursors WHERE log_id = '\(killedID)'") ?? "0"
-            ) ?? 0
-            let lost = UInt64(
-                try database.scalar(
-                    "SELECT coalesce(sum(wal_seq_to - wal_seq_from + 1), 0) FROM walctl_dead_letters WHERE log_id = '\(killedID)'"
-                ) ?? "0"
-            ) ?? 0
+            let cursor =
+                UInt64(
+                    try database.scalar("SELECT wal_seq FROM walctl_cursors WHERE log_id = '\(killedID)'") ?? "0"
+                ) ?? 0
+            let lost =
+                UInt64(
+                    try database.scalar(
+                        "SELECT coalesce(sum(wal_seq_to - wal_seq_from + 1), 0) FROM walctl_dead_letters WHERE log_id = '\(killedID)'"
+                    ) ?? "0"
+                ) ?? 0
             #expect(cursor >= acked, "cursor \(cursor) below the acknowledged seq \(acked)")
             #expect(UInt64(killedRows) + lost == cursor, "every seq is a row or a durable gap")
         }

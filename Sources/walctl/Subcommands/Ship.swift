@@ -132,6 +132,9 @@ struct Ship: AsyncParsableCommand {
     @Option(help: "Consumer group holding the Kafka cursor (default: walctl-ship-{log id}).")
     var kafkaGroup: String?
 
+    @Option(help: "Prefix of each log's Kafka cursor group: {prefix}{log id} (for a second shipper of the same logs).")
+    var kafkaGroupPrefix = "walctl-ship-"
+
     @Option(help: "Kafka compression: lz4, snappy, zstd, gzip or none (default: $KAFKA_METRICS_COMPRESSION or lz4).")
     var kafkaCompression: String?
 
@@ -371,6 +374,7 @@ struct Ship: AsyncParsableCommand {
             )
             kafkaSettings.topicPrefix = kafkaTopicPrefix
             kafkaSettings.groupID = kafkaGroup
+            kafkaSettings.groupPrefix = kafkaGroupPrefix
             kafkaSettings.apply(environment: environment)
             if let kafkaCompression { kafkaSettings.compression = kafkaCompression }
             kafkaSettings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
