@@ -74,7 +74,8 @@ public final class LogRetirer: Service, @unchecked Sendable {
         while !stopRequested.load(ordering: .relaxed) {
             let now = monotonicNow()
             checkOnce(now: now)
-            if lastReport == 0 || now - lastReport >= UInt64(configuration.diskReportSeconds) * 1_000_000_000 {
+            let due = lastReport == 0 || now - lastReport >= UInt64(configuration.diskReportSeconds) * 1_000_000_000
+            if due && engines.allSatisfy(\.isStarted) {
                 reportDiskUse()
                 lastReport = max(now, 1)
             }

@@ -355,6 +355,10 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             guard source.nextPollAt <= now else { continue }
             let room = perLog - source.pendingCount
             guard room > 0 else { continue }
+            if let suspended = source.reader, suspended.isSuspended, !suspended.mayHaveMore {
+                source.nextPollAt = now + source.probeInterval
+                continue
+            }
             let reader = source.reader ?? TailReader(path: directory, after: source.pendingThrough)
             source.reader = reader
             let decoder = source.decoder ?? MetricsDecoder(directory: directory)

@@ -78,6 +78,39 @@ import WALTestKit
         #expect(AlertJournal.read(logDirectory: path).entries.allSatisfy { $0.firedCount == 1 })
     }
 
+    /// `walctl ship --root --alerts`: each log evaluated on its own (its journal, its alerts, its ids), exactly as
+    /// `ship --dir --alerts` evaluates one.
+    @Test func aHostShipperEvaluatesEveryLogsAlertsInThatLog() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let root = directory.file("agents")
+        var paths: [String] = []
+        for index in 0..<3 {
+            let folder = root + "/agent-\(index)"
+            try FileManager.default.createDirectory(
+                atPath: folder,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+            paths.append(folder + "/metrics")
+            #expect(try walctl(["emit", "--dir", paths[index], "--count", "\(2_000 * (index + 1))"]).status == 0)
+        }
+        let thresholds = directory.file("thresholds.yaml")
+        try Self.busyThresholds.write(toFile: thresholds, atomically: true, encoding: .utf8)
+        let shipped = try walctl(["ship", "--root", root, "--alerts", thresholds, "--drain"])
+        #expect(shipped.status == 0, "\(shipped.err.suffix(2000))")
+        var total = 0
+        for path in paths {
+            let expected = try expectedAlerts(path, Self.busyThresholds)
+            #expect(!expected.isEmpty)
+            let journaled = AlertJournal.read(logDirectory: path).entries
+            #expect(journaled.map(\.id) == expected.map(\.id), "\(path)")
+            #expect(journaled.allSatisfy { $0.delivered["log"] != nil })
+            total += expected.count
+        }
+        #expect(shipped.err.contains("alerts: 3 logs evaluated, \(total) fired"), "\(shipped.err.suffix(500))")
+    }
+
     @Test func sigkillOfTheEvaluatorLosesNoAlertAndRepeatsOnlyWithTheSameID() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

@@ -122,6 +122,43 @@ import WALTestKit
         }
     }
 
+    /// A suspended tail reader holds no descriptor, says so cheaply while nothing changes, and resumes where it stood
+    /// (within the segment, and across a roll to a new one).
+    @Test func aSuspendedTailReaderResumesWhereItStood() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            let tail = TailReader(path: path, after: 0)
+            var seen: [UInt64] = []
+            func drain(to count: Int) throws -> Bool {
+                try tail.poll { entry in
+                    if case .record(let seq, _) = entry { seen.append(seq) }
+                }
+                return seen.count >= count
+            }
+            _ = try appendRecords(wal, 0..<100)
+            #expect(try eventually { try drain(to: 100) })
+            #expect(!tail.isSuspended)
+            let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+            tail.suspend()
+            #expect(tail.isSuspended)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count == descriptors - 1)
+            #expect(!tail.mayHaveMore)
+            // New frames in the same segment, then enough to roll into new segments.
+            _ = try appendRecords(wal, 100..<200)
+            #expect(eventually { tail.mayHaveMore })
+            #expect(try eventually { try drain(to: 200) })
+            #expect(seen == Array(1...200))
+            tail.suspend()
+            _ = try appendRecords(wal, 200..<30_000)
+            #expect(eventually { tail.mayHaveMore })
+            #expect(try eventually(within: 20) { try drain(to: 30_000) })
+            #expect(seen == Array(1...30_000))
+            #expect(try LogDirectory(path: path).segments().count > 1)
+            try wal.close()
+        }
+    }
+
     /// Every appended record reaches a tail reader. (How fast, against the documented 100 ms bound, is measured by
     /// the benchmark "append to visible in a tail reader" in WALCoreBenchmarks: a unit test on a shared, noisy
     /// machine asserts only a bound no healthy run comes near.)

@@ -17,8 +17,9 @@ final class FrameWalker {
     private var finishedSegmentFirstSeq: UInt64?
     /// After this long of an invalid frame at the live end with nothing after it, look for a valid frame beyond.
     var liveDamageGraceNanos: UInt64 = 1_000_000_000
-    /// Where a suspended walk resumes: the segment it was in (by first seq) and the offset of its next frame.
-    private var suspendedAt: (firstSeq: UInt64, offset: Int64)?
+    /// Where a suspended walk resumes: the segment it was in (by first seq) and the offset of its next frame, with the
+    /// modification times of that segment and of the directory when it was suspended.
+    private var suspendedAt: (firstSeq: UInt64, offset: Int64, segmentNanos: UInt64?, directoryNanos: UInt64?)?
 
     enum Step {
         /// A valid frame; its stored payload is in `storedPayload` until the next call.
@@ -48,9 +49,23 @@ final class FrameWalker {
     /// reopens it there, or starts from `nextSeq` when retention deleted it meanwhile.
     func suspend() {
         guard let current = segment, heldFrame == nil else { return }
-        suspendedAt = (current.header.firstSeq, offset)
+        suspendedAt = (
+            current.header.firstSeq, offset, FileSystem.modificationNanos(current.path),
+            FileSystem.modificationNanos(directory.path)
+        )
         segment = nil
         invalidSince = nil
+    }
+
+    /// False when the walk is suspended and neither its segment nor the directory changed since (two `stat`s):
+    /// the writer seals frames with `pwrite`, which moves the segment's modification time, and a new segment or a
+    /// deletion moves the directory's. True when it cannot tell.
+    var mayHaveMore: Bool {
+        guard segment == nil, let resume = suspendedAt, let segmentNanos = resume.segmentNanos,
+            let directoryNanos = resume.directoryNanos
+        else { return true }
+        return FileSystem.modificationNanos(directory.segmentPath(firstSeq: resume.firstSeq)) != segmentNanos
+            || FileSystem.modificationNanos(directory.path) != directoryNanos
     }
 
     /// Whether the walk holds a segment open.

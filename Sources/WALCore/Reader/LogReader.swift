@@ -147,6 +147,10 @@ public final class TailReader {
     /// Whether the reader holds no segment open (suspended, or never polled).
     public var isSuspended: Bool { walker.isSuspended }
 
+    /// False only when the reader is suspended and the log has certainly not changed since (a `stat` of its segment
+    /// and of the directory, nothing opened): how a host shipper looks at thousands of idle logs cheaply.
+    public var mayHaveMore: Bool { walker.mayHaveMore }
+
     /// Delivers entries available now, frame by frame, until at least `maxEntries` were delivered or nothing more is
     /// sealed yet. Never waits. Returns the number of entries delivered.
     @discardableResult

@@ -524,6 +524,7 @@ struct Ship: AsyncParsableCommand {
             )
         }
         if let retirer {
+            retirer.reportDiskUse()
             let statistics = retirer.statistics
             Output.error(
                 "walctl ship: \(statistics.logsRetired) logs retired; the logs use \(statistics.diskBytes) bytes of disk"
