@@ -137,8 +137,11 @@ def main():
     cleanups = []
     conninfo = os.environ.get("WALCTL_LOAD_POSTGRES")
     if not conninfo:
-        pgdir = os.path.join(work, "pg")
+        # Its own folder: the server runs as the postgres user, who cannot enter a 0700 temporary folder.
+        pgdir = tempfile.mkdtemp(prefix="walctl-load-pg-")
+        os.chmod(pgdir, 0o755)
         conninfo = run([os.path.join(ROOT, "tools/pg.sh"), "start", pgdir])
+        cleanups.append(lambda: subprocess.run(["rm", "-rf", pgdir]))
         cleanups.append(lambda: run([os.path.join(ROOT, "tools/pg.sh"), "stop", pgdir]))
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not servers:

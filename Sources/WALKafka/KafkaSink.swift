@@ -47,6 +47,10 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     private let deadLetters: DeadLetterFile
     private let interrupted = Atomic<Bool>(false)
     private let counters = Mutex(KafkaSinkStatistics())
+    /// Cursors of logs delivered (every message acknowledged) but not yet committed, and when cursors were last
+    /// committed: with many logs, cursors are committed at most once per `cursorCommitIntervalMilliseconds`.
+    private var deferredCursors: [LogID: UInt64] = [:]
+    private var cursorsCommittedAt: UInt64 = 0
     /// NUL-terminated topic names by category.
     private let topicNames: [MetricCategory: [CChar]]
 
@@ -267,6 +271,8 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     /// The positions of many logs, read through the producer with the admin API (one client for any number of
     /// logs; librdkafka 2.0 sends one request per group, all in flight at once).
     public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
+        // Delivered but not committed yet (before a retry): commit first, so as not to send them again.
+        try? commitDeferred()
         let producer = try activeProducer()
         try ensureTopics(producer)
         var positions: [LogID: UInt64] = [:]
@@ -362,27 +368,40 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         }
 
         if configuration.commitsCursor {
-            if batches.count == 1, let batch = batches.first {
-                try commitCursor(logID: batch.logID, seq: batch.throughSeq)
-            } else {
-                try producer.alterGroupOffsets(
-                    batches.map {
-                        GroupOffsetCommit(
-                            group: configuration.group(for: $0.logID),
-                            offset: Int64($0.throughSeq),
-                            metadata: KafkaCursor(logID: $0.logID.description, seq: $0.throughSeq).metadata
-                        )
-                    },
-                    topic: configuration.cursorTopic,
-                    timeoutMilliseconds: configuration.requestTimeoutMilliseconds
-                )
-                counters.withLock { $0.cursorCommits += UInt64(batches.count) }
+            for batch in batches { deferredCursors[batch.logID] = batch.throughSeq }
+            // One log: its cursor after every batch, as always. Many: every log's at most once an interval (a
+            // crash re-sends at most that interval of each log, with the same event ids).
+            let now = monotonicNanos()
+            if deferredCursors.count == 1
+                || now - cursorsCommittedAt >= UInt64(configuration.cursorCommitIntervalMilliseconds) * 1_000_000
+            {
+                try commitDeferred()
             }
         }
         counters.withLock {
             $0.messagesDelivered += UInt64(owners.count - refused)
             $0.deadLettered += UInt64(refused)
         }
+    }
+
+    /// Commits the cursors of logs delivered since the last commit (one admin request per log, all in flight).
+    public func commitDeferred() throws {
+        guard !deferredCursors.isEmpty else { return }
+        let producer = try activeProducer()
+        try producer.alterGroupOffsets(
+            deferredCursors.map {
+                GroupOffsetCommit(
+                    group: configuration.group(for: $0.key),
+                    offset: Int64($0.value),
+                    metadata: KafkaCursor(logID: $0.key.description, seq: $0.value).metadata
+                )
+            },
+            topic: configuration.cursorTopic,
+            timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+        )
+        counters.withLock { $0.cursorCommits += UInt64(deferredCursors.count) }
+        deferredCursors.removeAll()
+        cursorsCommittedAt = monotonicNanos()
     }
 
     private func commitCursor(logID: LogID, seq: UInt64) throws {

@@ -18,6 +18,8 @@ public struct KafkaSinkConfiguration: Sendable {
     /// The prefix of each log's cursor group when `groupID` is not given: `{prefix}{log id}`. Two shippers of the
     /// same logs into one cluster (two topic prefixes) need different prefixes.
     public var groupPrefix = "walctl-ship-"
+    /// With many logs in flight, how often their cursors are committed, in milliseconds (one log: after every batch).
+    public var cursorCommitIntervalMilliseconds = 1000
     /// The topic whose partition 0 the cursor is committed against (nothing is ever produced to it).
     public var cursorTopic = "walctl.cursors.v1"
     /// `linger.ms`: how long librdkafka waits to fill a produce request.

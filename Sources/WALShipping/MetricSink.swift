@@ -62,6 +62,10 @@ public protocol MetricSink: AnyObject, Sendable {
     /// subset may have been committed (the shipper asks `committedSeqs` again).
     func deliver(_ batches: [ShipBatch]) throws
 
+    /// Commits what `deliver` delivered but left to commit later (a sink that batches its cursor commits: Kafka's
+    /// per-log cursors when many logs ship at once). Called before a drain reports success and when stopping.
+    func commitDeferred() throws
+
     /// Closes connections. The shipper may call `committedSeq` again later, which reconnects.
     func disconnect()
 
@@ -72,6 +76,8 @@ public protocol MetricSink: AnyObject, Sendable {
 
 extension MetricSink {
     public func interruptDelivery() {}
+
+    public func commitDeferred() throws {}
 
     public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
         var positions: [LogID: UInt64] = [:]

@@ -155,7 +155,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
 
     private func loop() throws {
         defer {
-            publishStatus()
+            storeLocalCursors(force: true)
+            publishStatus(force: true)
             firstScanDone.store(true, ordering: .releasing)
             finished.store(true, ordering: .releasing)
         }
@@ -171,7 +172,10 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             do {
                 try readPositions(now: now)
                 firstScanDone.store(true, ordering: .releasing)
-                if drained() { return }
+                if drained() {
+                    try sink.commitDeferred()
+                    return
+                }
                 readAvailable(now: monotonicNow(), batchCap: batchCap)
                 let batch = plan(now: monotonicNow(), batchCap: batchCap)
                 publishStatus()
@@ -209,7 +213,14 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 sleepMilliseconds(configuration.retry.delayMilliseconds(attempt: attempt))
             }
         }
-        storeLocalCursors(force: true)
+        do {
+            try sink.commitDeferred()
+        } catch {
+            logger.warning(
+                "stopping with cursors not committed; what follows them is sent again",
+                metadata: ["error": "\(error)"]
+            )
+        }
     }
 
     private func millis(_ value: Int) -> UInt64 { UInt64(max(0, value)) * 1_000_000 }
@@ -430,7 +441,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         guard open.count > configuration.maxOpenLogs else { return }
         for source in open.sorted(by: { $0.lastActivity < $1.lastActivity }).prefix(
             open.count - configuration.maxOpenLogs
-        ) where source.pendingCount == 0 {
+        ) {
             source.reader?.suspend()
         }
     }
@@ -529,21 +540,26 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     }
 
     /// The local cursor (named after the sink) follows the sink's position, at most once a second per log (it may
-    /// lag, never lead): it holds back retention.
+    /// lag, never lead): it holds back retention. Registered durably when the log's position is first read; moved
+    /// without fsyncs (after a power loss it may be earlier, which holds back more, never less).
     private func storeLocalCursors(force: Bool) {
         let now = monotonicNow()
         for source in sources.values {
             guard let position = source.committed, position > source.cursorStoredSeq else { continue }
-            guard force || now - source.cursorStoredAt >= 1_000_000_000 || source.drainTarget != nil else { continue }
-            try? CursorStore(path: source.directory).store(sink.name, seq: position)
+            guard force || now - source.cursorStoredAt >= 1_000_000_000 else { continue }
+            try? CursorStore(path: source.directory).store(sink.name, seq: position, durable: false)
             source.cursorStoredSeq = position
             source.cursorStoredAt = now
         }
     }
 
-    /// Lag and totals for readers of `logs` and `statistics`.
-    private func publishStatus() {
+    private var publishedAt: UInt64 = 0
+
+    /// Lag and totals for readers of `logs` and `statistics` (at most ten times a second).
+    private func publishStatus(force: Bool = false) {
         let now = monotonicNow()
+        guard force || now - publishedAt >= 100_000_000 else { return }
+        publishedAt = now
         var sum = ShipperStatistics()
         var lowest: UInt64?
         var updates: [(String, UInt64, Double)] = []

@@ -29,8 +29,12 @@ public struct CursorStore: Sendable {
 
     func path(of name: String) -> String { directory.cursorDirectory + "/" + name + LogFormat.cursorSuffix }
 
-    /// Stores `seq` as the position of cursor `name`, creating (registering) it if needed. Durable on return.
-    public func store(_ name: String, seq: UInt64) throws(WALError) {
+    /// Stores `seq` as the position of cursor `name`, creating (registering) it if needed. Durable on return, unless
+    /// `durable` is false: then the file is replaced atomically (a temporary file renamed over it) without the two
+    /// `fsync`s, so after a power loss it may hold an earlier position, never a torn one. That suits a shipper's
+    /// local cursor, which only holds back retention: an earlier position holds back more, never less (register it
+    /// durably first).
+    public func store(_ name: String, seq: UInt64, durable: Bool = true) throws(WALError) {
         guard Self.isValidName(name) else {
             throw WALError(.invalidArgument, "invalid cursor name '\(name)' (use 1-64 of A-Z a-z 0-9 . _ -)")
         }
@@ -40,7 +44,12 @@ public struct CursorStore: Sendable {
         bytes.appendLE(wallClockNanos())
         bytes.appendLE(UInt32(0))
         bytes.appendLE(CRC32C.checksum(bytes))
-        try FileSystem.writeAtomically(path(of: name), directory: directory.cursorDirectory, bytes: bytes)
+        try FileSystem.writeAtomically(
+            path(of: name),
+            directory: directory.cursorDirectory,
+            bytes: bytes,
+            sync: durable
+        )
     }
 
     /// The cursor named `name`, or nil when it is not registered.

@@ -278,7 +278,12 @@ package enum FileSystem {
     ///
     /// The temporary file has an unpredictable name and is created with `O_EXCL | O_NOFOLLOW`: a file or link
     /// planted under any name is never written through.
-    package static func writeAtomically(_ path: String, directory: String, bytes: [UInt8]) throws(WALError) {
+    package static func writeAtomically(
+        _ path: String,
+        directory: String,
+        bytes: [UInt8],
+        sync: Bool = true
+    ) throws(WALError) {
         var random = SystemRandomNumberGenerator()
         let suffix = String(random.next() & 0xFFFF_FFFF_FFFF, radix: 16)
         let temporary = path + ".tmp.\(getpid()).\(suffix)"
@@ -290,7 +295,7 @@ package enum FileSystem {
         )
         do {
             try bytes.withBytes { buffer throws(Errno) in try fd.writeFully(at: 0, from: buffer) }
-            try fd.fullSync()
+            if sync { try fd.fullSync() }
             try fd.close()
         } catch {
             try? fd.close()
@@ -298,7 +303,7 @@ package enum FileSystem {
             throw WALError.io("cannot write", path: temporary, error as? Errno ?? .ioError)
         }
         try rename(temporary, path)
-        try syncDirectory(directory)
+        if sync { try syncDirectory(directory) }
     }
 
     /// Reads a whole small file.
