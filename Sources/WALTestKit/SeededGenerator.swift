@@ -1,3 +1,4 @@
+import WALTraffic
 import Foundation
 
 /// A seeded random number generator for tests (SplitMix64, the generator of `AgentTraffic`), so that a failure can be
