@@ -463,7 +463,7 @@ extension Inspect {
         var counts = RecordScan.Counts()
         var printed = 0
         if limit == 0 { return }
-        let scan = RecordScan()
+        let scan = RecordScan.reportingToStderr
         do {
             if json {
                 // Envelopes rendered straight from the log records (the fast path, as replay --to stdout).
