@@ -198,6 +198,10 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
+            name: "WALShippingTests",
+            dependencies: ["WALShipping", "WALMetrics", "WALCore", "WALTestKit", "WALTraffic"]
+        ),
+        .testTarget(
             name: "WALPostgresTests",
             dependencies: [
                 "WALPostgres", "WALShipping", "WALMetrics", "WALTestKit", "WALTraffic", "walctl", "kafka-mock",
