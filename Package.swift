@@ -7,8 +7,11 @@ import PackageDescription
 //   WALMetrics   the metrics model: emit API, catalog, record codec, swift-metrics backend
 //   WALShipping  shipper service, sink protocol, retry policy, dead-letter file
 //   WALPostgres, WALKafka   one sink each
-//   WALAlerts    thresholds and their evaluation
-//   walctl       the operator's CLI
+//   WALAlerts    thresholds, their evaluation, the log/webhook/email channels (no sink: the Kafka alert channel is
+//                wired in by walctl, which links both)
+//   WALTraffic   realistic, deterministic agent traffic (`walctl emit`/`demo`, tests, benchmarks); above WALMetrics
+//   walctl       the operator's CLI (parses arguments and prints; shipping, replay and lag live in WALShipping)
+// WALTestKit (fakes, temp dirs, crash helpers) is for tests and benchmarks only: no product code links it.
 // Each C module is imported by exactly one Swift target.
 let package = Package(
     name: "walctl",
@@ -23,7 +26,9 @@ let package = Package(
         // The collector for C and Python (walctl.h): build with --static-swift-stdlib so it carries the runtime.
         .library(name: "walctl_c", type: .dynamic, targets: ["WALCollectorC"]),
         .executable(name: "kafka-mock", targets: ["kafka-mock"]),
-        // Test support (temp dirs, corruptors, child processes, agent traffic), for tests and Benchmarks/.
+        // Realistic agent traffic, for walctl emit/demo, tests and Benchmarks/.
+        .library(name: "WALTraffic", targets: ["WALTraffic"]),
+        // Test support (temp dirs, corruptors, child processes, fake sinks), for tests and Benchmarks/.
         .library(name: "WALTestKit", targets: ["WALTestKit"]),
         .executable(name: "walctl", targets: ["walctl"]),
         // The readers' fuzz harness (tools/fuzz.sh builds it with libFuzzer; a normal build replays a corpus).
@@ -136,7 +141,6 @@ let package = Package(
             dependencies: [
                 "CWALCurl",
                 "WALCore",
-                "WALKafka",
                 "WALMetrics",
                 "WALShipping",
                 .product(name: "Logging", package: "swift-log"),
@@ -157,10 +161,16 @@ let package = Package(
             path: "Sources/walctl-fuzz"
         ),
 
+        // MARK: - Agent traffic (emit, demo, tests, benchmarks)
+        .target(
+            name: "WALTraffic",
+            dependencies: ["WALCore", "WALMetrics"]
+        ),
+
         // MARK: - Test support, shared by tests and benchmarks
         .target(
             name: "WALTestKit",
-            dependencies: ["WALCore", "WALMetrics"],
+            dependencies: ["WALCore", "WALMetrics", "WALShipping", "WALTraffic"],
             path: "Sources/WALTestKit"
         ),
 
@@ -174,7 +184,7 @@ let package = Package(
                 "WALKafka",
                 "WALPostgres",
                 "WALShipping",
-                "WALTestKit",
+                "WALTraffic",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -184,12 +194,18 @@ let package = Package(
         // MARK: - Tests
         .testTarget(
             name: "WALCoreTests",
-            dependencies: ["WALCore", "WALTestKit", "walctl"],
+            dependencies: ["WALCore", "WALTestKit", "WALTraffic", "walctl"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
+            name: "WALShippingTests",
+            dependencies: ["WALShipping", "WALMetrics", "WALCore", "WALTestKit", "WALTraffic"]
+        ),
+        .testTarget(
             name: "WALPostgresTests",
-            dependencies: ["WALPostgres", "WALShipping", "WALMetrics", "WALTestKit", "walctl", "kafka-mock"]
+            dependencies: [
+                "WALPostgres", "WALShipping", "WALMetrics", "WALTestKit", "WALTraffic", "walctl", "kafka-mock",
+            ]
         ),
         .testTarget(
             name: "WALKafkaTests",
@@ -197,13 +213,14 @@ let package = Package(
         ),
         .testTarget(
             name: "WALAlertsTests",
-            dependencies: ["WALAlerts", "WALMetrics", "WALTestKit", "walctl", "kafka-mock"]
+            dependencies: ["WALAlerts", "WALKafka", "WALMetrics", "WALTestKit", "walctl", "kafka-mock"]
         ),
         .testTarget(
             name: "WALMetricsTests",
             dependencies: [
                 "WALMetrics",
                 "WALTestKit",
+                "WALTraffic",
                 "walctl",
                 .product(name: "Metrics", package: "swift-metrics"),
             ]

@@ -31,6 +31,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "WALMetrics", package: walctlPackage),
                 .product(name: "WALTestKit", package: walctlPackage),
+                .product(name: "WALTraffic", package: walctlPackage),
             ],
             path: "WALMetricsBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -3,6 +3,7 @@ import Foundation
 import WALCore
 import WALMetrics
 import WALTestKit
+import WALTraffic
 
 // The emit API: by name with three tags, and through a handle; bytes on disk per record for the catalog workload.
 //

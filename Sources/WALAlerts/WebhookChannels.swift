@@ -1,28 +1,9 @@
 import Foundation
-import WALKafka
 import WALMetrics
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-
-/// Alerts to Kafka: one message per alert on `agent.alerts.v1` (the payload JSON, keyed by metric name, headers
-/// `alert_id` and `severity`), acknowledged by the brokers before it counts as delivered.
-public final class KafkaAlertChannel: AlertChannel, @unchecked Sendable {
-    public let name = "kafka"
-    private let producer: KafkaMessageProducer
-
-    public init(producer: KafkaMessageProducer) { self.producer = producer }
-
-    public func deliver(_ alert: Alert) throws {
-        try producer.send(
-            key: alert.metric,
-            value: Array(alert.json().utf8),
-            alertID: alert.id,
-            severity: alert.severity.rawValue
-        )
-    }
-}
 
 /// A webhook URL that is never written out whole: only its scheme and host appear in logs and errors (a Slack
 /// webhook URL is a secret).

@@ -294,6 +294,25 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     /// Produces the records of every batch, waits until each message is acknowledged, dead-letters what the
     /// brokers refused for good, then commits each log's cursor (its own consumer group).
     public func deliver(_ batches: [ShipBatch]) throws {
+        _ = try produce(batches, committing: configuration.commitsCursor)
+    }
+
+    /// Produces the batch's records (the shipper's exact messages and event ids, so consumers drop what they
+    /// already have) and waits for every acknowledgement; commits no cursor (`Replayer`). Refusals go to the
+    /// dead-letter file of the configuration (never beside the log: a replay writes nothing there) and count as
+    /// failed.
+    public func replay(_ batch: ShipBatch) throws -> ReplayOutcome {
+        var batch = batch
+        batch.directory = nil
+        let done = try produce([batch], committing: false)
+        return ReplayOutcome(sent: done.delivered, failed: done.refused)
+    }
+
+    /// The committed cursor, as `committedSeq` (the Kafka cursor takes no lock).
+    public func peekCommittedSeq(logID: LogID) throws -> UInt64 { try committedSeq(logID: logID) }
+
+    /// Produces, waits for the acknowledgements, dead-letters, and commits the cursors when `committing`.
+    private func produce(_ batches: [ShipBatch], committing: Bool) throws -> (delivered: UInt64, refused: UInt64) {
         let producer = try activeProducer()
         try ensureTopics(producer)
         producer.beginBatch()
@@ -367,7 +386,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             try keepDeadLetters(batch, rejected: rejected[batchIndex])
         }
 
-        if configuration.commitsCursor {
+        if committing {
             for batch in batches { deferredCursors[batch.logID] = batch.throughSeq }
             // One log: its cursor after every batch, as always. Many: every log's at most once an interval (a
             // crash re-sends at most that interval of each log, with the same event ids).
@@ -382,6 +401,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             $0.messagesDelivered += UInt64(owners.count - refused)
             $0.deadLettered += UInt64(refused)
         }
+        return (UInt64(owners.count - refused), UInt64(refused))
     }
 
     /// Commits the cursors of logs delivered since the last commit (one admin request per log, all in flight).

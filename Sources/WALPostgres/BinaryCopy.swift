@@ -1,11 +1,37 @@
 import WALCore
 import WALMetrics
+import WALShipping
 
 /// Builds the input of `COPY table (columns) FROM STDIN (FORMAT binary)`: PostgreSQL's binary COPY format
 /// (a signature, then per tuple a field count and length-prefixed big-endian field values, then -1).
 struct BinaryCopyBuilder {
     private(set) var bytes: [UInt8] = []
     private(set) var rows = 0
+
+    /// Rows grouped by table, one COPY input each, tables in name order (a fixed lock order for concurrent
+    /// writers): the one place that groups rows by table (shipping, idempotent insert, replay, the baseline).
+    static func byTable(
+        _ rows: some Sequence<(logID: LogID, record: MetricRecord)>
+    ) -> [(table: String, copy: BinaryCopyBuilder)] {
+        var tables: [String: BinaryCopyBuilder] = [:]
+        for (logID, record) in rows {
+            tables[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
+        }
+        return tables.sorted { $0.key < $1.key }.map { (table: $0.key, copy: $0.value) }
+    }
+
+    /// `byTable` of the records of several logs' batches.
+    static func byTable(_ batches: [ShipBatch]) -> [(table: String, copy: BinaryCopyBuilder)] {
+        byTable(batches.lazy.flatMap { batch in batch.records.lazy.map { (logID: batch.logID, record: $0) } })
+    }
+
+    /// `byTable` of the records of one log.
+    static func byTable(
+        _ records: some Collection<MetricRecord>,
+        logID: LogID
+    ) -> [(table: String, copy: BinaryCopyBuilder)] {
+        byTable(records.lazy.map { (logID: logID, record: $0) })
+    }
 
     /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
     static let postgresEpochOffsetMicros: Int64 = 946_684_800_000_000

@@ -341,16 +341,10 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     // MARK: - Writing
 
     private func copyAll(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
-        var byTable: [String: BinaryCopyBuilder] = [:]
-        for batch in batches {
-            for record in batch.records {
-                byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: batch.logID)
-            }
-        }
-        for (table, builder) in byTable.sorted(by: { $0.key < $1.key }) {
+        for (table, copy) in BinaryCopyBuilder.byTable(batches) {
             try connection.copyIn(
                 "COPY \(table) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
-                data: builder.finished()
+                data: copy.finished()
             )
         }
     }
@@ -361,13 +355,9 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         _ records: ArraySlice<MetricRecord>,
         logID: LogID,
         connection: PGConnection
-    ) throws(PGError) -> ReplayOutcome {
-        var outcome = ReplayOutcome()
-        var byTable: [String: BinaryCopyBuilder] = [:]
-        for record in records {
-            byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
-        }
-        for (table, builder) in byTable.sorted(by: { $0.key < $1.key }) {
+    ) throws(PGError) -> InsertOutcome {
+        var outcome = InsertOutcome()
+        for (table, builder) in BinaryCopyBuilder.byTable(records, logID: logID) {
             let staging = "walctl_replay_\(table)"
             try connection.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS \(staging) (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -475,8 +465,8 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         sourceService: String,
         depth: Int,
         connection: PGConnection
-    ) throws(PGError) -> ReplayOutcome {
-        guard !records.isEmpty else { return ReplayOutcome() }
+    ) throws(PGError) -> InsertOutcome {
+        guard !records.isEmpty else { return InsertOutcome() }
         let savepoint = "walctl_part\(depth)"
         try connection.execute("SAVEPOINT \(savepoint)")
         do {
@@ -502,10 +492,10 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
                     error: error,
                     connection: connection
                 )
-                return ReplayOutcome()
+                return InsertOutcome()
             }
             let middle = records.startIndex + records.count / 2
-            var outcome = ReplayOutcome()
+            var outcome = InsertOutcome()
             for half in [records[..<middle], records[middle...]] {
                 let part = try insertBisecting(
                     half,
@@ -545,35 +535,84 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     // MARK: - Replay
 
-    /// What one replayed batch did.
-    public struct ReplayOutcome: Sendable, Equatable {
+    /// What an idempotent insert did.
+    struct InsertOutcome: Sendable, Equatable {
         /// Rows written.
-        public var inserted = 0
+        var inserted = 0
         /// Rows skipped because the table already holds them (same `log_id`, `wal_seq`, `timestamp`).
-        public var present = 0
+        var present = 0
     }
 
-    /// Writes records idempotently, for `walctl replay`: each batch is copied into a temporary table and inserted
-    /// with `ON CONFLICT (log_id, wal_seq, timestamp) DO NOTHING`, in one transaction, so replaying a range twice
-    /// (or over rows the shipper already wrote) adds nothing. Rows written before emit times were rounded to the
-    /// nearest microsecond (they were floored: up to 1 µs earlier) count as present too. Does not touch
-    /// `walctl_cursors`.
-    public func replay(_ records: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
+    /// Writes a batch idempotently, in one transaction, without touching `walctl_cursors` (`Replayer`): rows the
+    /// tables already hold (same `log_id`, `wal_seq` and `timestamp`; or a timestamp up to 1 µs earlier, from
+    /// before emit times were rounded to the nearest microsecond rather than floored) are counted, not written.
+    ///
+    /// Fast path: one index probe per table for any row of the batch's log in its seq and time range; when there
+    /// is none (a replay into a database that lost the range), plain binary COPY, as shipping writes. Otherwise,
+    /// or when the COPY meets a row written meanwhile (a unique violation), the rows go through a temporary table
+    /// and `INSERT ... WHERE NOT EXISTS ... ON CONFLICT DO NOTHING`. Takes no advisory lock: it runs beside a
+    /// shipper of the same log.
+    public func replay(_ batch: ShipBatch) throws -> ReplayOutcome {
+        guard !batch.records.isEmpty else { return ReplayOutcome() }
         let connection = try connected()
-        do {
+        do throws(PGError) {
             try connection.execute("BEGIN")
-            let outcome = try insertIdempotently(records[...], logID: logID, connection: connection)
+            var outcome: InsertOutcome?
+            if try !anyRowPresent(batch, connection) {
+                try connection.execute("SAVEPOINT walctl_replay_copy")
+                do throws(PGError) {
+                    try copyAll([batch], connection: connection)
+                    try connection.execute("RELEASE SAVEPOINT walctl_replay_copy")
+                    outcome = InsertOutcome(inserted: batch.records.count, present: 0)
+                } catch  where error.sqlState == "23505" {
+                    try connection.execute("ROLLBACK TO SAVEPOINT walctl_replay_copy")
+                }
+            }
+            let done: InsertOutcome
+            if let outcome {
+                done = outcome
+            } else {
+                done = try insertIdempotently(batch.records[...], logID: batch.logID, connection: connection)
+            }
             try connection.execute("COMMIT")
-            return outcome
+            return ReplayOutcome(sent: UInt64(done.inserted), alreadyPresent: UInt64(done.present))
         } catch {
             if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
+            if error.fatal || Self.isSchemaError(error) { throw FatalSinkError(error.description) }
             throw error
         }
     }
 
+    /// True when any table holds a row of the batch's log within the seq range and (widened) time range of the
+    /// batch's records for that table: one statement, one index probe per table (the time range prunes partitions).
+    private func anyRowPresent(_ batch: ShipBatch, _ connection: PGConnection) throws(PGError) -> Bool {
+        var ranges: [String: (seqs: ClosedRange<UInt64>, micros: ClosedRange<Int64>)] = [:]
+        for record in batch.records {
+            let micros = record.timestampNanos / 1000
+            let table = record.category.table
+            if let range = ranges[table] {
+                ranges[table] = (
+                    min(range.seqs.lowerBound, record.seq)...max(range.seqs.upperBound, record.seq),
+                    min(range.micros.lowerBound, micros)...max(range.micros.upperBound, micros)
+                )
+            } else {
+                ranges[table] = (record.seq...record.seq, micros...micros)
+            }
+        }
+        // Microseconds since the Unix epoch, widened by 2 on each side (rounding, and rows floored by 1 µs).
+        let probes = ranges.sorted { $0.key < $1.key }.map { table, range in
+            "EXISTS (SELECT 1 FROM \(table) WHERE log_id = $1 "
+                + "AND wal_seq BETWEEN \(range.seqs.lowerBound) AND \(range.seqs.upperBound) "
+                + "AND timestamp BETWEEN timestamptz 'epoch' + \(range.micros.lowerBound - 2) * interval '1 microsecond' "
+                + "AND timestamptz 'epoch' + \(range.micros.upperBound + 2) * interval '1 microsecond')"
+        }
+        let result = try connection.execute("SELECT " + probes.joined(separator: " OR "), [batch.logID.description])
+        return result.value(0, 0) != "f"
+    }
+
     /// This shipper's committed position for `logID`, read without taking the log's lock (for replay and
     /// inspect, which run beside a shipper).
-    public func cursor(logID: LogID) throws -> UInt64 {
+    public func peekCommittedSeq(logID: LogID) throws -> UInt64 {
         try cursorPosition(logID: logID, try connected())
     }
 
@@ -645,12 +684,8 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         var start = 0
         while start < records.count {
             let end = min(start + batchSize, records.count)
-            var byTable: [String: BinaryCopyBuilder] = [:]
-            for record in records[start..<end] {
-                byTable[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
-            }
             try connection.execute("BEGIN")
-            for (table, builder) in byTable {
+            for (table, builder) in BinaryCopyBuilder.byTable(records[start..<end], logID: logID) {
                 try connection.copyIn(
                     "COPY \(table) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
                     data: builder.finished()

@@ -72,6 +72,45 @@ public protocol MetricSink: AnyObject, Sendable {
     /// Asks a `deliver` in progress on another thread to give up soon (shutdown). Thread-safe. After it, `deliver`
     /// may throw; nothing is committed that was not delivered.
     func interruptDelivery()
+
+    // MARK: Replay
+
+    /// Writes the batch's records idempotently and commits no cursor (`Replayer`, `walctl replay`): sending the
+    /// same batch again, or over what a shipper already sent, adds nothing a reader keeps twice (PostgreSQL skips
+    /// rows it holds; Kafka resends the same event ids, which consumers drop). `skipped` is ignored and nothing is
+    /// written beside the log. Throws for failures worth retrying (the whole batch may then be sent again) and
+    /// `FatalSinkError` for the rest. The default refuses: a sink replays only when it says so.
+    func replay(_ batch: ShipBatch) throws -> ReplayOutcome
+
+    /// The committed position of `logID`, read without taking the log from a shipper that runs beside (for
+    /// replay's `--advance-cursor` and for lag). The default is `committedSeq(logID:)`.
+    func peekCommittedSeq(logID: LogID) throws -> UInt64
+
+    /// Moves the committed position of `logID` forward to `seq`, never back, and returns it afterwards
+    /// (`walctl replay --advance-cursor`). The default refuses.
+    func advanceCursor(logID: LogID, to seq: UInt64) throws -> UInt64
+}
+
+/// What one replayed batch did at the sink.
+public struct ReplayOutcome: Sendable, Equatable {
+    /// Records written (rows inserted, messages acknowledged, lines written).
+    public var sent: UInt64
+    /// Records the sink already held and skipped (PostgreSQL only).
+    public var alreadyPresent: UInt64
+    /// Records the sink refused for good (dead-lettered).
+    public var failed: UInt64
+
+    public init(sent: UInt64 = 0, alreadyPresent: UInt64 = 0, failed: UInt64 = 0) {
+        self.sent = sent
+        self.alreadyPresent = alreadyPresent
+        self.failed = failed
+    }
+
+    public static func += (lhs: inout ReplayOutcome, rhs: ReplayOutcome) {
+        lhs.sent += rhs.sent
+        lhs.alreadyPresent += rhs.alreadyPresent
+        lhs.failed += rhs.failed
+    }
 }
 
 extension MetricSink {
@@ -87,6 +126,16 @@ extension MetricSink {
 
     public func deliver(_ batches: [ShipBatch]) throws {
         for batch in batches { try deliver(batch) }
+    }
+
+    public func replay(_ batch: ShipBatch) throws -> ReplayOutcome {
+        throw FatalSinkError("the \(name) sink cannot replay")
+    }
+
+    public func peekCommittedSeq(logID: LogID) throws -> UInt64 { try committedSeq(logID: logID) }
+
+    public func advanceCursor(logID: LogID, to seq: UInt64) throws -> UInt64 {
+        throw FatalSinkError("the \(name) sink keeps no cursor to advance")
     }
 }
 

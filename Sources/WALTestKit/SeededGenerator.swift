@@ -1,4 +1,5 @@
 import Foundation
+import WALTraffic
 
 /// A seeded random number generator for tests (SplitMix64, the generator of `AgentTraffic`), so that a failure can be
 /// replayed: the seed comes from the environment variable `WALCTL_TEST_SEED` when set, else from the given default

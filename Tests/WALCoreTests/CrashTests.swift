@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WALCore
 import WALTestKit
+import WALTraffic
 
 /// Real processes killed with SIGKILL at random moments: every acknowledged record must survive.
 @Suite(.serialized) struct CrashTests {

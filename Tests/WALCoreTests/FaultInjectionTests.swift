@@ -3,6 +3,7 @@ import Testing
 @_spi(Testing) import WALCore
 import WALMetrics
 import WALTestKit
+import WALTraffic
 
 /// Faults injected at every system call of a scenario, as SQLite's test VFS does: for N = 1, 2, ... the Nth call
 /// fails (ENOSPC, EIO, EINTR) or the process is killed there; after each, and after a restart, the invariants of

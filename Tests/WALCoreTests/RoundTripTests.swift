@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import WALCore
 import WALTestKit
+import WALTraffic
 
 @Suite struct RoundTripTests {
     @Test func recordsComeBackInOrderAcrossSegmentRollsAndRestarts() throws {

@@ -3,6 +3,7 @@ import Testing
 import WALCore
 import WALMetrics
 import WALTestKit
+import WALTraffic
 
 /// The bulk renderer of `replay --to stdout` must write exactly what `Envelope.render` (the Kafka shipper's
 /// renderer) writes, and keep exactly the records `RecordFilter.matches` keeps.

@@ -3,6 +3,7 @@ import Testing
 import WALCore
 import WALMetrics
 import WALTestKit
+import WALTraffic
 
 @Suite struct MetricsCLITests {
     @Test func emitOneRecordFromAScript() throws {

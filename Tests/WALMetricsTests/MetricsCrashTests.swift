@@ -3,6 +3,7 @@ import Testing
 import WALCore
 import WALMetrics
 import WALTestKit
+import WALTraffic
 
 /// The metrics path under SIGKILL: every acknowledged record decodes, field for field, after a crash.
 @Suite(.serialized) struct MetricsCrashTests {

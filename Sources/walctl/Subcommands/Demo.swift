@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import WALCore
 import WALMetrics
-import WALTestKit
+import WALTraffic
 
 /// `walctl demo`: simulated agents emitting the catalog into a log for a few seconds.
 struct Demo: ParsableCommand {

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 import WALCore
 import WALMetrics
-import WALTestKit
+import WALTraffic
 
 /// `walctl emit`: agent traffic for demos, load and crash tests, or one record from a script.
 struct Emit: ParsableCommand {

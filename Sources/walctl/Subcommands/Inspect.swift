@@ -4,6 +4,7 @@ import WALCore
 import WALKafka
 import WALMetrics
 import WALPostgres
+import WALShipping
 
 /// `walctl inspect`: forensics of a live or crashed log. Never modifies anything.
 struct Inspect: AsyncParsableCommand {
@@ -49,8 +50,21 @@ struct Inspect: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "The log directory.")
-    var dir: String
+    @Argument(help: ArgumentHelp("The log directory (or --root / --logs for every log of a host).", valueName: "dir"))
+    var directory: String?
+
+    var dir: String { directory ?? "" }
+
+    @Option(help: ArgumentHelp("Summarise every log under this folder, one line each (repeatable).", valueName: "dir"))
+    var root: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "Summarise every log directory matching this glob, one line each (repeatable).",
+            valueName: "glob"
+        )
+    )
+    var logs: [String] = []
 
     @Flag(help: "Print JSON: one object per view, JSON lines with --records.")
     var json = false
@@ -91,7 +105,17 @@ struct Inspect: AsyncParsableCommand {
     )
     var kafkaProperties: [String] = []
 
+    var manyLogs: Bool { !root.isEmpty || !logs.isEmpty }
+
     func validate() throws {
+        if manyLogs {
+            guard directory == nil else { throw ValidationError("give a log directory, or --root / --logs, not both") }
+            guard !segments && !frames && !records && frame == nil else {
+                throw ValidationError("--root and --logs show the summary only")
+            }
+        } else if directory == nil {
+            throw ValidationError("give a log directory, or --root DIR / --logs GLOB")
+        }
         if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
         let views = [segments, frames, records, frame != nil].filter { $0 }.count
         if views > 1 { throw ValidationError("choose one of --segments, --frames, --records, --frame") }
@@ -105,6 +129,7 @@ struct Inspect: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if manyLogs { return try printHost() }
         if records { return try printRecords() }
         if let frame, let address = FrameAddress(frame) { return try printFrame(address) }
         if segments { return try printSegments() }
@@ -116,23 +141,6 @@ struct Inspect: AsyncParsableCommand {
 // MARK: - Summary
 
 extension Inspect {
-    /// A cursor and how far behind the log's end it is.
-    struct CursorLag: Encodable {
-        var name: String
-        /// `local` (the log's cursors/ folder), `postgres` or `kafka`.
-        var source: String
-        var seq: UInt64
-        var lagRecords: UInt64
-        /// Emit age of the oldest record the cursor has not passed; 0 when it is at the end.
-        var lagSeconds: Double
-
-        enum CodingKeys: String, CodingKey {
-            case name, source, seq
-            case lagRecords = "lag_records"
-            case lagSeconds = "lag_seconds"
-        }
-    }
-
     /// The summary as JSON: every `LogSummary` field, plus the time range and cursor lags.
     struct SummaryJSON: Encodable {
         var summary: LogSummary
@@ -184,7 +192,7 @@ extension Inspect {
         }
         let now = Int64(Date().timeIntervalSince1970 * 1e9)
         let lastSeq = summary.lastSeq ?? 0
-        let firstTime = summary.firstSeq.flatMap { emitTime(atOrAfter: $0) }
+        let firstTime = summary.firstSeq.flatMap { ShippingLag.emitTime(directory: dir, atOrAfter: $0) }
         let lastTime = summary.lastSeq.flatMap { lastEmitTime(from: $0) }
         var sources: [(String, String, UInt64)] = summary.cursors.sorted { $0.key < $1.key }.map {
             ($0.key, "local", $0.value)
@@ -204,17 +212,12 @@ extension Inspect {
                 throw ExitCode(1)
             }
         }
-        let lags = sources.map { name, source, seq -> CursorLag in
-            let behind = lastSeq > seq ? lastSeq - seq : 0
-            let age = behind > 0 ? emitTime(atOrAfter: seq + 1).map { max(0, now - $0) } ?? 0 : 0
-            return CursorLag(
-                name: name,
-                source: source,
-                seq: seq,
-                lagRecords: behind,
-                lagSeconds: Double(age) / 1e9
-            )
-        }
+        let lags = ShippingLag.measure(
+            directory: dir,
+            lastSeq: lastSeq,
+            positions: sources.map { CursorPosition(name: $0.0, source: $0.1, seq: $0.2) },
+            now: now
+        )
         if json {
             Output.line(
                 Output.json(
@@ -244,19 +247,6 @@ extension Inspect {
                     + "the log (\(deadLetters.rangeSeqs) sequence numbers)"
             )
         }
-    }
-
-    /// The emit time of the first metric record at or after `seq`.
-    func emitTime(atOrAfter seq: UInt64) -> Int64? {
-        var found: Int64?
-        try? MetricsReader(path: dir, from: seq).read { entry in
-            if case .metric(let record) = entry {
-                found = record.timestampNanos
-                return false
-            }
-            return true
-        }
-        return found
     }
 
     /// The emit time of the last metric record, reading from `seq` (the last sealed) back a few frames at most.
@@ -463,7 +453,7 @@ extension Inspect {
         var counts = RecordScan.Counts()
         var printed = 0
         if limit == 0 { return }
-        let scan = RecordScan()
+        let scan = RecordScan.reportingToStderr
         do {
             if json {
                 // Envelopes rendered straight from the log records (the fast path, as replay --to stdout).
@@ -545,7 +535,7 @@ enum Report {
         directory: String,
         firstTime: Int64? = nil,
         lastTime: Int64? = nil,
-        lags: [Inspect.CursorLag] = []
+        lags: [CursorLag] = []
     ) -> String {
         var lines: [String] = []
         func row(_ key: String, _ value: String) {
@@ -582,13 +572,142 @@ enum Report {
         row("cursors", lags.isEmpty ? "none" : "")
         for lag in lags {
             let behind =
-                lag.lagRecords == 0
+                lag.recordsBehind == 0
                 ? "at the end"
-                : "\(lag.lagRecords) records behind, oldest unshipped emitted \(humanDuration(nanos: Int64(lag.lagSeconds * 1e9))) ago"
+                : "\(lag.recordsBehind) records behind, oldest unshipped emitted \(humanDuration(nanos: Int64(lag.ageSeconds * 1e9))) ago"
             lines.append(
                 "  \(terminalSafe(lag.name).padded(to: 28)) \(lag.source.padded(to: 9)) at \(lag.seq), \(behind)"
             )
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+// MARK: - Every log of a host
+
+extension Inspect {
+    /// The totals line of `--root`: host-wide disk use is the sum of allocated bytes.
+    struct HostTotals: Encodable {
+        var logs: Int
+        var records: UInt64
+        var stagedRecords: UInt64
+        var bytesOnDisk: Int64
+        var bytesAllocated: Int64
+        var writersAlive: Int
+
+        enum CodingKeys: String, CodingKey {
+            case logs, records
+            case stagedRecords = "staged_records"
+            case bytesOnDisk = "bytes_on_disk"
+            case bytesAllocated = "bytes_allocated"
+            case writersAlive = "writers_alive"
+        }
+    }
+
+    /// `--root` / `--logs`: one line per log (records, bytes, writer, staged, every cursor's lag), then totals.
+    func printHost() throws {
+        let directories = LogSelection(roots: root, patterns: logs).discover()
+        var postgresCursors: [String: [CursorPosition]] = [:]
+        if let postgres {
+            do {
+                // One query for every log's cursors.
+                for cursor in try PostgresSink.cursors(conninfo: postgres) {
+                    postgresCursors[cursor.logID, default: []].append(
+                        CursorPosition(name: cursor.shipper, source: "postgres", seq: cursor.seq)
+                    )
+                }
+            } catch {
+                Output.error("walctl inspect: cannot read the PostgreSQL cursors: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        var kafkaSink: KafkaSink?
+        var kafkaSettings: KafkaSinkConfiguration?
+        if let kafka {
+            var settings = KafkaSinkConfiguration(bootstrapServers: kafka, deadLetterFile: "/dev/null")
+            settings.groupID = kafkaGroup
+            settings.apply(environment: ProcessInfo.processInfo.environment)
+            settings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
+            settings.requestTimeoutMilliseconds = 10_000
+            kafkaSink = KafkaSink(configuration: settings)
+            kafkaSettings = settings
+        }
+        var kafkaFailure: (any Error)?
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        let standings = ShippingLag.standings(
+            of: directories,
+            sinks: { overview in
+                var positions = postgresCursors[overview.logID] ?? []
+                if let kafkaSink, let kafkaSettings, kafkaFailure == nil,
+                    let logID = try? LogDirectory(path: overview.directory).readMeta().logID
+                {
+                    do {
+                        if let seq = try kafkaSink.readCursor(logID: logID) {
+                            positions.append(
+                                CursorPosition(name: kafkaSettings.group(for: logID), source: "kafka", seq: seq)
+                            )
+                        }
+                    } catch {
+                        kafkaFailure = error
+                    }
+                }
+                return positions
+            },
+            now: now,
+            unreadable: { directory, error in Output.error("walctl inspect: \(directory): \(error)") }
+        )
+        if let kafkaFailure {
+            Output.error("walctl inspect: cannot read the Kafka cursors: \(kafkaFailure)")
+            throw ExitCode(1)
+        }
+        var totals = HostTotals(
+            logs: standings.count,
+            records: 0,
+            stagedRecords: 0,
+            bytesOnDisk: 0,
+            bytesAllocated: 0,
+            writersAlive: 0
+        )
+        for standing in standings {
+            totals.records += standing.overview.records
+            totals.stagedRecords += UInt64(standing.overview.stagedRecords)
+            totals.bytesOnDisk += standing.overview.bytesOnDisk
+            totals.bytesAllocated += standing.overview.bytesAllocated
+            if standing.overview.writerPID != nil { totals.writersAlive += 1 }
+        }
+        if json {
+            struct View: Encodable {
+                var logs: [LogStanding]
+                var total: HostTotals
+            }
+            Output.line(Output.json(View(logs: standings, total: totals)))
+            return
+        }
+        var rows = [["DIR", "LOG ID", "RECORDS", "ON DISK", "WRITER", "STAGED", "LAG"]]
+        for standing in standings {
+            let overview = standing.overview
+            let lags =
+                standing.lags.isEmpty
+                ? "no cursor"
+                : standing.lags.map { lag in
+                    let age = lag.recordsBehind > 0 ? " (\(humanDuration(nanos: Int64(lag.ageSeconds * 1e9))))" : ""
+                    return "\(lag.name)@\(lag.source) \(lag.recordsBehind)\(age)"
+                }.joined(separator: ", ")
+            rows.append([
+                terminalSafe(overview.directory),
+                overview.logID,
+                String(overview.records),
+                String(overview.bytesOnDisk),
+                overview.writerPID.map { "pid \($0)" } ?? "none",
+                String(overview.stagedRecords),
+                terminalSafe(lags),
+            ])
+        }
+        rows.append([
+            "total (\(totals.logs) logs)", "", String(totals.records), String(totals.bytesOnDisk),
+            "\(totals.writersAlive) alive", String(totals.stagedRecords), "",
+        ])
+        Output.line(table(rows, rightAligned: [2, 3, 5]))
+        Output.line("disk use: \(totals.bytesAllocated) bytes allocated (segments, staging files)")
     }
 }

@@ -177,149 +177,69 @@ struct Replay: AsyncParsableCommand {
             case lastSeq = "last_seq"
             case scan, seconds, cursor
         }
-    }
 
-    /// Where the records go: envelope lines to a file descriptor (stdout, a file, nowhere for --dry-run), or a sink.
-    enum Destination {
-        case lines(EnvelopeOutput)
-        case sink(any ReplaySender)
+        init(target: String, dryRun: Bool, statistics: ReplayStatistics) {
+            self.target = target
+            self.dryRun = dryRun
+            sent = statistics.sent
+            alreadyPresent = statistics.alreadyPresent
+            failed = statistics.failed
+            firstSeq = statistics.firstSeq
+            lastSeq = statistics.lastSeq
+            scan = statistics.scan
+            seconds = statistics.seconds
+            cursor = statistics.cursor
+        }
     }
 
     func run() async throws {
-        let meta = try readMeta(dir, command: "replay")
+        _ = try readMeta(dir, command: "replay")
         let filter = try filters.filter()
         guard let target = Target(to) else { throw ExitCode(2) }
-        let destination: Destination
+        let sink: (any MetricSink)?
         do {
-            destination = try makeDestination(target, logID: meta.logID)
+            sink = try makeSink(target)
         } catch {
             Output.error("walctl replay: \(error)")
             throw ExitCode(1)
         }
+        var settings = ReplayConfiguration()
+        settings.filter = filter
+        settings.batchSize = batchSize
+        settings.recordsPerSecond = rateLimit
+        settings.attempts = retries
+        settings.advancesCursor = advanceCursor
         let end = min((try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0, filter.toSeq)
-        var progress = ProgressReporter(from: filter.fromSeq, to: end)
-        var summary = Summary(target: target.name, dryRun: dryRun)
-        let started = monotonicNanos()
+        let progress = ProgressReporter(from: filter.fromSeq, to: end)
+        let replayer = Replayer(directory: dir, sink: sink, configuration: settings)
         var failure: String?
+        let statistics: ReplayStatistics
         do {
-            switch destination {
-            case .lines(let output):
-                try writeLines(to: output, filter: filter, logID: meta.logID, summary: &summary, progress: &progress)
-            case .sink(let sender):
-                try sendBatches(to: sender, filter: filter, logID: meta.logID, summary: &summary, progress: &progress)
+            statistics = try replayer.run { event in
+                switch event {
+                case .progress(let seq, let done): progress.update(seq: seq, sent: done)
+                case .retrying(let attempt, let error):
+                    Output.error("walctl replay: attempt \(attempt) failed (\(error)); retrying")
+                case .passedOver(let line): Output.error(line)
+                }
             }
-        } catch let error as ReplayFailure {
-            failure = error.message
         } catch {
-            failure = "cannot read the log: \(error)"
+            failure = error.message
+            statistics = error.statistics
         }
-        summary.lastSeq = summary.scan.lastSeq > 0 ? summary.scan.lastSeq : nil
         progress.finish()
         do {
-            switch destination {
-            case .lines(let output):
-                try output.finish()
-            case .sink(let sender):
-                if failure == nil && advanceCursor {
-                    summary.cursor = try sender.advanceCursor(
-                        logID: meta.logID,
-                        from: filter.fromSeq,
-                        to: summary.scan.lastSeq
-                    )
-                }
-                sender.finish()
-            }
+            try (sink as? EnvelopeFileSink)?.finish()
         } catch {
             failure = failure ?? "\(error)"
         }
-        summary.seconds = Double(monotonicNanos() - started) / 1e9
-        report(summary)
+        sink?.disconnect()
+        report(Summary(target: target.name, dryRun: dryRun, statistics: statistics))
         if let failure {
             Output.error("walctl replay: \(failure)")
             throw ExitCode(1)
         }
-        if summary.failed > 0 { throw ExitCode(1) }
-    }
-
-    /// stdout, a file, or a dry run: envelopes rendered straight from the log records, written in large blocks.
-    private func writeLines(
-        to destination: EnvelopeOutput,
-        filter: RecordFilter,
-        logID: LogID,
-        summary: inout Summary,
-        progress: inout ProgressReporter
-    ) throws {
-        var pacer = RatePacer(recordsPerSecond: rateLimit)
-        let block = min(batchSize, rateLimit ?? .max)
-        var counts = RecordScan.Counts()
-        var output: [UInt8] = []
-        output.reserveCapacity(1 << 17)
-        var pending = 0
-        var firstSeq: UInt64?
-        var sent: UInt64 = 0
-        defer {
-            summary.scan = counts
-            summary.firstSeq = firstSeq
-            summary.sent = sent
-        }
-        try RecordScan().envelopes(directory: dir, filter: filter, logID: logID, counts: &counts, output: &output) {
-            seq,
-            bytes in
-            firstSeq = firstSeq ?? seq
-            pending += 1
-            if pending >= block || bytes.count >= 1 << 16 {
-                try destination.write(&bytes)
-                sent += UInt64(pending)
-                pacer.account(pending)
-                pending = 0
-                progress.update(seq: seq, sent: sent)
-            }
-            return true
-        }
-        try destination.write(&output)
-        sent += UInt64(pending)
-    }
-
-    /// PostgreSQL or Kafka: decoded records in batches, each retried with backoff on transient failures.
-    private func sendBatches(
-        to sender: any ReplaySender,
-        filter: RecordFilter,
-        logID: LogID,
-        summary: inout Summary,
-        progress: inout ProgressReporter
-    ) throws {
-        var pacer = RatePacer(recordsPerSecond: rateLimit)
-        let limit = min(batchSize, rateLimit ?? .max)
-        var counts = RecordScan.Counts()
-        var batch: [MetricRecord] = []
-        var outcome = ReplayOutcome(sent: 0)
-        var firstSeq: UInt64?
-        defer {
-            summary.scan = counts
-            summary.firstSeq = firstSeq
-            summary.sent = outcome.sent
-            summary.alreadyPresent = outcome.present
-            summary.failed = outcome.failed
-        }
-        func flush() throws {
-            guard !batch.isEmpty else { return }
-            let done = try send(batch, with: sender, logID: logID)
-            outcome.sent += done.sent
-            outcome.present += done.present
-            outcome.failed += done.failed
-            pacer.account(batch.count)
-            batch.removeAll(keepingCapacity: true)
-        }
-        try RecordScan().run(directory: dir, filter: filter, counts: &counts) { record in
-            firstSeq = firstSeq ?? record.seq
-            batch.append(record)
-            if batch.count >= limit {
-                try flush()
-                progress.update(seq: record.seq, sent: outcome.sent + outcome.present)
-            }
-            return true
-        }
-        try flush()
+        if statistics.failed > 0 { throw ExitCode(1) }
     }
 
     private func report(_ summary: Summary) {
@@ -343,48 +263,20 @@ struct Replay: AsyncParsableCommand {
         Output.error(text)
     }
 
-    // MARK: - Sending
+    // MARK: - Sinks
 
-    private func send(_ batch: [MetricRecord], with sender: any ReplaySender, logID: LogID) throws -> ReplayOutcome {
-        var attempt = 0
-        let policy = RetryPolicy(initialMilliseconds: 200, maximumMilliseconds: 5000)
-        while true {
-            attempt += 1
-            do {
-                return try sender.send(batch, logID: logID)
-            } catch {
-                if attempt >= retries || error is FatalSinkError {
-                    throw ReplayFailure(
-                        message: "\(error); records up to \(batch.first.map { $0.seq - 1 } ?? 0) were sent: "
-                            + "resume with --from-seq \(batch.first?.seq ?? 1)"
-                    )
-                }
-                Output.error("walctl replay: attempt \(attempt) failed (\(error)); retrying")
-                usleep(UInt32(policy.delayMilliseconds(attempt: attempt) * 1000))
-            }
-        }
-    }
-
-    private func makeDestination(_ target: Target, logID: LogID) throws -> Destination {
-        if dryRun { return .lines(EnvelopeOutput(fd: -1)) }
+    /// The sink of `target`; nil for a dry run (records are counted, nothing is connected to).
+    private func makeSink(_ target: Target) throws -> (any MetricSink)? {
+        if dryRun { return nil }
         switch target {
         case .stdout:
-            return .lines(EnvelopeOutput(fd: 1))
+            return EnvelopeFileSink(name: "stdout", fd: 1)
         case .file(let path):
-            // 0600 like the log: the records are no less private in a copy.
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else {
-                throw ReplayFailure(message: "cannot create \(path): \(String(cString: strerror(errno)))")
-            }
-            return .lines(EnvelopeOutput(fd: fd))
+            return try EnvelopeFileSink.create(path: path)
         case .postgres:
-            return .sink(
-                PostgresSender(
-                    sink: PostgresSink(
-                        configuration: PostgresSinkConfiguration(conninfo: conninfo ?? ""),
-                        logger: Logger(label: "walctl.replay")
-                    )
-                )
+            return PostgresSink(
+                configuration: PostgresSinkConfiguration(conninfo: conninfo ?? ""),
+                logger: Logger(label: "walctl.replay")
             )
         case .kafka:
             var settings = KafkaSinkConfiguration(bootstrapServers: bootstrap ?? "", deadLetterFile: deadLetters)
@@ -393,153 +285,15 @@ struct Replay: AsyncParsableCommand {
             settings.apply(environment: environment)
             settings.properties += kafkaProperties.compactMap(KafkaProperty.init(assignment:))
             settings.commitsCursor = false
-            return .sink(
-                KafkaSender(
-                    sink: KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay")),
-                    sourceService: Envelope.sourceService(directory: dir)
-                )
-            )
+            return KafkaSink(configuration: settings, logger: Logger(label: "walctl.replay"))
         }
     }
 }
 
-struct ReplayFailure: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
-}
-
-/// What one batch did at the target.
-struct ReplayOutcome {
-    var sent: UInt64
-    var present: UInt64 = 0
-    var failed: UInt64 = 0
-}
-
-/// A sink replayed into.
-protocol ReplaySender {
-    func send(_ batch: [MetricRecord], logID: LogID) throws -> ReplayOutcome
-    /// Moves the sink's cursor forward to `seq` when it is at or after `from - 1`; returns it afterwards.
-    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64
-    func finish()
-}
-
-extension ReplaySender {
-    /// Refuses to move a cursor that lies before `from`: the shipper would then skip the records in between.
-    func checkAdvance(name: String, current: UInt64, from: UInt64) throws {
-        guard current + 1 >= from else {
-            throw ReplayFailure(
-                message: "the \(name) cursor is at \(current), before --from-seq \(from): advancing it would skip "
-                    + "\(current + 1)...\(from - 1); replay from \(current + 1) instead"
-            )
-        }
-    }
-}
-
-/// Envelope JSON lines to a file descriptor; -1 writes nowhere (--dry-run).
-final class EnvelopeOutput {
-    let fd: Int32
-
-    init(fd: Int32) { self.fd = fd }
-
-    /// Writes `bytes` whole and empties it.
-    func write(_ bytes: inout [UInt8]) throws {
-        defer { bytes.removeAll(keepingCapacity: true) }
-        guard fd >= 0 else { return }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in
-                Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ReplayFailure(message: "write failed: \(String(cString: strerror(errno)))")
-            }
-            offset += n
-        }
-    }
-
-    /// A file is fsynced and closed; stdout is left open.
-    func finish() throws {
-        guard fd > 2 else { return }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw ReplayFailure(message: "fsync failed: \(String(cString: strerror(errno)))") }
-    }
-}
-
-final class PostgresSender: ReplaySender {
-    let sink: PostgresSink
-    init(sink: PostgresSink) { self.sink = sink }
-
-    func send(_ batch: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
-        let outcome = try sink.replay(batch, logID: logID)
-        return ReplayOutcome(sent: UInt64(outcome.inserted), present: UInt64(outcome.present))
-    }
-
-    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
-        try checkAdvance(name: "postgres", current: try sink.cursor(logID: logID), from: from)
-        return try sink.advanceCursor(logID: logID, to: seq)
-    }
-
-    func finish() { sink.disconnect() }
-}
-
-final class KafkaSender: ReplaySender {
-    let sink: KafkaSink
-    /// The log's source service: replay sends the shipper's exact messages.
-    let sourceService: String
-
-    init(sink: KafkaSink, sourceService: String) {
-        self.sink = sink
-        self.sourceService = sourceService
-    }
-
-    func send(_ batch: [MetricRecord], logID: LogID) throws -> ReplayOutcome {
-        let before = sink.statistics
-        try sink.deliver(
-            ShipBatch(
-                logID: logID,
-                records: batch,
-                throughSeq: batch.last?.seq ?? 0,
-                skipped: [],
-                sourceService: sourceService
-            )
-        )
-        let after = sink.statistics
-        return ReplayOutcome(
-            sent: after.messagesDelivered - before.messagesDelivered,
-            failed: after.deadLettered - before.deadLettered
-        )
-    }
-
-    func advanceCursor(logID: LogID, from: UInt64, to seq: UInt64) throws -> UInt64 {
-        try checkAdvance(name: "kafka", current: try sink.committedSeq(logID: logID), from: from)
-        return try sink.advanceCursor(logID: logID, to: seq)
-    }
-
-    func finish() { sink.disconnect() }
-}
-
-// MARK: - Pace and progress
-
-/// Sleeps as needed to keep a rate limit (records per second), measured from the start.
-struct RatePacer {
-    let recordsPerSecond: Int?
-    private let started = monotonicNanos()
-    private var sent = 0
-
-    init(recordsPerSecond: Int?) { self.recordsPerSecond = recordsPerSecond }
-
-    mutating func account(_ records: Int) {
-        sent += records
-        guard let recordsPerSecond else { return }
-        let due = UInt64(Double(sent) / Double(recordsPerSecond) * 1e9)
-        let elapsed = monotonicNanos() - started
-        if due > elapsed { usleep(UInt32(min((due - elapsed) / 1000, 10_000_000))) }
-    }
-}
+// MARK: - Progress
 
 /// A progress bar with rate and ETA on a terminal (stderr), plain lines every 5 s otherwise.
-struct ProgressReporter {
+final class ProgressReporter {
     let from: UInt64
     let to: UInt64
     let terminal = isatty(2) == 1
@@ -554,7 +308,7 @@ struct ProgressReporter {
         lastShown = started
     }
 
-    mutating func update(seq: UInt64, sent: UInt64) {
+    func update(seq: UInt64, sent: UInt64) {
         let now = monotonicNanos()
         let interval: UInt64 = terminal ? 200_000_000 : 5_000_000_000
         guard now - lastShown >= interval else { return }

@@ -136,10 +136,10 @@ public struct AgentTraffic: Sendable {
 }
 
 /// SplitMix64: a small, fast, deterministic generator.
-struct SplitMix: Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+package struct SplitMix: Sendable {
+    package var state: UInt64
+    package init(seed: UInt64) { state = seed }
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -147,7 +147,7 @@ struct SplitMix: Sendable {
         return z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    package mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 func uuidText(_ high: UInt64, _ low: UInt64) -> String {
@@ -169,26 +169,4 @@ extension Double {
         for _ in 0..<places { scale *= 10 }
         return (self * scale).rounded() / scale
     }
-}
-
-/// A log of catalog traffic in a fresh temporary directory (two agent threads' workflows), with its records decoded:
-/// the input of the shipping benchmarks. Removed when released.
-public final class CatalogLog: @unchecked Sendable {
-    public let path: String
-    public let records: [MetricRecord]
-    public let logID: LogID
-
-    public init(records count: Int, prefix: String = "walctl-catalog") throws {
-        path = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
-        let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
-        for counter in 0..<UInt64(count / 2) {
-            AgentTraffic(thread: 0).emit(counter, into: collector)
-            AgentTraffic(thread: 1).emit(counter, into: collector)
-        }
-        try collector.close()
-        logID = try LogDirectory(path: path).readMeta().logID
-        records = try logRecords(path)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
 }
