@@ -147,6 +147,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     }
 
     private var sources: [String: Source] = [:]
+    /// Logs whose committed position moved past their local cursor file.
+    private var unstoredCursors: Set<String> = []
     private var order: [String] = []
     private var rotation = 0
     private var lastScan: UInt64 = 0
@@ -524,6 +526,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 source.firstPendingAt = now
             }
             source.lastActivity = now
+            unstoredCursors.insert(source.directory)
             status.withLock {
                 $0[source.directory]?.statistics.committedSeq = item.batch.throughSeq
                 $0[source.directory]?.statistics.recordsShipped += UInt64(item.recordCount)
@@ -544,12 +547,18 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     /// without fsyncs (after a power loss it may be earlier, which holds back more, never less).
     private func storeLocalCursors(force: Bool) {
         let now = monotonicNow()
-        for source in sources.values {
-            guard let position = source.committed, position > source.cursorStoredSeq else { continue }
+        for directory in unstoredCursors {
+            guard let source = sources[directory], let position = source.committed,
+                position > source.cursorStoredSeq
+            else {
+                unstoredCursors.remove(directory)
+                continue
+            }
             guard force || now - source.cursorStoredAt >= 1_000_000_000 else { continue }
             try? CursorStore(path: source.directory).store(sink.name, seq: position, durable: false)
             source.cursorStoredSeq = position
             source.cursorStoredAt = now
+            unstoredCursors.remove(directory)
         }
     }
 
@@ -598,6 +607,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
 
     /// Nothing to send: sleep until the next log is due for a poll, a batch may become due, or a rescan.
     private func idle() {
+        storeLocalCursors(force: false)
         let now = monotonicNow()
         var wake = now + millis(configuration.idleProbeMaxMilliseconds)
         for source in sources.values where source.committed != nil {
