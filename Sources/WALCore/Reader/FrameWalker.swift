@@ -19,7 +19,8 @@ final class FrameWalker {
     var liveDamageGraceNanos: UInt64 = 1_000_000_000
     /// Where a suspended walk resumes: the segment it was in (by first seq) and the offset of its next frame, with the
     /// modification times of that segment and of the directory when it was suspended.
-    private var suspendedAt: (firstSeq: UInt64, offset: Int64, segmentNanos: UInt64?, directoryNanos: UInt64?)?
+    private var suspendedAt:
+        (firstSeq: UInt64, offset: Int64, segmentNanos: UInt64?, directoryNanos: UInt64?, atNanos: UInt64)?
 
     enum Step {
         /// A valid frame; its stored payload is in `storedPayload` until the next call.
@@ -51,7 +52,7 @@ final class FrameWalker {
         guard let current = segment, heldFrame == nil else { return }
         suspendedAt = (
             current.header.firstSeq, offset, FileSystem.modificationNanos(current.path),
-            FileSystem.modificationNanos(directory.path)
+            FileSystem.modificationNanos(directory.path), wallClockNanos()
         )
         segment = nil
         invalidSince = nil
@@ -59,14 +60,19 @@ final class FrameWalker {
 
     /// False when the walk is suspended and neither its segment nor the directory changed since (two `stat`s):
     /// the writer seals frames with `pwrite`, which moves the segment's modification time, and a new segment or a
-    /// deletion moves the directory's. True when it cannot tell.
+    /// deletion moves the directory's. True when it cannot tell, which includes a modification time less than
+    /// `mtimeTrustNanos` before the suspension: the kernel stamps files with a coarse clock (a tick of up to 10 ms),
+    /// so a write in the same tick as the stamp leaves it unchanged.
     var mayHaveMore: Bool {
         guard segment == nil, let resume = suspendedAt, let segmentNanos = resume.segmentNanos,
-            let directoryNanos = resume.directoryNanos
+            let directoryNanos = resume.directoryNanos,
+            max(segmentNanos, directoryNanos) &+ Self.mtimeTrustNanos < resume.atNanos
         else { return true }
         return FileSystem.modificationNanos(directory.segmentPath(firstSeq: resume.firstSeq)) != segmentNanos
             || FileSystem.modificationNanos(directory.path) != directoryNanos
     }
+
+    static let mtimeTrustNanos: UInt64 = 200_000_000
 
     /// Whether the walk holds a segment open.
     var isSuspended: Bool { segment == nil }
