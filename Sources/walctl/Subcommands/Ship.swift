@@ -606,6 +606,10 @@ struct PGInit: AsyncParsableCommand {
             stays with the owner: run walctl pg maintain daily (a shipper that may not create partitions leaves
             them to it; rows wait in the default partition).
 
+            --read-only-role ROLE (for Grafana) creates the role if missing (LOGIN, no password: set one with \
+            ALTER ROLE, or use certificates) and grants it USAGE on the schema and SELECT on walctl_schema, the \
+            metric tables, the rollups and walctl_alerts, with default_transaction_read_only on.
+
             Keep passwords off the command line (ps shows it): libpq reads PGPASSWORD, ~/.pgpass (PGPASSFILE) and
             service files (PGSERVICE, ~/.pg_service.conf).
 
