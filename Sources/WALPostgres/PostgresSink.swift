@@ -757,6 +757,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             return
         }
         lastMaintenance = max(now, 1)
+        RollupMaintenance.runForShipper(connection, retentionDays: configuration.retentionDays, logger: logger)
         if !report.created.isEmpty || !report.dropped.isEmpty {
             logger.info(
                 "partition maintenance",

@@ -127,9 +127,9 @@ extension PostgresTests {
             for _ in 0..<2 {
                 let result = try walctl(["pg", "init", "--postgres", database.conninfo])
                 #expect(result.status == 0, "\(result.err)")
-                #expect(result.out.contains("schema version 1"))
+                #expect(result.out.contains("schema version \(PostgresSchema.version)"))
             }
-            #expect(try database.scalar("SELECT count(*) FROM walctl_schema") == "1")
+            #expect(try database.scalar("SELECT count(*) FROM walctl_schema") == "\(PostgresSchema.version)")
             for table in PostgresSchema.tables {
                 #expect(
                     try database.scalar("SELECT relkind FROM pg_class WHERE relname = '\(table)'") == "p",

@@ -606,6 +606,10 @@ struct PGInit: AsyncParsableCommand {
             stays with the owner: run walctl pg maintain daily (a shipper that may not create partitions leaves
             them to it; rows wait in the default partition).
 
+            --read-only-role ROLE (for Grafana) creates the role if missing (LOGIN, no password: set one with \
+            ALTER ROLE, or use certificates) and grants it USAGE on the schema and SELECT on walctl_schema, the \
+            metric tables, the rollups and walctl_alerts, with default_transaction_read_only on.
+
             Keep passwords off the command line (ps shows it): libpq reads PGPASSWORD, ~/.pgpass (PGPASSFILE) and
             service files (PGSERVICE, ~/.pg_service.conf).
 
@@ -623,12 +627,29 @@ struct PGInit: AsyncParsableCommand {
     )
     var grantTo: String?
 
+    @Option(
+        name: .customLong("read-only-role"),
+        help: ArgumentHelp(
+            "Create (if missing, LOGIN without a password) and grant a read-only role for dashboards: SELECT on the "
+                + "metric tables, rollups and alerts; print the statements.",
+            valueName: "role"
+        )
+    )
+    var readOnlyRole: String?
+
     func run() async throws {
         do {
             let (version, grants) = try PostgresSink.initialize(conninfo: options.conninfo ?? "", grantTo: grantTo)
             let report = try PostgresSink.maintain(conninfo: options.conninfo ?? "")
             Output.line("schema version \(version); \(report.created.count) partitions created")
             for statement in grants { Output.line(statement + ";") }
+            if let readOnlyRole {
+                let statements = try RollupMaintenance.grantReadOnly(
+                    conninfo: options.conninfo ?? "",
+                    role: readOnlyRole
+                )
+                for statement in statements { Output.line(statement + ";") }
+            }
         } catch {
             Output.error("walctl pg init: \(error)")
             throw ExitCode(1)
@@ -641,8 +662,18 @@ struct PGMaintain: AsyncParsableCommand {
         commandName: "maintain",
         abstract: "Create daily partitions ahead, move early rows out of the default partition, drop expired ones.",
         discussion: """
+            Then rebuilds the rollups (walctl_rollup_1m, walctl_rollup_1h) of every minute a row landed in since \
+            the last rebuild, from the raw rows, in one transaction (idempotent; safe beside running shippers), and \
+            drops rollups older than --rollup-retention-days. A shipper that may maintain partitions rebuilds \
+            rollups too, as often as it maintains partitions (hourly); run this every few minutes from cron for \
+            fresher historical dashboards.
+
+            --alerts-from DIR (repeatable) loads the fired alerts of the log at DIR (its alerts/journal.jsonl) into \
+            walctl_alerts, once per alert id.
+
             Example:
               walctl pg maintain --postgres "$DATABASE_URL" --days-ahead 7 --retention-days 90
+              walctl pg maintain --postgres "$DATABASE_URL" --alerts-from /var/lib/agent/metrics
             """
     )
 
@@ -653,6 +684,18 @@ struct PGMaintain: AsyncParsableCommand {
 
     @Option(help: "Drop partitions older than this many days.")
     var retentionDays = 90
+
+    @Option(help: "Drop rollups older than this many days (at least --retention-days).")
+    var rollupRetentionDays = 400
+
+    @Option(help: ArgumentHelp("Load the fired alerts of this log into walctl_alerts (repeatable).", valueName: "dir"))
+    var alertsFrom: [String] = []
+
+    func validate() throws {
+        if rollupRetentionDays < retentionDays {
+            throw ValidationError("--rollup-retention-days must be at least --retention-days")
+        }
+    }
 
     func run() async throws {
         do {
@@ -667,6 +710,32 @@ struct PGMaintain: AsyncParsableCommand {
             )
             for name in report.created { Output.line("  created \(name)") }
             for name in report.dropped { Output.line("  dropped \(name)") }
+            let rollups = try RollupMaintenance.run(
+                conninfo: options.conninfo ?? "",
+                retentionDays: retentionDays,
+                rollupRetentionDays: rollupRetentionDays
+            )
+            if rollups.ran {
+                Output.line(
+                    "rollups: \(rollups.minutes) minutes and \(rollups.hours) hours rebuilt, "
+                        + "\(rollups.expired) expired rows deleted"
+                )
+            } else {
+                Output.line("rollups: another session is rebuilding them now")
+            }
+            for dir in alertsFrom {
+                let meta = try readMeta(dir, command: "pg maintain")
+                let (entries, unreadable) = AlertJournal.read(logDirectory: dir)
+                let loaded = try AlertLoading.load(
+                    conninfo: options.conninfo ?? "",
+                    logID: meta.logID.description,
+                    payloads: entries.map(\.payload)
+                )
+                Output.line(
+                    "alerts from \(dir): \(loaded.inserted) loaded, \(loaded.offered - loaded.inserted) already there"
+                        + (unreadable > 0 ? ", \(unreadable) unreadable journal lines" : "")
+                )
+            }
         } catch {
             Output.error("walctl pg maintain: \(error)")
             throw ExitCode(1)
