@@ -154,8 +154,20 @@ import WALTestKit
             }
             tail.suspend()
             #expect(!tail.mayHaveMore)
+            #expect(try eventually { try drain(to: 100) })
+            // Frames sealed after the reader's last poll but before it was suspended: the stamps alone would hide
+            // them (nothing changes after the suspension); the reader looked for them and says it may have more.
+            _ = try appendRecords(wal, 100..<150)
+            #expect(eventually { (try? LogInspector.lastSealedSeqCheap(path: path)) == 150 })
+            for file in try LogDirectory(path: path).segments().map(\.path) + [path] {
+                try FileManager.default.setAttributes([.modificationDate: minuteAgo], ofItemAtPath: file)
+            }
+            tail.suspend()
+            #expect(tail.mayHaveMore)
+            #expect(try eventually { try drain(to: 150) })
+            tail.suspend()
             // New frames in the same segment, then enough to roll into new segments.
-            _ = try appendRecords(wal, 100..<200)
+            _ = try appendRecords(wal, 150..<200)
             #expect(eventually { tail.mayHaveMore })
             #expect(try eventually { try drain(to: 200) })
             #expect(seen == Array(1...200))

@@ -50,15 +50,26 @@ final class FrameWalker {
     /// reopens it there, or starts from `nextSeq` when retention deleted it meanwhile.
     func suspend() {
         guard let current = segment, heldFrame == nil else { return }
+        // The stamps first, then a look for anything the walk has not read yet: a frame at the offset, or a newer
+        // segment. Only when there is none do unchanged stamps later mean that nothing was written since.
+        let segmentNanos = FileSystem.modificationNanos(current.path)
+        let directoryNanos = FileSystem.modificationNanos(directory.path)
+        var atEnd = false
+        if case .frame = current.probe(at: offset, payload: &payload) {
+            atEnd = false
+        } else if let files = try? directory.segments() {
+            atEnd = files.allSatisfy { $0.firstSeq <= current.header.firstSeq }
+        }
         suspendedAt = (
-            current.header.firstSeq, offset, FileSystem.modificationNanos(current.path),
-            FileSystem.modificationNanos(directory.path), wallClockNanos()
+            current.header.firstSeq, offset, atEnd ? segmentNanos : nil, atEnd ? directoryNanos : nil,
+            wallClockNanos()
         )
         segment = nil
         invalidSince = nil
     }
 
-    /// False when the walk is suspended and neither its segment nor the directory changed since (two `stat`s):
+    /// False when the walk was suspended at the end of the log and neither its segment nor the directory changed
+    /// since (two `stat`s):
     /// the writer seals frames with `pwrite`, which moves the segment's modification time, and a new segment or a
     /// deletion moves the directory's. True when it cannot tell, which includes a modification time less than
     /// `mtimeTrustNanos` before the suspension: the kernel stamps files with a coarse clock (a tick of up to 10 ms),
