@@ -363,6 +363,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         let perLog = busy == 1 ? batchCap : max(configuration.batchSize, batchCap / busy)
         let maxProbe = millis(configuration.idleProbeMaxMilliseconds)
         let basePoll = millis(configuration.pollMilliseconds)
+        var open = sources.values.count(where: { $0.reader.map { !$0.isSuspended } ?? false })
         for directory in order {
             guard let source = sources[directory], let position = source.committed else { continue }
             guard source.nextPollAt <= now else { continue }
@@ -374,6 +375,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             }
             let reader = source.reader ?? TailReader(path: directory, after: source.pendingThrough)
             source.reader = reader
+            let wasSuspended = reader.isSuspended
             let decoder = source.decoder ?? MetricsDecoder(directory: directory)
             source.decoder = decoder
             var through = source.pendingThrough
@@ -417,6 +419,15 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 source.nextPollAt = now + 5_000_000_000
                 continue
             }
+            // At most maxOpenLogs segments open at any moment: a reader opened by this poll beyond that closes at
+            // once (it read what was there; the next poll opens it again).
+            if wasSuspended && !reader.isSuspended {
+                if open >= configuration.maxOpenLogs {
+                    reader.suspend()
+                } else {
+                    open += 1
+                }
+            }
             source.pendingThrough = through
             if through > position && source.firstPendingAt == nil { source.firstPendingAt = now }
             if delivered > 0 {
@@ -426,11 +437,12 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             } else {
                 source.probeInterval = min(maxProbe, max(basePoll, source.probeInterval * 2))
                 source.nextPollAt = now + source.probeInterval
-                if source.pendingCount == 0, source.pendingSkipped.isEmpty,
+                if !reader.isSuspended, source.pendingCount == 0, source.pendingSkipped.isEmpty,
                     now - source.lastActivity >= millis(configuration.suspendAfterIdleMilliseconds)
                 {
                     reader.suspend()
                     source.decoder = nil
+                    open -= 1
                 }
             }
         }

@@ -111,7 +111,12 @@ extension PostgresTests {
             var paths = try (0..<24).map { index in
                 try agentLog(root, "agent-\(index)", count: Int.random(in: 1...1_500, using: &generator))
             }
-            let running = RunningEngine(LogSelection(roots: [root]), database)
+            // Few open segments and a short idle time: readers are suspended and resumed all the time, also while
+            // their logs are being written.
+            let running = RunningEngine(LogSelection(roots: [root]), database) {
+                $0.maxOpenLogs = 4
+                $0.suspendAfterIdleMilliseconds = 20
+            }
             // Agents that start while the host shipper runs.
             for index in 24..<32 {
                 paths.append(try agentLog(root, "late-\(index)", count: Int.random(in: 1...1_500, using: &generator)))

@@ -64,6 +64,7 @@ final class FrameWalker {
             current.header.firstSeq, offset, atEnd ? segmentNanos : nil, atEnd ? directoryNanos : nil,
             wallClockNanos()
         )
+        payload = []
         segment = nil
         invalidSince = nil
     }

@@ -140,9 +140,12 @@ public final class TailReader {
     /// The next sequence number this reader will deliver.
     public var nextSeq: UInt64 { walker.nextSeq }
 
-    /// Releases the segment's descriptor and mapping while the log is idle; the next `poll` reopens it where the
-    /// reader stood (a host shipper keeps thousands of idle logs this way at no cost in descriptors).
-    public func suspend() { walker.suspend() }
+    /// Releases the segment's descriptor and the read buffers while the log is idle; the next `poll` reopens it where
+    /// the reader stood (a host shipper keeps thousands of idle logs this way at no cost in descriptors).
+    public func suspend() {
+        walker.suspend()
+        decoder = FrameDecoder()
+    }
 
     /// Whether the reader holds no segment open (suspended, or never polled).
     public var isSuspended: Bool { walker.isSuspended }
