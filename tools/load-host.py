@@ -256,14 +256,27 @@ def report(args, walctl, work, conninfo, servers):
             active, cpu, failed = [], 0.0, 0
             sampler = Sampler(lambda: [p.pid for p in active], conninfo, database)
             sampler.start()
+            first_failure = None
             while logs or active:
                 while logs and len(active) < 90:
-                    active.append(subprocess.Popen([walctl, "ship", "--dir", logs.pop()] + common,
-                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                    errors = tempfile.TemporaryFile(mode="w+")
+                    process = subprocess.Popen([walctl, "ship", "--dir", logs.pop()] + common,
+                                               stdout=subprocess.DEVNULL, stderr=errors)
+                    process.errors = errors
+                    active.append(process)
                 pid, wait_status, usage = os.wait4(-1, 0)
                 cpu += usage.ru_utime + usage.ru_stime
-                failed += int(os.waitstatus_to_exitcode(wait_status) != 0)
+                ended = next((p for p in active if p.pid == pid), None)
+                if os.waitstatus_to_exitcode(wait_status) != 0:
+                    failed += 1
+                    if first_failure is None and ended is not None:
+                        ended.errors.seek(0)
+                        first_failure = ended.errors.read()[-600:]
+                if ended is not None:
+                    ended.errors.close()
                 active = [p for p in active if p.pid != pid]
+            if first_failure:
+                print(f"  (first failed per-log shipper said: {first_failure.strip()})")
         elapsed = time.monotonic() - started
         sampler.stopped.set()
         sampler.join()

@@ -273,6 +273,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
         // Delivered but not committed yet (before a retry): commit first, so as not to send them again.
         try? commitDeferred()
+        if logIDs.count == 1, let logID = logIDs.first { return [logID: try committedSeq(logID: logID)] }
         let producer = try activeProducer()
         try ensureTopics(producer)
         var positions: [LogID: UInt64] = [:]
@@ -407,6 +408,12 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     /// Commits the cursors of logs delivered since the last commit (one admin request per log, all in flight).
     public func commitDeferred() throws {
         guard !deferredCursors.isEmpty else { return }
+        if deferredCursors.count == 1, let (logID, seq) = deferredCursors.first {
+            try commitCursor(logID: logID, seq: seq)
+            deferredCursors.removeAll()
+            cursorsCommittedAt = monotonicNanos()
+            return
+        }
         let producer = try activeProducer()
         try producer.alterGroupOffsets(
             deferredCursors.map {
@@ -424,18 +431,14 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         cursorsCommittedAt = monotonicNanos()
     }
 
+    /// One log's cursor, through a consumer client of its group (`rd_kafka_commit`): the path a single-log shipper
+    /// takes, which does not depend on librdkafka's coordinator admin requests.
     private func commitCursor(logID: LogID, seq: UInt64) throws {
-        let producer = try activeProducer()
-        try producer.alterGroupOffsets(
-            [
-                GroupOffsetCommit(
-                    group: configuration.group(for: logID),
-                    offset: Int64(seq),
-                    metadata: KafkaCursor(logID: logID.description, seq: seq).metadata
-                )
-            ],
+        let client = try activeCursorClient(logID: logID)
+        try client.commitOffset(
             topic: configuration.cursorTopic,
-            timeoutMilliseconds: configuration.requestTimeoutMilliseconds
+            offset: Int64(seq),
+            metadata: KafkaCursor(logID: logID.description, seq: seq).metadata
         )
         counters.withLock { $0.cursorCommits += 1 }
     }

@@ -1,4 +1,5 @@
 import CRdKafka
+import WALCore
 
 #if canImport(Glibc)
 import Glibc
@@ -105,9 +106,23 @@ extension RDKafkaClient {
             }
         }
         var found: [String: CommittedOffset?] = [:]
+        var failure: KafkaError?
+        // Every request's result is taken off the queue before it is destroyed, also after a failure (a queue
+        // destroyed under requests in flight is where librdkafka 2.0's admin requests are fragile).
+        var answered = 0
+        defer { drainAdminEvents(queue, remaining: groups.count - answered, timeoutMilliseconds) }
         for _ in groups {
-            let event = try awaitAdminEvent(queue, timeoutMilliseconds, "reading cursors")
+            let event: OpaquePointer
+            do {
+                event = try awaitAdminEvent(queue, timeoutMilliseconds, "reading cursors")
+            } catch {
+                if error.code != RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue { answered += 1 }
+                failure = failure ?? error
+                continue
+            }
+            answered += 1
             defer { rd_kafka_event_destroy(event) }
+            guard failure == nil else { continue }
             guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event) else {
                 throw KafkaError(message: "reading cursors: no result")
             }
@@ -146,6 +161,7 @@ extension RDKafkaClient {
                 found[name] = CommittedOffset(offset: element.offset, metadata: metadata)
             }
         }
+        if let failure { throw failure }
         return found
     }
 
@@ -184,8 +200,18 @@ extension RDKafkaClient {
             }
         }
         var failure: KafkaError?
+        var answered = 0
+        defer { drainAdminEvents(queue, remaining: commits.count - answered, timeoutMilliseconds) }
         for _ in commits {
-            let event = try awaitAdminEvent(queue, timeoutMilliseconds, "committing cursors")
+            let event: OpaquePointer
+            do {
+                event = try awaitAdminEvent(queue, timeoutMilliseconds, "committing cursors")
+            } catch {
+                if error.code != RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue { answered += 1 }
+                failure = failure ?? error
+                continue
+            }
+            answered += 1
             defer { rd_kafka_event_destroy(event) }
             guard failure == nil, let result = rd_kafka_event_AlterConsumerGroupOffsets_result(event) else { continue }
             var count = 0
@@ -219,6 +245,18 @@ extension RDKafkaClient {
         var errorText = [CChar](repeating: 0, count: 512)
         _ = rd_kafka_AdminOptions_set_request_timeout(options, timeout, &errorText, errorText.count)
         return options
+    }
+
+    /// Takes the results still due off `queue` (waiting up to the request timeout and a grace for them).
+    private func drainAdminEvents(_ queue: OpaquePointer, remaining: Int, _ timeout: Int32) {
+        guard remaining > 0 else { return }
+        let deadline = monotonicNanos() + UInt64(max(timeout, 0) + 5000) * 1_000_000
+        var left = remaining
+        while left > 0 && monotonicNanos() < deadline {
+            guard let event = rd_kafka_queue_poll(queue, 100) else { continue }
+            rd_kafka_event_destroy(event)
+            left -= 1
+        }
     }
 
     /// The next admin result on `queue`, with its request-level error thrown.
