@@ -82,7 +82,7 @@ def main():
                 label = f"{name} kill {kill} (seed {options.seed})"
                 # The next writer: recovery, one record, close.
                 one = run(options.walctl, "emit", "--dir", log, "--metric", "routing_decision_time_ms", "--value",
-                          "1", *(["--max-bytes", "4300000"] if hold_cursor else []))
+                          "1", *(["--segment-size", "1048576", "--max-bytes", "4300000"] if hold_cursor else []))
                 recorded = int(one.stdout.split()[1]) if one.returncode == 0 and one.stdout.startswith("recorded") \
                     else None
                 if one.returncode != 0 and "dropped" not in one.stderr + one.stdout:
