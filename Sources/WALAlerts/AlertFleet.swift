@@ -83,11 +83,7 @@ public final class AlertFleet: Service, @unchecked Sendable {
             if let failure = states.compactMap(\.1).first { throw AlertFleetError(message: failure) }
             // Draining: done when every evaluator started at the first scan finished.
             if drainsAtStart && states.allSatisfy(\.0) { return }
-            var remaining = rescanMilliseconds
-            while remaining > 0 && !stopRequested.load(ordering: .relaxed) {
-                usleep(UInt32(min(remaining, 50)) * 1000)
-                remaining -= 50
-            }
+            sleepMilliseconds(rescanMilliseconds) { stopRequested.load(ordering: .relaxed) }
         }
         let running = services.withLock { $0.values.map(\.service) }
         for service in running { service.stop() }

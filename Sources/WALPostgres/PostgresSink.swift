@@ -644,8 +644,14 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         try connection.execute("SET client_min_messages = warning")
         try migrate(connection)
         guard let role else { return (PostgresSchema.version, []) }
+        return (PostgresSchema.version, try runGrants(PostgresSchema.grants(to: role), connection))
+    }
+
+    /// Runs grant statements (their schema placeholder replaced by the current schema) in one transaction;
+    /// returns them as run.
+    static func runGrants(_ grants: [String], _ connection: PGConnection) throws(PGError) -> [String] {
         let schema = try connection.execute("SELECT quote_ident(current_schema())").value(0, 0) ?? "public"
-        let statements = PostgresSchema.grants(to: role).map {
+        let statements = grants.map {
             $0.replacingOccurrences(of: PostgresSchema.currentSchemaPlaceholder, with: schema)
         }
         try connection.execute("BEGIN")
@@ -656,7 +662,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             _ = try? connection.execute("ROLLBACK")
             throw error
         }
-        return (PostgresSchema.version, statements)
+        return statements
     }
 
     /// Connects, migrates, and runs partition maintenance now.

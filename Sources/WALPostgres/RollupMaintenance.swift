@@ -231,22 +231,10 @@ extension RollupMaintenance {
     public static func grantReadOnly(conninfo: String, role: String) throws(PGError) -> [String] {
         let connection = try PGConnection.connect(conninfo, applicationName: "walctl-pg-init")
         try connection.execute("SET client_min_messages = warning")
-        let schema = try connection.execute("SELECT quote_ident(current_schema())").value(0, 0) ?? "public"
         var statements: [String] = []
         let exists = try connection.execute("SELECT 1 FROM pg_roles WHERE rolname = $1", [role]).rowCount > 0
         if !exists { statements.append("CREATE ROLE \(quoteIdentifier(role)) LOGIN") }
-        statements += PostgresSchema.readOnlyGrants(to: role).map {
-            $0.replacingOccurrences(of: PostgresSchema.currentSchemaPlaceholder, with: schema)
-        }
-        try connection.execute("BEGIN")
-        do throws(PGError) {
-            for statement in statements { try connection.execute(statement) }
-            try connection.execute("COMMIT")
-        } catch {
-            _ = try? connection.execute("ROLLBACK")
-            throw error
-        }
-        return statements
+        return try PostgresSink.runGrants(statements + PostgresSchema.readOnlyGrants(to: role), connection)
     }
 
     static func quoteIdentifier(_ name: String) -> String {

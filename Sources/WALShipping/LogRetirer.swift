@@ -79,11 +79,7 @@ public final class LogRetirer: Service, @unchecked Sendable {
                 reportDiskUse()
                 lastReport = max(now, 1)
             }
-            var remaining = configuration.checkMilliseconds
-            while remaining > 0 && !stopRequested.load(ordering: .relaxed) {
-                usleep(UInt32(min(remaining, 50)) * 1000)
-                remaining -= 50
-            }
+            sleepMilliseconds(configuration.checkMilliseconds) { stopRequested.load(ordering: .relaxed) }
         }
     }
 

@@ -290,12 +290,7 @@ public final class Replayer: @unchecked Sendable {
     }
 
     private func sleep(milliseconds: Int) {
-        var remaining = milliseconds
-        while remaining > 0 && !stopRequested.load(ordering: .relaxed) {
-            let step = min(remaining, 50)
-            usleep(UInt32(step) * 1000)
-            remaining -= step
-        }
+        sleepMilliseconds(milliseconds) { stopRequested.load(ordering: .relaxed) }
     }
 }
 

@@ -92,6 +92,17 @@ public final class Shipper: Service, @unchecked Sendable {
     public func runBlocking() throws { try engine.runBlocking() }
 }
 
+/// Sleeps `milliseconds` in steps of at most 50 ms, returning early once `stopped` says so: how every service's
+/// thread waits between rounds and stays quick to stop.
+package func sleepMilliseconds(_ milliseconds: Int, unless stopped: () -> Bool) {
+    var remaining = milliseconds
+    while remaining > 0 && !stopped() {
+        let step = min(remaining, 50)
+        usleep(UInt32(step) * 1000)
+        remaining -= step
+    }
+}
+
 @inline(__always)
 func monotonicNow() -> UInt64 { monotonicNanos() }
 

@@ -329,9 +329,19 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                     $0[source.directory]?.statistics.committedSeq = position
                     $0[source.directory]?.statistics.connected = true
                 }
-                if position > source.cursorStoredSeq || source.cursorStoredAt == 0 {
-                    try? CursorStore(path: source.directory).store(sink.name, seq: position)
-                    source.cursorStoredSeq = position
+                // The local cursor: stored durably when it does not exist yet or is ahead of the sink (a start on a
+                // thousand logs whose cursors exist syncs nothing); one that lags is moved by storeLocalCursors.
+                if source.cursorStoredAt == 0 {
+                    let cursors = CursorStore(path: source.directory)
+                    if let stored = (try? cursors.load(sink.name)) ?? nil, stored.seq <= position {
+                        source.cursorStoredSeq = stored.seq
+                        if position > stored.seq { unstoredCursors.insert(source.directory) }
+                    } else {
+                        // Missing, or ahead of the sink (a database restored from a backup): retention must not
+                        // pass what the sink lacks.
+                        try? cursors.store(sink.name, seq: position)
+                        source.cursorStoredSeq = position
+                    }
                     source.cursorStoredAt = max(now, 1)
                 }
                 if unknown.count <= 8 {
@@ -633,11 +643,6 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     }
 
     private func sleepMilliseconds(_ milliseconds: Int) {
-        var remaining = milliseconds
-        while remaining > 0 && !stopRequested.load(ordering: .relaxed) {
-            let step = min(remaining, 50)
-            usleep(UInt32(step) * 1000)
-            remaining -= step
-        }
+        WALShipping.sleepMilliseconds(milliseconds) { stopRequested.load(ordering: .relaxed) }
     }
 }

@@ -85,3 +85,15 @@ public func waitFor(seconds: Double = 20, _ condition: () -> Bool) -> Bool {
     }
     return condition()
 }
+
+/// The log path of an agent named `name` under a host root (`root/name/metrics`), its folder created private (0700),
+/// as walctl requires of a log's parent: what a host shipper's tests lay out, one agent at a time.
+public func agentLogPath(_ root: String, _ name: String) throws -> String {
+    let folder = root + "/" + name
+    try FileManager.default.createDirectory(
+        atPath: folder,
+        withIntermediateDirectories: true,
+        attributes: [.posixPermissions: 0o700]
+    )
+    return folder + "/metrics"
+}

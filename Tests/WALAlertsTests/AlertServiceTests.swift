@@ -86,13 +86,7 @@ import WALTestKit
         let root = directory.file("agents")
         var paths: [String] = []
         for index in 0..<3 {
-            let folder = root + "/agent-\(index)"
-            try FileManager.default.createDirectory(
-                atPath: folder,
-                withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700]
-            )
-            paths.append(folder + "/metrics")
+            paths.append(try agentLogPath(root, "agent-\(index)"))
             #expect(try walctl(["emit", "--dir", paths[index], "--count", "\(2_000 * (index + 1))"]).status == 0)
         }
         let thresholds = directory.file("thresholds.yaml")

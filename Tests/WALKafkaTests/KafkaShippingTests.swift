@@ -317,13 +317,7 @@ extension KafkaShippingTests {
         let prefix = uniquePrefix()
         var paths: [String] = []
         for index in 0..<6 {
-            let folder = root + "/agent-\(index)"
-            try FileManager.default.createDirectory(
-                atPath: folder,
-                withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700]
-            )
-            paths.append(folder + "/metrics")
+            paths.append(try agentLogPath(root, "agent-\(index)"))
             #expect(try walctl(["emit", "--dir", paths[index], "--count", "\(200 + index * 150)"]).status == 0)
         }
         let shipped = try walctl([

@@ -8,16 +8,6 @@ import WALTestKit
 
 @testable import WALPostgres
 
-/// Waits for `condition` (polled every 20 ms) until `seconds` pass; returns whether it held.
-func eventually(within seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        usleep(20_000)
-    }
-    return try condition()
-}
-
 /// Rows per log in every metric table, with duplicates counted: log id -> (rows, distinct seqs).
 func rowsPerLog(_ database: TestDatabase) throws -> [String: (rows: Int, distinct: Int)] {
     let union = PostgresSchema.tables.map { "SELECT log_id, wal_seq FROM \($0)" }.joined(separator: " UNION ALL ")
@@ -33,13 +23,7 @@ func rowsPerLog(_ database: TestDatabase) throws -> [String: (rows: Int, distinc
 /// A log under `root` with `count` records written by `walctl emit` (a process of its own, as an agent is).
 @discardableResult
 func agentLog(_ root: String, _ name: String, count: Int) throws -> String {
-    let folder = root + "/" + name
-    try FileManager.default.createDirectory(
-        atPath: folder,
-        withIntermediateDirectories: true,
-        attributes: [.posixPermissions: 0o700]
-    )
-    let path = folder + "/metrics"
+    let path = try agentLogPath(root, name)
     let result = try walctl(["emit", "--dir", path, "--count", "\(count)"])
     #expect(result.status == 0, "emit: \(result.err)")
     return path
@@ -121,7 +105,7 @@ extension PostgresTests {
             for index in 24..<32 {
                 paths.append(try agentLog(root, "late-\(index)", count: Int.random(in: 1...1_500, using: &generator)))
             }
-            #expect(eventually(within: 60) { running.caughtUp(paths) })
+            #expect(waitFor(seconds: 60) { running.caughtUp(paths) })
             let connections = try database.scalar(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'walctl-postgres'"
             )
@@ -158,7 +142,7 @@ extension PostgresTests {
             let running = RunningEngine(LogSelection(roots: [root]), database) { $0.catchUpBatchSize = 5_000 }
             defer { running.stop() }
             #expect(
-                eventually(within: 30) {
+                waitFor(seconds: 30) {
                     running.caughtUp([quiet]) && running.engine.committedSeq(directory: backlog) ?? 0 > 0
                 }
             )
@@ -167,13 +151,13 @@ extension PostgresTests {
             #expect(try walctl(["emit", "--dir", quiet, "--count", "1"]).status == 0)
             let emitted = Date()
             let sealed = try LogInspector.lastSealedSeqCheap(path: quiet)
-            #expect(eventually(within: 10) { running.engine.committedSeq(directory: quiet) ?? 0 >= sealed })
+            #expect(waitFor(seconds: 10) { running.engine.committedSeq(directory: quiet) ?? 0 >= sealed })
             let latency = Date().timeIntervalSince(emitted)
             let busyCommitted = running.engine.committedSeq(directory: backlog) ?? 0
             // The flush interval (1 s) plus a batch and an idle poll: well under 3 s.
             #expect(latency < 3, "fresh record committed after \(latency) s")
             #expect(busyCommitted < 250_000, "the backlog was nearly done (\(busyCommitted)); the test proves nothing")
-            #expect(eventually(within: 120) { running.caughtUp([backlog, quiet]) })
+            #expect(waitFor(seconds: 120) { running.caughtUp([backlog, quiet]) })
         }
 
         @Test func theHostShipperKilledAtRandomMomentsLosesAndDuplicatesNothing() throws {
@@ -188,14 +172,9 @@ extension PostgresTests {
             // Live agents keep writing while the shipper is killed.
             var writers: [ChildProcess] = []
             for index in 0..<3 {
-                let folder = root + "/live-\(index)"
-                try FileManager.default.createDirectory(
-                    atPath: folder,
-                    withIntermediateDirectories: true,
-                    attributes: [.posixPermissions: 0o700]
-                )
-                writers.append(try ChildProcess.endlessWriter(folder + "/metrics", rate: 5_000))
-                paths.append(folder + "/metrics")
+                let path = try agentLogPath(root, "live-\(index)")
+                writers.append(try ChildProcess.endlessWriter(path, rate: 5_000))
+                paths.append(path)
             }
             for round in 0..<8 {
                 let shipper = try ChildProcess(
@@ -232,26 +211,15 @@ extension PostgresTests {
             let finishedID = try LogDirectory(path: finished).readMeta().logID.description
             // An agent killed in the middle: what it had staged is sealed by the retirement's recovery, shipped,
             // and only then is the log removed.
-            let killedFolder = root + "/killed"
-            try FileManager.default.createDirectory(
-                atPath: killedFolder,
-                withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700]
-            )
-            let killed = killedFolder + "/metrics"
+            let killed = try agentLogPath(root, "killed")
             let acked = try ChildProcess.endlessWriter(killed, rate: 20_000).killAfterAcks(
                 lines: 2,
                 extraMicroseconds: 3_000
             )
             let killedID = try LogDirectory(path: killed).readMeta().logID.description
             // A live agent (this process holds its writer lock) is never retired, however long it stays quiet.
-            let aliveFolder = root + "/alive"
-            try FileManager.default.createDirectory(
-                atPath: aliveFolder,
-                withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700]
-            )
-            let alive = try WAL.open(path: aliveFolder + "/metrics")
+            let alivePath = try agentLogPath(root, "alive")
+            let alive = try WAL.open(path: alivePath)
             _ = try alive.append(Array("not a metric".utf8))
             try alive.sync()
 
@@ -267,7 +235,7 @@ extension PostgresTests {
             #expect(FileManager.default.fileExists(atPath: finished))
             var now: UInt64 = 2
             #expect(
-                eventually(within: 60) {
+                waitFor(seconds: 60) {
                     now += 100_000_000
                     retirer.checkOnce(now: now)
                     return !FileManager.default.fileExists(atPath: finished)
@@ -280,7 +248,7 @@ extension PostgresTests {
                 now += 1_000_000_000
                 retirer.checkOnce(now: now)
             }
-            #expect(FileManager.default.fileExists(atPath: aliveFolder + "/metrics/wal.meta"))
+            #expect(FileManager.default.fileExists(atPath: alivePath + "/wal.meta"))
             #expect(
                 !((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).contains { $0.hasPrefix(".") }
             )

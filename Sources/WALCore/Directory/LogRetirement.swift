@@ -56,6 +56,7 @@ public enum LogRetirement {
         guard last == before, isDelivered(last) else { return .undelivered(lastSeq: last) }
 
         let (parent, name) = split(path)
+        removeLeftovers(in: parent)
         let hidden = parent + "/.retired-" + name + "-" + meta.logID.description
         try FileSystem.rename(path, hidden)
         try FileSystem.syncDirectory(parent)
@@ -64,8 +65,9 @@ public enum LogRetirement {
         return .retired(lastSeq: last)
     }
 
-    /// Removes what an interrupted retirement left (`.retired-*` folders under `parent`).
-    public static func removeLeftovers(in parent: String) {
+    /// Removes what an interrupted retirement left (`.retired-*` folders under `parent`): done by every retirement
+    /// in that folder.
+    static func removeLeftovers(in parent: String) {
         for name in (try? FileSystem.list(parent)) ?? [] where name.hasPrefix(".retired-") {
             try? FileSystem.removeTree(parent + "/" + name)
         }
@@ -106,14 +108,6 @@ extension LogDirectory {
     func hasUnsealedWriterState(after lastSealed: UInt64) -> Bool {
         guard let state = WriterStateRecord.read(path: stagingPath) else { return false }
         return state.highWaterSeq > lastSealed || state.gapLast > lastSealed
-    }
-}
-
-extension LogInspector {
-    /// Records in the staging area not yet sealed into a segment (read with `pread`, never mapped).
-    public static func stagedRecordCount(path: String) -> Int {
-        let last = (try? lastSealedSeqCheap(path: path)) ?? 0
-        return stagedRecords(directory: LogDirectory(path: path), after: last).records
     }
 }
 

@@ -106,62 +106,34 @@ extension RDKafkaClient {
             }
         }
         var found: [String: CommittedOffset?] = [:]
-        var failure: KafkaError?
-        // Every request's result is taken off the queue before it is destroyed, also after a failure (a queue
-        // destroyed under requests in flight is where librdkafka 2.0's admin requests are fragile).
-        var answered = 0
-        defer { drainAdminEvents(queue, remaining: groups.count - answered, timeoutMilliseconds) }
-        for _ in groups {
-            let event: OpaquePointer
-            do {
-                event = try awaitAdminEvent(queue, timeoutMilliseconds, "reading cursors")
-            } catch {
-                if error.code != RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue { answered += 1 }
-                failure = failure ?? error
-                continue
-            }
-            answered += 1
-            defer { rd_kafka_event_destroy(event) }
-            guard failure == nil else { continue }
-            guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event) else {
-                throw KafkaError(message: "reading cursors: no result")
-            }
+        try forEachGroupResult(queue, requests: groups.count, timeoutMilliseconds, "reading the cursor") { event in
             var count = 0
-            guard let results = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &count) else { continue }
-            for index in 0..<count {
-                guard let groupResult = results[index] else { continue }
-                let name = String(cString: rd_kafka_group_result_name(groupResult))
-                if let error = rd_kafka_group_result_error(groupResult) {
-                    throw KafkaError(
-                        code: rd_kafka_error_code(error).rawValue,
-                        message: "reading the cursor of group \(name): "
-                            + String(cString: rd_kafka_error_string(error))
-                    )
-                }
-                guard let partitions = rd_kafka_group_result_partitions(groupResult), partitions.pointee.cnt > 0
-                else {
-                    found[name] = .some(nil)
-                    continue
-                }
-                let element = partitions.pointee.elems[0]
-                guard element.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                    throw KafkaError(element.err, "reading the cursor of group \(name) from \(topic)")
-                }
-                guard element.offset >= 0 else {
-                    found[name] = .some(nil)
-                    continue
-                }
-                var metadata = ""
-                if let pointer = element.metadata, element.metadata_size > 0 {
-                    metadata = String(
-                        decoding: UnsafeRawBufferPointer(start: pointer, count: element.metadata_size),
-                        as: UTF8.self
-                    )
-                }
-                found[name] = CommittedOffset(offset: element.offset, metadata: metadata)
+            guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event),
+                let results = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &count)
+            else { return [] }
+            return (0..<count).compactMap { results[$0] }
+        } _: { name, groupResult throws(KafkaError) in
+            guard let partitions = rd_kafka_group_result_partitions(groupResult), partitions.pointee.cnt > 0 else {
+                found[name] = .some(nil)
+                return
             }
+            let element = partitions.pointee.elems[0]
+            guard element.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                throw KafkaError(element.err, "reading the cursor of group \(name) from \(topic)")
+            }
+            guard element.offset >= 0 else {
+                found[name] = .some(nil)
+                return
+            }
+            var metadata = ""
+            if let pointer = element.metadata, element.metadata_size > 0 {
+                metadata = String(
+                    decoding: UnsafeRawBufferPointer(start: pointer, count: element.metadata_size),
+                    as: UTF8.self
+                )
+            }
+            found[name] = CommittedOffset(offset: element.offset, metadata: metadata)
         }
-        if let failure { throw failure }
         return found
     }
 
@@ -199,43 +171,19 @@ extension RDKafkaClient {
                 rd_kafka_AlterConsumerGroupOffsets(handle, $0.baseAddress, 1, options, queue)
             }
         }
-        var failure: KafkaError?
-        var answered = 0
-        defer { drainAdminEvents(queue, remaining: commits.count - answered, timeoutMilliseconds) }
-        for _ in commits {
-            let event: OpaquePointer
-            do {
-                event = try awaitAdminEvent(queue, timeoutMilliseconds, "committing cursors")
-            } catch {
-                if error.code != RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue { answered += 1 }
-                failure = failure ?? error
-                continue
-            }
-            answered += 1
-            defer { rd_kafka_event_destroy(event) }
-            guard failure == nil, let result = rd_kafka_event_AlterConsumerGroupOffsets_result(event) else { continue }
+        try forEachGroupResult(queue, requests: commits.count, timeoutMilliseconds, "committing the cursor") { event in
             var count = 0
-            guard let results = rd_kafka_AlterConsumerGroupOffsets_result_groups(result, &count) else { continue }
-            for index in 0..<count {
-                guard let groupResult = results[index] else { continue }
-                let name = String(cString: rd_kafka_group_result_name(groupResult))
-                if let error = rd_kafka_group_result_error(groupResult) {
-                    failure = KafkaError(
-                        code: rd_kafka_error_code(error).rawValue,
-                        message: "committing the cursor of group \(name): "
-                            + String(cString: rd_kafka_error_string(error))
-                    )
-                } else if let partitions = rd_kafka_group_result_partitions(groupResult), partitions.pointee.cnt > 0,
-                    partitions.pointee.elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR
-                {
-                    failure = KafkaError(
-                        partitions.pointee.elems[0].err,
-                        "committing the cursor of group \(name) to \(topic)"
-                    )
-                }
+            guard let result = rd_kafka_event_AlterConsumerGroupOffsets_result(event),
+                let results = rd_kafka_AlterConsumerGroupOffsets_result_groups(result, &count)
+            else { return [] }
+            return (0..<count).compactMap { results[$0] }
+        } _: { name, groupResult throws(KafkaError) in
+            if let partitions = rd_kafka_group_result_partitions(groupResult), partitions.pointee.cnt > 0,
+                partitions.pointee.elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR
+            {
+                throw KafkaError(partitions.pointee.elems[0].err, "committing the cursor of group \(name) to \(topic)")
             }
         }
-        if let failure { throw failure }
     }
 
     private func adminOptions(_ operation: rd_kafka_admin_op_t, _ timeout: Int32) throws(KafkaError) -> OpaquePointer {
@@ -245,6 +193,51 @@ extension RDKafkaClient {
         var errorText = [CChar](repeating: 0, count: 512)
         _ = rd_kafka_AdminOptions_set_request_timeout(options, timeout, &errorText, errorText.count)
         return options
+    }
+
+    /// Takes one result per request off `queue` and hands each group's result to `body`, by group name; a group's
+    /// own error is thrown as `what` failed. After a failure it keeps taking the results still due (a queue destroyed
+    /// under requests in flight is where librdkafka 2.0's admin requests are fragile), then throws the first one.
+    private func forEachGroupResult(
+        _ queue: OpaquePointer,
+        requests: Int,
+        _ timeout: Int32,
+        _ what: String,
+        _ groupResults: (OpaquePointer) -> [OpaquePointer],
+        _ body: (_ name: String, _ groupResult: OpaquePointer) throws(KafkaError) -> Void
+    ) throws(KafkaError) {
+        var failure: KafkaError?
+        var answered = 0
+        defer { drainAdminEvents(queue, remaining: requests - answered, timeout) }
+        for _ in 0..<requests {
+            let event: OpaquePointer
+            do {
+                event = try awaitAdminEvent(queue, timeout, what)
+            } catch {
+                if error.code != RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue { answered += 1 }
+                failure = failure ?? error
+                continue
+            }
+            answered += 1
+            defer { rd_kafka_event_destroy(event) }
+            guard failure == nil else { continue }
+            for groupResult in groupResults(event) {
+                let name = String(cString: rd_kafka_group_result_name(groupResult))
+                do throws(KafkaError) {
+                    if let error = rd_kafka_group_result_error(groupResult) {
+                        throw KafkaError(
+                            code: rd_kafka_error_code(error).rawValue,
+                            message: "\(what) of group \(name): " + String(cString: rd_kafka_error_string(error))
+                        )
+                    }
+                    try body(name, groupResult)
+                } catch {
+                    failure = error
+                    break
+                }
+            }
+        }
+        if let failure { throw failure }
     }
 
     /// Takes the results still due off `queue` (waiting up to the request timeout and a grace for them).
