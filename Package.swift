@@ -9,6 +9,7 @@ import PackageDescription
 //   WALPostgres, WALKafka   one sink each
 //   WALAlerts    thresholds, their evaluation, the log/webhook/email channels (no sink: the Kafka alert channel is
 //                wired in by walctl, which links both)
+//   WALObserve   the HTTP listener beside the shippers: /metrics (Prometheus), /healthz, /readyz, the live page
 //   WALTraffic   realistic, deterministic agent traffic (`walctl emit`/`demo`, tests, benchmarks); above WALMetrics
 //   walctl       the operator's CLI (parses arguments and prints; shipping, replay and lag live in WALShipping)
 // WALTestKit (fakes, temp dirs, crash helpers) is for tests and benchmarks only: no product code links it.
@@ -23,6 +24,7 @@ let package = Package(
         .library(name: "WALPostgres", targets: ["WALPostgres"]),
         .library(name: "WALKafka", targets: ["WALKafka"]),
         .library(name: "WALAlerts", targets: ["WALAlerts"]),
+        .library(name: "WALObserve", targets: ["WALObserve"]),
         // The collector for C and Python (walctl.h): build with --static-swift-stdlib so it carries the runtime.
         .library(name: "walctl_c", type: .dynamic, targets: ["WALCollectorC"]),
         .executable(name: "kafka-mock", targets: ["kafka-mock"]),
@@ -41,6 +43,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        // The shipper's HTTP listener (/metrics, /healthz, the live page) and its Prometheus exposition.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         // MARK: - C libraries from Debian, as system-library modules
@@ -149,6 +154,23 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Watching it run: the HTTP listener, /metrics, /healthz, /readyz and the live page
+        .target(
+            name: "WALObserve",
+            dependencies: [
+                "WALAlerts",
+                "WALCore",
+                "WALMetrics",
+                "WALShipping",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // librdkafka's mock cluster as a process, for tests where no broker can be installed.
         .executableTarget(
             name: "kafka-mock",
@@ -182,6 +204,7 @@ let package = Package(
                 "WALCore",
                 "WALMetrics",
                 "WALKafka",
+                "WALObserve",
                 "WALPostgres",
                 "WALShipping",
                 "WALTraffic",
@@ -214,6 +237,10 @@ let package = Package(
         .testTarget(
             name: "WALAlertsTests",
             dependencies: ["WALAlerts", "WALKafka", "WALMetrics", "WALTestKit", "walctl", "kafka-mock"]
+        ),
+        .testTarget(
+            name: "WALObserveTests",
+            dependencies: ["WALObserve", "WALShipping", "WALMetrics", "WALTestKit", "WALTraffic", "walctl"]
         ),
         .testTarget(
             name: "WALMetricsTests",
