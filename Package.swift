@@ -240,7 +240,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WALObserveTests",
-            dependencies: ["WALObserve", "WALShipping", "WALMetrics", "WALTestKit", "WALTraffic", "walctl"]
+            dependencies: ["WALObserve", "WALAlerts", "WALShipping", "WALMetrics", "WALTestKit", "WALTraffic", "walctl"]
         ),
         .testTarget(
             name: "WALMetricsTests",
