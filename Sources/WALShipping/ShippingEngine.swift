@@ -108,6 +108,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var reader: TailReader?
         /// The sink's committed position; nil until read from the sink (and after any failure).
         var committed: UInt64?
+        /// How far batches were handed to the sink (`send`): `committed` or beyond, while batches are in flight.
+        var sentThrough: UInt64 = 0
         var positionRetryAt: UInt64 = 0
         var pending: [MetricRecord] = []
         var pendingHead = 0
@@ -133,7 +135,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         }
 
         var pendingCount: Int { pending.count - pendingHead }
-        var hasWaiting: Bool { committed.map { pendingThrough > $0 } ?? false }
+        var hasWaiting: Bool { committed != nil && pendingThrough > sentThrough }
 
         func resetToSink() {
             committed = nil
@@ -147,6 +149,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     }
 
     private var sources: [String: Source] = [:]
+    /// Batches handed to the sink and not yet committed, oldest first (a pipelining sink's; see `MetricSink.send`).
+    private var inFlight: [Planned] = []
     /// Logs whose committed position moved past their local cursor file.
     private var unstoredCursors: Set<String> = []
     private var order: [String] = []
@@ -182,12 +186,17 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 let batch = plan(now: monotonicNow(), batchCap: batchCap)
                 publishStatus()
                 guard !batch.isEmpty else {
-                    idle()
+                    if sink.hasBatchesInFlight {
+                        acknowledged(try sink.awaitBatchesInFlight(milliseconds: idleMilliseconds()))
+                    } else {
+                        idle()
+                    }
                     continue
                 }
-                try sink.deliver(batch.map(\.batch))
+                let positions = try sink.send(batch.map(\.batch))
                 attempt = 0
-                committed(batch)
+                sent(batch)
+                acknowledged(positions)
             } catch let error as FatalSinkError {
                 totals.withLock {
                     $0.lastError = error.message
@@ -210,6 +219,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 sink.disconnect()
                 // The commit may or may not have happened, and a reconnected sink holds no per-log locks: every
                 // log's position is read from the sink again.
+                inFlight.removeAll()
                 for source in sources.values { source.resetToSink() }
                 publishStatus()
                 sleepMilliseconds(configuration.retry.delayMilliseconds(attempt: attempt))
@@ -322,6 +332,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                     source.waitingAnnounced = false
                 }
                 source.committed = position
+                source.sentThrough = position
                 source.pendingThrough = position
                 source.nextPollAt = now
                 status.withLock {
@@ -375,7 +386,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         let basePoll = millis(configuration.pollMilliseconds)
         var open = sources.values.count(where: { $0.reader.map { !$0.isSuspended } ?? false })
         for directory in order {
-            guard let source = sources[directory], let position = source.committed else { continue }
+            guard let source = sources[directory], source.committed != nil else { continue }
             guard source.nextPollAt <= now else { continue }
             let room = perLog - source.pendingCount
             guard room > 0 else { continue }
@@ -439,7 +450,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 }
             }
             source.pendingThrough = through
-            if through > position && source.firstPendingAt == nil { source.firstPendingAt = now }
+            if through > source.sentThrough && source.firstPendingAt == nil { source.firstPendingAt = now }
             if delivered > 0 {
                 source.lastActivity = now
                 source.probeInterval = basePoll
@@ -530,12 +541,12 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         return planned
     }
 
-    /// After a commit: positions forward, the delivered records out of memory, counters.
-    private func committed(_ planned: [Planned]) {
+    /// After `send`: the records sent out of memory (a failure reads them from the log again), the batches in flight.
+    private func sent(_ planned: [Planned]) {
         let now = monotonicNow()
         for item in planned {
             let source = item.source
-            source.committed = item.batch.throughSeq
+            source.sentThrough = item.batch.throughSeq
             source.pendingHead += item.recordCount
             if source.pendingHead == source.pending.count || source.pendingHead >= 4096 {
                 source.pending.removeFirst(source.pendingHead)
@@ -547,6 +558,29 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             } else {
                 source.firstPendingAt = now
             }
+            source.lastActivity = now
+        }
+        inFlight += planned
+    }
+
+    /// The batches in flight that `positions` (from the sink) say are committed.
+    private func acknowledged(_ positions: [LogID: UInt64]) {
+        guard !positions.isEmpty else { return }
+        var done: [Planned] = []
+        inFlight.removeAll { item in
+            guard let position = positions[item.source.logID], position >= item.batch.throughSeq else { return false }
+            done.append(item)
+            return true
+        }
+        if !done.isEmpty { committed(done) }
+    }
+
+    /// After a commit: positions forward, counters.
+    private func committed(_ planned: [Planned]) {
+        let now = monotonicNow()
+        for item in planned {
+            let source = item.source
+            source.committed = max(source.committed ?? 0, item.batch.throughSeq)
             source.lastActivity = now
             unstoredCursors.insert(source.directory)
             status.withLock {
@@ -630,6 +664,11 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     /// Nothing to send: sleep until the next log is due for a poll, a batch may become due, or a rescan.
     private func idle() {
         storeLocalCursors(force: false)
+        sleepMilliseconds(idleMilliseconds())
+    }
+
+    /// How long nothing is due: until the next log is due for a poll, a batch may become due, or a rescan.
+    private func idleMilliseconds() -> Int {
         let now = monotonicNow()
         var wake = now + millis(configuration.idleProbeMaxMilliseconds)
         for source in sources.values where source.committed != nil {
@@ -639,7 +678,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             }
         }
         let waitNanos = max(wake, now + 1_000_000) - now
-        sleepMilliseconds(max(1, min(configuration.pollMilliseconds, Int(waitNanos / 1_000_000))))
+        return max(1, min(configuration.pollMilliseconds, Int(waitNanos / 1_000_000)))
     }
 
     private func sleepMilliseconds(_ milliseconds: Int) {
