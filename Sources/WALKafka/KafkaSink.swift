@@ -57,6 +57,8 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     private var inFlight: [InFlight] = []
     /// Positions of logs whose batches were retired since the engine last asked (`send`, `awaitBatchesInFlight`).
     private var delivered: [LogID: UInt64] = [:]
+    /// Envelope renderers by log (`envelopeStream`).
+    private var renderers: [LogID: (sourceService: String, stream: EnvelopeStream)] = [:]
     /// What batches produced by `replay` did, summed.
     private var replayed = ReplayOutcome()
     /// The message being produced: its envelope, then its header values (reused, so no allocation per record).
@@ -405,9 +407,14 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         let logID = batch.logID
         let logIDBytes = Array(logID.description.utf8)
         let sourceService = batch.sourceService ?? configuration.sourceService
+        let renderer = batch.directory.map { envelopeStream(logID: logID, directory: $0, sourceService: sourceService) }
         for (recordIndex, record) in batch.records.enumerated() {
             scratch.removeAll(keepingCapacity: true)
-            Envelope.render(record, logID: logID, sourceService: sourceService, into: &scratch)
+            if let renderer {
+                renderer.render(record, into: &scratch)
+            } else {
+                Envelope.render(record, logID: logID, sourceService: sourceService, into: &scratch)
+            }
             let valueEnd = scratch.count
             headerSlices[0].value = Self.append(logIDBytes, to: &scratch)
             headerSlices[1].value = Self.appendDecimal(record.seq, to: &scratch)
@@ -434,6 +441,16 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             }
         }
         inFlight.append(item)
+    }
+
+    /// The envelope renderer of a log (`EnvelopeStream`, as `walctl replay` uses), made once per log and source
+    /// service; at most 64 are kept (each holds the log's symbols and what it rendered from them).
+    private func envelopeStream(logID: LogID, directory: String, sourceService: String) -> EnvelopeStream {
+        if let known = renderers[logID], known.sourceService == sourceService { return known.stream }
+        if renderers.count >= 64 { renderers.removeAll() }
+        let stream = EnvelopeStream(directory: directory, logID: logID, sourceService: sourceService)
+        renderers[logID] = (sourceService, stream)
+        return stream
     }
 
     /// `RDKafkaClient.produce` with the scratch buffer and the header slices.

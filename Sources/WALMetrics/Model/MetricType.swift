@@ -45,6 +45,7 @@ public enum MetricCategory: String, Sendable, CaseIterable, Codable {
     case custom
 
     /// The category of a metric name: its first `_`-separated word when that is a known category, else `custom`.
+    @_disfavoredOverload
     public init(metricName: some StringProtocol) {
         self.init(metricName: String(metricName))
     }
@@ -52,11 +53,17 @@ public enum MetricCategory: String, Sendable, CaseIterable, Codable {
     /// The category of a metric name, from its UTF-8 bytes: a shipper asks this for every record.
     public init(metricName: String) {
         var name = metricName
-        self = name.withUTF8 { bytes in
-            let end = bytes.firstIndex(of: 0x5F) ?? bytes.count
-            let prefix = UnsafeBufferPointer(rebasing: bytes[0..<end])
-            return Self.named.first { $0.utf8.elementsEqual(prefix) }?.category ?? .custom
+        self = name.withUTF8 { Self.category(ofName: $0) }
+    }
+
+    private static func category(ofName bytes: UnsafeBufferPointer<UInt8>) -> MetricCategory {
+        let end = bytes.firstIndex(of: 0x5F) ?? bytes.count
+        for (utf8, category) in named where utf8.count == end {
+            var index = 0
+            while index < end && utf8[index] == bytes[index] { index += 1 }
+            if index == end { return category }
         }
+        return .custom
     }
 
     /// The five categories of the design by name (never `custom`).
