@@ -11,18 +11,8 @@ root=$(pwd)
 count=${1:-300000}
 runs=${2:-3}
 shift $(( $# > 2 ? 2 : $# )) || true
-if [ -z "${WALCTL_BIN:-}" ]; then
-    flock -o /tmp/walctl-build.lock swift build -c release --product walctl >&2
-    WALCTL_BIN=$(swift build -c release --show-bin-path)/walctl
-fi
-work=$(mktemp -d /tmp/walctl-bench-idx.XXXXXX)
-pgdir=$(mktemp -d /tmp/walctl-bench-idx-pg.XXXXXX)
-cleanup() { "$root/tools/pg.sh" stop "$pgdir"; rm -rf "$work" "$pgdir"; }
-trap cleanup EXIT
-
-conninfo=$(tools/pg.sh start "$pgdir")
-export PGOPTIONS="-c client_min_messages=warning"
-db() { echo "${conninfo/dbname=postgres/dbname=$1}"; }
+. tools/bench-pg-lib.sh
+bench_pg_setup bench-idx
 tables="agent_routing_metrics agent_state_metrics agent_coordination_metrics agent_workflow_metrics
     agent_quorum_metrics agent_custom_metrics"
 columns="metric_id, metric_name, metric_type, value, unit, tags, agent_id, correlation_id, timestamp, log_id, wal_seq"
@@ -35,14 +25,18 @@ for t in $tables; do
     psql -q "$(db source)" -c "\\copy (SELECT $columns FROM $t ORDER BY log_id, wal_seq) TO '$work/$t.copy' (FORMAT binary)"
 done
 
-# Index sets, as SQL with {t} for each metric table. "bare": no index at all (the floor).
+# Index sets, as SQL with {t} for each metric table. "bare": no index at all (the floor); "v2": the indexes of
+# schema version 2 (the design's); "v3": those of migration 3 (Schema+Indexes.swift).
 declare -A variant=(
     [bare]=""
     [v2]="ALTER TABLE {t} ADD PRIMARY KEY (id, timestamp); CREATE INDEX ON {t} (timestamp DESC);
         CREATE INDEX ON {t} (metric_name); CREATE INDEX ON {t} USING gin (tags); CREATE INDEX ON {t} (correlation_id);
         CREATE UNIQUE INDEX ON {t} (log_id, wal_seq, timestamp);
         CREATE INDEX ON {t} USING brin (created_at) WITH (autosummarize = on)"
-    [v3]="$(sed -n '/^-- migration 3 indexes$/,/^-- end$/p' "$root/tools/bench-pg-indexes.sql" 2>/dev/null | grep -v '^--')"
+    [v3]="ALTER TABLE {t} ADD PRIMARY KEY (id, timestamp); CREATE INDEX ON {t} USING brin (timestamp)
+        WITH (autosummarize = on); CREATE INDEX ON {t} (metric_name); CREATE INDEX ON {t} USING gin (tags jsonb_path_ops);
+        CREATE INDEX ON {t} USING hash (correlation_id); CREATE UNIQUE INDEX ON {t} (log_id, wal_seq, timestamp);
+        CREATE INDEX ON {t} USING brin (created_at) WITH (autosummarize = on)"
     [pk]="ALTER TABLE {t} ADD PRIMARY KEY (id, timestamp)"
     [timestamp_btree]="CREATE INDEX ON {t} (timestamp DESC)"
     [timestamp_brin]="CREATE INDEX ON {t} USING brin (timestamp) WITH (autosummarize = on)"

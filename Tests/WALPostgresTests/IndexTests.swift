@@ -64,7 +64,9 @@ extension PostgresTests {
             let database = try TestDatabase()
             let sink = PostgresSink(configuration: PostgresSinkConfiguration(conninfo: database.conninfo))
             var records = spreadRecords(count: 3000, hours: 20, firstSeq: 1, seed: 11)
-            let coordination = ["coordination_overhead_ms", "coordination_sync_time_ms", "coordination_dependency_wait_ms"]
+            let coordination = [
+                "coordination_overhead_ms", "coordination_sync_time_ms", "coordination_dependency_wait_ms",
+            ]
             for index in records.indices {
                 if index % 3 == 0 { records[index].correlationID = "trace-\(index / 9)" }
                 // Every table of a realtime panel has rows (an empty table's plan proves nothing).
@@ -83,7 +85,10 @@ extension PostgresTests {
             // (query, the index that must serve it, on agent_state_metrics)
             let table = "agent_state_metrics"
             let queries: [(String, String)] = [
-                ("SELECT count(*) FROM \(table) WHERE timestamp > now() - interval '1 hour'", "\(table)_timestamp_brin"),
+                (
+                    "SELECT count(*) FROM \(table) WHERE timestamp > now() - interval '1 hour'",
+                    "\(table)_timestamp_brin"
+                ),
                 (
                     "SELECT * FROM \(table) WHERE timestamp BETWEEN now() - interval '20 minutes' AND now() "
                         + "ORDER BY timestamp DESC LIMIT 100", "\(table)_timestamp_brin"
@@ -104,7 +109,10 @@ extension PostgresTests {
                         + "AND timestamp BETWEEN now() - interval '1 day' AND now()", "\(table)_log_seq_idx"
                 ),
                 // What a rollup rebuild reads: rows landed since the last one.
-                ("SELECT count(*) FROM \(table) WHERE created_at >= now() - interval '5 minutes'", "\(table)_created_at_idx"),
+                (
+                    "SELECT count(*) FROM \(table) WHERE created_at >= now() - interval '5 minutes'",
+                    "\(table)_created_at_idx"
+                ),
             ]
             for (sql, index) in queries {
                 let use = try connection.indexUse(sql)
@@ -155,7 +163,9 @@ extension PostgresTests {
                     if use.plan.contains("_metrics") {
                         // The time filter goes through the BRIN or the metric name's B-tree, never a full partition.
                         #expect(
-                            use.indexes.contains { $0.hasSuffix("_timestamp_brin") || $0.hasSuffix("_metric_name_idx") },
+                            use.indexes.contains {
+                                $0.hasSuffix("_timestamp_brin") || $0.hasSuffix("_metric_name_idx")
+                            },
                             "\(panel.title): \(use.indexes)"
                         )
                         checked += 1
@@ -202,11 +212,14 @@ extension PostgresTests {
             #expect(
                 try database.scalar(
                     """
-                    SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
-                    JOIN pg_class t ON t.oid = i.indrelid WHERE t.relname ~ '_metrics_(p[0-9]{8}|default)$'
+                    SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                    JOIN pg_am a ON a.oid = c.relam JOIN pg_class t ON t.oid = i.indrelid WHERE t.relname ~ '_metrics_(p[0-9]{8}|default)$'
                       AND (a.amname = 'hash' OR (a.amname = 'brin' AND c.relname LIKE '%timestamp%'))
                     """
-                ) == (try database.scalar("SELECT 2 * count(*) FROM pg_class WHERE relname ~ '_metrics_(p[0-9]{8}|default)$'"))
+                )
+                    == (try database.scalar(
+                        "SELECT 2 * count(*) FROM pg_class WHERE relname ~ '_metrics_(p[0-9]{8}|default)$'"
+                    ))
             )
             #expect(try database.scalar("SELECT sum(n) FROM (\(countAll)) c") == "500")
             // The upgraded database takes the same rows again idempotently, and new ones.
