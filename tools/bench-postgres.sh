@@ -2,6 +2,7 @@
 # `walctl ship --drain` of a `walctl emit` log into PostgreSQL against a plain binary COPY of the same rows into the
 # same schema, in one run, on one throwaway PostgreSQL 15 (default settings: fsync on, synchronous commit).
 # Usage: tools/bench-postgres.sh [RECORDS] [RUNS]   (default 300000 records, 5 runs)
+#        tools/bench-postgres.sh --allocations [RECORDS]   (allocation calls per shipped row, tools/malloc-count.c)
 #        tools/bench-postgres.sh --benchmark      (the package-benchmark target WALPostgresBenchmarks: the same
 #                                                  comparison in one process, with allocations per shipped row)
 # WALCTL_BIN: the walctl to measure (otherwise a release build is made). WALCTL_BEFORE_BIN: another walctl (an
@@ -28,19 +29,30 @@ if [ "${1:-}" = "--benchmark" ]; then
         --target WALPostgresBenchmarks --format markdown --no-progress
     exit 0
 fi
+if [ "${1:-}" = "--allocations" ]; then
+    # Allocation calls per shipped row: ship --drain of a RECORDS-record log minus that of a 1-record log (start-up),
+    # each into a fresh database, counted by tools/malloc-count.c.
+    count=${2:-300000}
+    . tools/bench-pg-lib.sh
+    bench_pg_setup bench-alloc
+    gcc -O2 -shared -fPIC -o "$work/malloc-count.so" tools/malloc-count.c
+    allocations() {  # RECORDS
+        "$WALCTL_BIN" emit --dir "$work/log$1" --count "$1" >/dev/null 2>&1
+        psql -q "$conninfo" -c "CREATE DATABASE alloc$1" >/dev/null
+        "$WALCTL_BIN" pg init --postgres "$(db "alloc$1")" >/dev/null
+        LD_PRELOAD="$work/malloc-count.so" "$WALCTL_BIN" ship --dir "$work/log$1" --postgres "$(db "alloc$1")" \
+            --drain 2>&1 | awk '/^mallocs / { n = $2 } END { print n }'
+    }
+    one=$(allocations 1)
+    all=$(allocations "$count")
+    python3 -c "import sys; a, b, n = map(int, sys.argv[1:]); print(f'{(b - a) / n:.2f} allocations per shipped row '
+        f'({b} for {n} rows, {a} for 1)')" "$one" "$all" "$count"
+    exit 0
+fi
 count=${1:-300000}
 runs=${2:-5}
-if [ -z "${WALCTL_BIN:-}" ]; then
-    flock -o /tmp/walctl-build.lock swift build -c release --product walctl >&2
-    WALCTL_BIN=$(swift build -c release --show-bin-path)/walctl
-fi
-work=$(mktemp -d /tmp/walctl-bench-pg.XXXXXX)
-pgdir=$(mktemp -d /tmp/walctl-bench-pg-server.XXXXXX)
-cleanup() { "$root/tools/pg.sh" stop "$pgdir"; rm -rf "$work" "$pgdir"; }
-trap cleanup EXIT
-conninfo=$(tools/pg.sh start "$pgdir")
-export PGOPTIONS="-c client_min_messages=warning"
-db() { echo "${conninfo/dbname=postgres/dbname=$1}"; }
+. tools/bench-pg-lib.sh
+bench_pg_setup bench-pg
 tables="agent_coordination_metrics agent_custom_metrics agent_quorum_metrics agent_routing_metrics
     agent_state_metrics agent_workflow_metrics"
 columns="metric_id, metric_name, metric_type, value, unit, tags, agent_id, correlation_id, timestamp, log_id, wal_seq"
