@@ -163,19 +163,34 @@ final class PGConnection {
                 guard let base = bytes.baseAddress, bytes.count > 0 else { return 1 }
                 return PQputCopyData(handle, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
             }
-            guard rc == 1 else { throw PGError(message: "COPY data: \(lastError)", connectionLost: !isConnected) }
+            // libpq ends the COPY when the server refused it part way (a unique violation): its error, with its
+            // SQLSTATE, is among the results.
+            guard rc == 1 else {
+                if isConnected, let failure = copyResults() { throw failure }
+                throw PGError(message: "COPY data: \(lastError)", connectionLost: !isConnected)
+            }
         }
         guard PQputCopyEnd(handle, nil) == 1 else {
+            if isConnected, let failure = copyResults() { throw failure }
             throw PGError(message: "COPY end: \(lastError)", connectionLost: !isConnected)
         }
+        if let failure = copyResults() { throw failure }
+    }
+
+    /// Takes every result of a COPY off the connection; the first failure, if any.
+    private func copyResults() -> PGError? {
         var failure: PGError?
         while let result = PQgetResult(handle) {
-            if failure == nil, PQresultStatus(result) != PGRES_COMMAND_OK {
-                failure = error(from: result)
+            let status = PQresultStatus(result)
+            // Still copying (libpq answers that on every call): nothing more to take; the next PQexec ends it.
+            if status == PGRES_COPY_IN {
+                PQclear(result)
+                return failure ?? PGError(message: "COPY: \(lastError)", connectionLost: !isConnected)
             }
+            if failure == nil, status != PGRES_COMMAND_OK { failure = error(from: result) }
             PQclear(result)
         }
-        if let failure { throw failure }
+        return failure
     }
 
     private func check(_ result: OpaquePointer?, expecting: ExecStatusType? = nil) throws(PGError) -> PGResult {
