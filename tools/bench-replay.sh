@@ -8,15 +8,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 count=${1:-300000}
 runs=${2:-3}
-if [ -z "${WALCTL_BIN:-}" ]; then
-    flock -o /tmp/walctl-build.lock swift build -c release --product walctl >&2
-    WALCTL_BIN=$(swift build -c release --show-bin-path)/walctl
-fi
-work=$(mktemp -d /tmp/walctl-bench-replay.XXXXXX)
-pgdir=$(mktemp -d /tmp/walctl-bench-replay-pg.XXXXXX)
-cleanup() { "$root/tools/pg.sh" stop "$pgdir"; rm -rf "$work" "$pgdir"; }
-trap cleanup EXIT
-conninfo=$(tools/pg.sh start "$pgdir")
+. tools/bench-pg-lib.sh
+bench_pg_setup bench-replay
 "$WALCTL_BIN" emit --dir "$work/log" --count "$count" --threads 2 >/dev/null 2>&1
 
 now() { date +%s.%N; }

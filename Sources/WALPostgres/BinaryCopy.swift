@@ -2,76 +2,134 @@ import WALCore
 import WALMetrics
 import WALShipping
 
-/// Builds the input of `COPY table (columns) FROM STDIN (FORMAT binary)`: PostgreSQL's binary COPY format
-/// (a signature, then per tuple a field count and length-prefixed big-endian field values, then -1).
-struct BinaryCopyBuilder {
-    private(set) var bytes: [UInt8] = []
-    private(set) var rows = 0
+/// The input of `COPY table (columns) FROM STDIN (FORMAT binary)` for the rows of some batches, one COPY per table,
+/// streamed: PostgreSQL's binary COPY format (a signature, then per tuple a field count and length-prefixed
+/// big-endian field values, then -1), encoded a chunk at a time into one reused buffer and sent as soon as a chunk
+/// is full, so PostgreSQL parses, inserts and indexes one chunk while the next is encoded (the shipper and the
+/// server overlap instead of taking turns), and a batch costs no buffer of its own size.
+///
+/// Streaming changes nothing that is committed: the same rows, in the same order, through the same COPY statements
+/// of the caller's transaction; a COPY that fails anywhere commits none of its rows.
+///
+/// Encoding allocates nothing per row: texts are copied from the strings' UTF-8 storage, the tags' JSON is written
+/// in place and its length filled in afterwards.
+struct BinaryCopy {
+    /// The batches whose rows are copied.
+    let batches: [ShipBatch]
+    /// The category of every record, per batch (computed once; a table's COPY walks them).
+    private let categories: [[MetricCategory]]
+    /// The tables with rows, in name order (a fixed lock order for concurrent writers), with their row counts.
+    let tables: [(table: String, category: MetricCategory, rows: Int)]
 
-    /// Rows grouped by table, one COPY input each, tables in name order (a fixed lock order for concurrent
-    /// writers): the one place that groups rows by table (shipping, idempotent insert, replay, the baseline).
-    static func byTable(
-        _ rows: some Sequence<(logID: LogID, record: MetricRecord)>
-    ) -> [(table: String, copy: BinaryCopyBuilder)] {
-        var tables: [String: BinaryCopyBuilder] = [:]
-        for (logID, record) in rows {
-            tables[record.category.table, default: BinaryCopyBuilder()].append(record, logID: logID)
+    /// Bytes encoded before a chunk is sent: large enough that a send costs little, small enough that PostgreSQL
+    /// starts on the first rows early and the buffer stays in cache.
+    static let chunkBytes = 128 * 1024
+
+    /// Groups the rows of `batches` by table: the one place that does (shipping, idempotent insert, replay, the
+    /// baseline).
+    init(_ batches: [ShipBatch]) {
+        self.batches = batches
+        var counts: [MetricCategory: Int] = [:]
+        categories = batches.map { batch in
+            batch.records.map { record in
+                let category = record.category
+                counts[category, default: 0] += 1
+                return category
+            }
         }
-        return tables.sorted { $0.key < $1.key }.map { (table: $0.key, copy: $0.value) }
+        tables = counts.map { (table: $0.key.table, category: $0.key, rows: $0.value) }.sorted { $0.table < $1.table }
     }
 
-    /// `byTable` of the records of several logs' batches.
-    static func byTable(_ batches: [ShipBatch]) -> [(table: String, copy: BinaryCopyBuilder)] {
-        byTable(batches.lazy.flatMap { batch in batch.records.lazy.map { (logID: batch.logID, record: $0) } })
+    /// The records of one log.
+    init(_ records: some Collection<MetricRecord>, logID: LogID) {
+        self.init([ShipBatch(logID: logID, records: Array(records), throughSeq: 0, skipped: [])])
     }
 
-    /// `byTable` of the records of one log.
-    static func byTable(
-        _ records: some Collection<MetricRecord>,
-        logID: LogID
-    ) -> [(table: String, copy: BinaryCopyBuilder)] {
-        byTable(records.lazy.map { (logID: logID, record: $0) })
+    /// Copies the rows of `category` into `target` (the category's table, or a staging table like it) through
+    /// `connection`, in chunks encoded into `buffer`.
+    func copy(
+        _ category: MetricCategory,
+        into target: String,
+        connection: PGConnection,
+        buffer: inout [UInt8]
+    ) throws(PGError) {
+        var batchIndex = 0
+        var recordIndex = 0
+        var started = false
+        try connection.copyIn(
+            "COPY \(target) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
+            buffer: &buffer
+        ) { out in
+            if !started {
+                out.append(contentsOf: Self.header)
+                started = true
+            }
+            while batchIndex < batches.count {
+                let batch = batches[batchIndex]
+                let kinds = categories[batchIndex]
+                while recordIndex < kinds.count {
+                    let index = recordIndex
+                    recordIndex += 1
+                    guard kinds[index] == category else { continue }
+                    Self.append(batch.records[index], logID: batch.logID, into: &out)
+                    if out.count >= Self.chunkBytes { return true }
+                }
+                batchIndex += 1
+                recordIndex = 0
+            }
+            out.append(0xFF)  // the trailer: a field count of -1
+            out.append(0xFF)
+            return false
+        }
     }
+
+    // MARK: - The format
+
+    /// The signature, flags (0) and header extension length (0).
+    static let header: [UInt8] = Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00] + [0, 0, 0, 0] + [0, 0, 0, 0]
 
     /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
     static let postgresEpochOffsetMicros: Int64 = 946_684_800_000_000
 
-    init() {
-        bytes.reserveCapacity(1 << 16)
-        bytes.append(contentsOf: Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00])
-        append32(0)  // flags
-        append32(0)  // header extension length
-    }
-
-    mutating func append(_ record: MetricRecord, logID: LogID) {
-        rows += 1
-        append16(11)
-        text(record.metricID)
-        text(record.name)
-        text(record.type.description)
-        append32(8)
-        append64(record.value.bitPattern)
-        text(record.unit)
-        // jsonb binary: version 1, then the JSON text.
-        var json: [UInt8] = [1]
-        json.append(0x7B)
-        for (index, key) in record.tags.keys.sorted().enumerated() {
-            if index > 0 { json.append(0x2C) }
-            Envelope.appendJSONString(key, into: &json)
-            json.append(0x3A)
-            Envelope.appendJSONString(record.tags[key] ?? "", into: &json)
+    /// One tuple, in `PostgresSchema.copyColumns` order.
+    static func append(_ record: MetricRecord, logID: LogID, into bytes: inout [UInt8]) {
+        append16(11, into: &bytes)
+        text(record.metricID, into: &bytes)
+        text(record.name, into: &bytes)
+        text(record.type.description, into: &bytes)
+        append32(8, into: &bytes)
+        append64(record.value.bitPattern, into: &bytes)
+        text(record.unit, into: &bytes)
+        // jsonb binary: version 1, then the JSON text; its length is known once written. Key order is free:
+        // jsonb stores an object's keys in its own order.
+        let lengthAt = bytes.count
+        append32(0, into: &bytes)
+        bytes.append(1)
+        bytes.append(0x7B)
+        var first = true
+        for (key, value) in record.tags {
+            if !first { bytes.append(0x2C) }
+            first = false
+            Envelope.appendJSONString(key, into: &bytes)
+            bytes.append(0x3A)
+            Envelope.appendJSONString(value, into: &bytes)
         }
-        json.append(0x7D)
-        append32(UInt32(json.count))
-        bytes.append(contentsOf: json)
-        optionalText(record.agentID)
-        optionalText(record.correlationID)
-        append32(8)
-        append64(UInt64(bitPattern: Self.microseconds(record.timestampNanos) - Self.postgresEpochOffsetMicros))
-        append32(16)
+        bytes.append(0x7D)
+        let length = UInt32(bytes.count - lengthAt - 4).bigEndian
+        withUnsafeBytes(of: length) { raw in
+            for offset in 0..<4 { bytes[lengthAt + offset] = raw[offset] }
+        }
+        optionalText(record.agentID, into: &bytes)
+        optionalText(record.correlationID, into: &bytes)
+        append32(8, into: &bytes)
+        append64(
+            UInt64(bitPattern: microseconds(record.timestampNanos) - postgresEpochOffsetMicros),
+            into: &bytes
+        )
+        append32(16, into: &bytes)
         bytes.append(contentsOf: logID.bytes)
-        append32(8)
-        append64(record.seq)
+        append32(8, into: &bytes)
+        append64(record.seq, into: &bytes)
     }
 
     /// A `timestamptz` keeps microseconds: the emit time rounded to the nearest microsecond, ties to the even
@@ -84,34 +142,28 @@ struct BinaryCopyBuilder {
         return floor
     }
 
-    /// The finished input (with the trailer).
-    func finished() -> [UInt8] {
-        var result = bytes
-        result.append(0xFF)
-        result.append(0xFF)
-        return result
+    private static func text(_ value: String, into bytes: inout [UInt8]) {
+        var value = value
+        value.withUTF8 { utf8 in
+            append32(UInt32(utf8.count), into: &bytes)
+            bytes.append(contentsOf: utf8)
+        }
     }
 
-    private mutating func text(_ value: String) {
-        let utf8 = Array(value.utf8)
-        append32(UInt32(utf8.count))
-        bytes.append(contentsOf: utf8)
+    private static func optionalText(_ value: String?, into bytes: inout [UInt8]) {
+        if let value { text(value, into: &bytes) } else { append32(UInt32.max, into: &bytes) }  // -1: NULL
     }
 
-    private mutating func optionalText(_ value: String?) {
-        if let value { text(value) } else { append32(UInt32.max) }  // -1: NULL
-    }
-
-    private mutating func append16(_ value: UInt16) {
+    private static func append16(_ value: UInt16, into bytes: inout [UInt8]) {
         bytes.append(UInt8(value >> 8))
         bytes.append(UInt8(value & 0xFF))
     }
 
-    private mutating func append32(_ value: UInt32) {
+    private static func append32(_ value: UInt32, into bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
 
-    private mutating func append64(_ value: UInt64) {
+    private static func append64(_ value: UInt64, into bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
 }

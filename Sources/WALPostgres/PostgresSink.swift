@@ -57,6 +57,8 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private let deadLetters = Atomic<UInt64>(0)
     private let present = Atomic<UInt64>(0)
     private let interrupted = Atomic<Bool>(false)
+    /// Where binary COPY input is encoded, a chunk at a time (kept between batches).
+    private var copyBuffer: [UInt8] = []
 
     public init(configuration: PostgresSinkConfiguration, logger: Logger = Logger(label: "walctl.postgres")) {
         self.configuration = configuration
@@ -340,12 +342,11 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     // MARK: - Writing
 
+    /// One streamed binary COPY per table for all the batches (`BinaryCopy`), in the caller's transaction.
     private func copyAll(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
-        for (table, copy) in BinaryCopyBuilder.byTable(batches) {
-            try connection.copyIn(
-                "COPY \(table) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
-                data: copy.finished()
-            )
+        let copy = BinaryCopy(batches)
+        for (table, category, _) in copy.tables {
+            try copy.copy(category, into: table, connection: connection, buffer: &copyBuffer)
         }
     }
 
@@ -357,17 +358,15 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         connection: PGConnection
     ) throws(PGError) -> InsertOutcome {
         var outcome = InsertOutcome()
-        for (table, builder) in BinaryCopyBuilder.byTable(records, logID: logID) {
+        let copy = BinaryCopy(records, logID: logID)
+        for (table, category, rows) in copy.tables {
             let staging = "walctl_replay_\(table)"
             try connection.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS \(staging) (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             // Rows of an earlier call in the same transaction are still there until the commit.
             try connection.execute("TRUNCATE \(staging)")
-            try connection.copyIn(
-                "COPY \(staging) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
-                data: builder.finished()
-            )
+            try copy.copy(category, into: staging, connection: connection, buffer: &copyBuffer)
             let result = try connection.execute(
                 """
                 INSERT INTO \(table) (\(PostgresSchema.copyColumns))
@@ -380,7 +379,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
                 """
             )
             outcome.inserted += result.affectedRows
-            outcome.present += builder.rows - result.affectedRows
+            outcome.present += rows - result.affectedRows
         }
         return outcome
     }
@@ -687,15 +686,14 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     ) throws(PGError) {
         let connection = try PGConnection.connect(conninfo, applicationName: "walctl-baseline")
         try migrate(connection)
+        var buffer: [UInt8] = []
         var start = 0
         while start < records.count {
             let end = min(start + batchSize, records.count)
             try connection.execute("BEGIN")
-            for (table, builder) in BinaryCopyBuilder.byTable(records[start..<end], logID: logID) {
-                try connection.copyIn(
-                    "COPY \(table) (\(PostgresSchema.copyColumns)) FROM STDIN (FORMAT binary)",
-                    data: builder.finished()
-                )
+            let copy = BinaryCopy(records[start..<end], logID: logID)
+            for (table, category, _) in copy.tables {
+                try copy.copy(category, into: table, connection: connection, buffer: &buffer)
             }
             try connection.execute("COMMIT")
             start = end

@@ -4,7 +4,7 @@ import WALMetrics
 /// this code is an error, not a guess.
 public enum PostgresSchema {
     /// The schema version this code writes.
-    public static let version = 2
+    public static let version = 3
 
     /// The metric tables, one per category.
     public static var tables: [String] { MetricCategory.allCases.map(\.table) }
@@ -14,7 +14,7 @@ public enum PostgresSchema {
         "metric_id, metric_name, metric_type, value, unit, tags, agent_id, correlation_id, timestamp, log_id, wal_seq"
 
     /// Migration `n` (from 1) brings the schema from version n - 1 to n.
-    static let migrations: [String] = [migration1, migration2]
+    static let migrations: [String] = [migration1, migration2, migration3]
 
     static var migration1: String {
         var sql = """

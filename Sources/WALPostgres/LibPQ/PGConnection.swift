@@ -158,36 +158,52 @@ final class PGConnection {
         return try check(result)
     }
 
-    /// `COPY ... FROM STDIN` with `data` as the whole input.
-    func copyIn(_ sql: String, data: [UInt8]) throws(PGError) {
-        let start = try check(PQexec(handle, sql), expecting: PGRES_COPY_IN)
-        _ = start
-        let sent = data.withUnsafeBytes { bytes -> Int32 in
-            var offset = 0
-            while offset < bytes.count {
-                let chunk = min(1 << 20, bytes.count - offset)
-                let rc = PQputCopyData(
-                    handle,
-                    bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self),
-                    Int32(chunk)
-                )
-                if rc != 1 { return rc }
-                offset += chunk
+    /// `COPY ... FROM STDIN`, its input made in pieces: `produce` appends the next piece to the buffer (emptied
+    /// before each call, its capacity kept) and returns false after the last one. Each piece is handed to libpq as
+    /// soon as it is made, so the server works on it while the next is produced. Throws the server's refusal (the
+    /// pieces after it are sent to no purpose: the server reports the error at the end of the COPY).
+    func copyIn(
+        _ sql: String,
+        buffer: inout [UInt8],
+        produce: (inout [UInt8]) -> Bool
+    ) throws(PGError) {
+        _ = try check(PQexec(handle, sql), expecting: PGRES_COPY_IN)
+        var more = true
+        while more {
+            buffer.removeAll(keepingCapacity: true)
+            more = produce(&buffer)
+            let rc = buffer.withUnsafeBytes { bytes -> Int32 in
+                guard let base = bytes.baseAddress, bytes.count > 0 else { return 1 }
+                return PQputCopyData(handle, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
             }
-            return 1
+            // libpq ends the COPY when the server refused it part way (a unique violation): its error, with its
+            // SQLSTATE, is among the results.
+            guard rc == 1 else {
+                if isConnected, let failure = copyResults() { throw failure }
+                throw PGError(message: "COPY data: \(lastError)", connectionLost: !isConnected)
+            }
         }
-        guard sent == 1 else { throw PGError(message: "COPY data: \(lastError)", connectionLost: !isConnected) }
         guard PQputCopyEnd(handle, nil) == 1 else {
+            if isConnected, let failure = copyResults() { throw failure }
             throw PGError(message: "COPY end: \(lastError)", connectionLost: !isConnected)
         }
+        if let failure = copyResults() { throw failure }
+    }
+
+    /// Takes every result of a COPY off the connection; the first failure, if any.
+    private func copyResults() -> PGError? {
         var failure: PGError?
         while let result = PQgetResult(handle) {
-            if failure == nil, PQresultStatus(result) != PGRES_COMMAND_OK {
-                failure = error(from: result)
+            let status = PQresultStatus(result)
+            // Still copying (libpq answers that on every call): nothing more to take; the next PQexec ends it.
+            if status == PGRES_COPY_IN {
+                PQclear(result)
+                return failure ?? PGError(message: "COPY: \(lastError)", connectionLost: !isConnected)
             }
+            if failure == nil, status != PGRES_COMMAND_OK { failure = error(from: result) }
             PQclear(result)
         }
-        if let failure { throw failure }
+        return failure
     }
 
     private func check(_ result: OpaquePointer?, expecting: ExecStatusType? = nil) throws(PGError) -> PGResult {
