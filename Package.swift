@@ -9,6 +9,7 @@ import PackageDescription
 //   WALPostgres, WALKafka   one sink each
 //   WALAlerts    thresholds, their evaluation, the log/webhook/email channels (no sink: the Kafka alert channel is
 //                wired in by walctl, which links both)
+//   WALObserve   the live view: the design's real-time panels from the logs themselves, and its page
 //   WALTraffic   realistic, deterministic agent traffic (`walctl emit`/`demo`, tests, benchmarks); above WALMetrics
 //   walctl       the operator's CLI (parses arguments and prints; shipping, replay and lag live in WALShipping)
 // WALTestKit (fakes, temp dirs, crash helpers) is for tests and benchmarks only: no product code links it.
@@ -23,6 +24,7 @@ let package = Package(
         .library(name: "WALPostgres", targets: ["WALPostgres"]),
         .library(name: "WALKafka", targets: ["WALKafka"]),
         .library(name: "WALAlerts", targets: ["WALAlerts"]),
+        .library(name: "WALObserve", targets: ["WALObserve"]),
         // The collector for C and Python (walctl.h): build with --static-swift-stdlib so it carries the runtime.
         .library(name: "walctl_c", type: .dynamic, targets: ["WALCollectorC"]),
         .executable(name: "kafka-mock", targets: ["kafka-mock"]),
@@ -149,6 +151,19 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Observing: the live view of the logs (the live page's data)
+        .target(
+            name: "WALObserve",
+            dependencies: [
+                "WALAlerts",
+                "WALCore",
+                "WALMetrics",
+                "WALShipping",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // librdkafka's mock cluster as a process, for tests where no broker can be installed.
         .executableTarget(
             name: "kafka-mock",
@@ -182,6 +197,7 @@ let package = Package(
                 "WALCore",
                 "WALMetrics",
                 "WALKafka",
+                "WALObserve",
                 "WALPostgres",
                 "WALShipping",
                 "WALTraffic",
@@ -214,6 +230,10 @@ let package = Package(
         .testTarget(
             name: "WALAlertsTests",
             dependencies: ["WALAlerts", "WALKafka", "WALMetrics", "WALTestKit", "walctl", "kafka-mock"]
+        ),
+        .testTarget(
+            name: "WALObserveTests",
+            dependencies: ["WALObserve", "WALAlerts", "WALMetrics", "WALShipping", "WALTestKit", "WALTraffic", "walctl"]
         ),
         .testTarget(
             name: "WALMetricsTests",
