@@ -51,6 +51,7 @@ public enum LivePage {
         .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 10px 16px; }
         .figure .label { color: var(--muted); font-size: 12px; }
         .figure .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; white-space: nowrap; }
+        .figure.wide { grid-column: span 2; }
         .figure .value .unit { font-size: 13px; color: var(--muted); font-weight: 400; margin-left: 2px; }
         .figure svg { display: block; width: 100%; height: 30px; margin-top: 2px; }
         svg .spark { fill: none; stroke: var(--accent); stroke-width: 1.5; }
@@ -109,12 +110,12 @@ public enum LivePage {
           <section id="state" data-panel="state">
             <h2>State operations <small>last 1 min</small></h2>
             <div class="figures">
-              <div class="figure"><div class="label">Get p50 / p95 / p99</div>
+              <div class="figure wide"><div class="label">Get p50 / p95 / p99</div>
                 <div class="value"><span data-metric="state.get_ms.p50" data-unit="" data-raw=""></span> /
                   <span data-metric="state.get_ms.p95" data-unit="" data-raw=""></span> /
                   <span data-metric="state.get_ms.p99" data-unit="ms" data-raw=""></span></div>
                 <svg data-series="state.get_p99_ms_series" viewBox="0 0 100 30" preserveAspectRatio="none"></svg></div>
-              <div class="figure"><div class="label">Set p50 / p95 / p99</div>
+              <div class="figure wide"><div class="label">Set p50 / p95 / p99</div>
                 <div class="value"><span data-metric="state.set_ms.p50" data-unit="" data-raw=""></span> /
                   <span data-metric="state.set_ms.p95" data-unit="" data-raw=""></span> /
                   <span data-metric="state.set_ms.p99" data-unit="ms" data-raw=""></span></div>
@@ -139,7 +140,7 @@ public enum LivePage {
                 <div class="value" data-metric="coordination.sync_time_ms_avg" data-unit="ms" data-raw=""></div></div>
               <div class="figure"><div class="label">Active agents</div>
                 <div class="value" data-metric="coordination.active_agents" data-unit="" data-raw=""></div></div>
-              <div class="figure"><div class="label">Dependency wait avg / max</div>
+              <div class="figure wide"><div class="label">Dependency wait avg / max</div>
                 <div class="value"><span data-metric="coordination.dependency_wait_ms_avg" data-unit="" data-raw=""></span> /
                   <span data-metric="coordination.dependency_wait_ms_max" data-unit="ms" data-raw=""></span></div>
                 <svg data-series="coordination.dependency_wait_ms_series" viewBox="0 0 100 30" preserveAspectRatio="none"></svg></div>
@@ -171,6 +172,7 @@ public enum LivePage {
               <i class="c-info"></i>info <span data-metric="alerts.info_30m" data-unit="" data-raw=""></span>
             </div>
             <div id="alert-frequency"></div>
+            <div class="axis" style="margin:-8px 0 12px"><span>30 min ago</span><span>now</span></div>
             <table id="alerts-table">
               <thead><tr><th>Time (UTC)</th><th>Severity</th><th>Metric</th><th>Value</th><th>Threshold</th>
                 <th>Agent</th><th>Alert id</th></tr></thead>
@@ -189,7 +191,7 @@ public enum LivePage {
           if (v == null || !isFinite(v)) return "–";
           const a = Math.abs(v);
           if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
-          if (a >= 1e4) return Math.round(v).toLocaleString("en-US");
+          if (a >= 1e4 || Number.isInteger(v)) return Math.round(v).toLocaleString("en-US");
           if (a >= 100) return v.toFixed(0);
           if (a >= 10) return v.toFixed(1);
           return v.toFixed(2);
