@@ -113,7 +113,7 @@ public struct LiveAggregates: Sendable {
         case "workflow_parallel_speedup": ring[slot].means[Mean.parallelSpeedup.rawValue].add(value)
         default: break
         }
-        if record.category == .coordination, let agent = record.agentID {
+        if let agent = record.agentID, record.name.hasPrefix("coordination_") {
             noteAgent(agent, second: second)
         }
     }

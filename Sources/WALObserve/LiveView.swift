@@ -170,12 +170,12 @@ public final class LiveView: Service, @unchecked Sendable {
     @discardableResult
     func pass() -> Int {
         let now = monotonicNanos()
+        var alertsChanged = false
         if lastScan == 0 || (!selection.isFixed && now - lastScan >= millis(configuration.rescanMilliseconds)) {
-            scan(now: now)
+            alertsChanged = scan(now: now)
             lastScan = max(now, 1)
         }
         var delivered = 0
-        var alertsChanged = false
         for directory in order {
             guard let source = sources[directory] else { continue }
             delivered += read(source, now: now)
@@ -205,16 +205,22 @@ public final class LiveView: Service, @unchecked Sendable {
         return delivered
     }
 
-    private func scan(now: UInt64) {
+    /// Adds the logs that appeared, forgets those whose directory is gone; returns true when one was forgotten.
+    private func scan(now: UInt64) -> Bool {
         let found = selection.discover()
         for directory in found where sources[directory] == nil {
             sources[directory] = Source(directory: directory, now: now, probe: millis(configuration.pollMilliseconds))
         }
+        var forgot = false
         if !selection.isFixed {
             let present = Set(found)
-            for directory in sources.keys where !present.contains(directory) { sources[directory] = nil }
+            for directory in sources.keys where !present.contains(directory) {
+                sources[directory] = nil
+                forgot = true
+            }
         }
         order = sources.keys.sorted()
+        return forgot
     }
 
     /// Where a log is first read from: after the last record sealed more than five minutes ago, and at most
