@@ -117,6 +117,11 @@ public final class LiveView: Service, @unchecked Sendable {
     /// Asks the loop to return after its current pass.
     public func stop() { stopRequested.store(true, ordering: .relaxed) }
 
+    /// One pass on the calling thread: reads what the logs have new (up to `recordsPerPass` each), returns the number
+    /// of entries read. For tools and benchmarks; never call it while `run()` is running.
+    @discardableResult
+    public func readAvailable() -> Int { pass() }
+
     // MARK: - The loop (its state is owned by the loop's thread)
 
     final class Source {
