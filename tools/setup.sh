@@ -4,7 +4,9 @@
 set -euo pipefail
 
 packages=(pkg-config liblz4-dev librdkafka-dev libpq-dev libcurl4-openssl-dev postgresql kcat python3-aiosmtpd openssl
-    gcc python3-dev python3-venv chromium)
+    gcc python3-dev python3-venv)
+# The live page is checked in headless Chromium (LivePageBrowserTests).
+packages+=(chromium)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
