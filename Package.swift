@@ -9,7 +9,8 @@ import PackageDescription
 //   WALPostgres, WALKafka   one sink each
 //   WALAlerts    thresholds, their evaluation, the log/webhook/email channels (no sink: the Kafka alert channel is
 //                wired in by walctl, which links both)
-//   WALObserve   the live view: the design's real-time panels from the logs themselves, and its page
+//   WALObserve   the HTTP listener beside the shippers: /metrics (Prometheus), /healthz, /readyz, the live page
+//                (LiveView: the design's real-time panels computed from the logs themselves)
 //   WALTraffic   realistic, deterministic agent traffic (`walctl emit`/`demo`, tests, benchmarks); above WALMetrics
 //   walctl       the operator's CLI (parses arguments and prints; shipping, replay and lag live in WALShipping)
 // WALTestKit (fakes, temp dirs, crash helpers) is for tests and benchmarks only: no product code links it.
@@ -43,6 +44,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        // The shipper's HTTP listener (/metrics, /healthz, the live page) and its Prometheus exposition.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         // MARK: - C libraries from Debian, as system-library modules
@@ -151,7 +155,7 @@ let package = Package(
             ]
         ),
 
-        // MARK: - Observing: the live view of the logs (the live page's data)
+        // MARK: - Watching it run: the HTTP listener, /metrics, /healthz, /readyz and the live page
         .target(
             name: "WALObserve",
             dependencies: [
@@ -160,6 +164,10 @@ let package = Package(
                 "WALMetrics",
                 "WALShipping",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -233,7 +241,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WALObserveTests",
-            dependencies: ["WALObserve", "WALAlerts", "WALMetrics", "WALShipping", "WALTestKit", "WALTraffic", "walctl"]
+            dependencies: ["WALObserve", "WALAlerts", "WALShipping", "WALMetrics", "WALTestKit", "WALTraffic", "walctl"]
         ),
         .testTarget(
             name: "WALMetricsTests",

@@ -5,6 +5,8 @@ set -euo pipefail
 
 packages=(pkg-config liblz4-dev librdkafka-dev libpq-dev libcurl4-openssl-dev postgresql kcat python3-aiosmtpd openssl
     gcc python3-dev python3-venv)
+# The shipper's /metrics is checked by a real Prometheus server and promtool (WALObserveTests).
+packages+=(prometheus curl)
 # The live page is checked in headless Chromium (LivePageBrowserTests).
 packages+=(chromium)
 missing=()

@@ -94,6 +94,12 @@ final class ChannelWorker: @unchecked Sendable {
     private var queue: [Pending] = []
     private var inFlight = 0
     private var stopping = false
+    private let onOutcome: @Sendable (DeliveryOutcome) -> Void
+
+    /// What one attempt came to, for the channel counters.
+    enum DeliveryOutcome {
+        case delivered, failed, deadLettered
+    }
 
     init(
         channel: any AlertChannel,
@@ -101,8 +107,10 @@ final class ChannelWorker: @unchecked Sendable {
         retry: RetryPolicy,
         maxAttempts: Int,
         logger: Logger,
-        budgetSeconds: Double = ChannelWorker.defaultBudgetSeconds
+        budgetSeconds: Double = ChannelWorker.defaultBudgetSeconds,
+        onOutcome: @escaping @Sendable (DeliveryOutcome) -> Void = { _ in }
     ) {
+        self.onOutcome = onOutcome
         self.channel = channel
         self.journal = journal
         self.retry = retry
@@ -178,6 +186,7 @@ final class ChannelWorker: @unchecked Sendable {
         do {
             try channel.deliver(pending.alert, timeoutSeconds: max(0.001, Double(remaining) / 1e9))
             try journal.delivered(pending.alert.id, channel: channel.name)
+            onOutcome(.delivered)
             return false
         } catch {
             let now = DispatchTime.now().uptimeNanoseconds
@@ -193,12 +202,14 @@ final class ChannelWorker: @unchecked Sendable {
                     metadata: ["channel": "\(channel.name)", "alert_id": "\(pending.alert.id)", "error": "\(reason)"]
                 )
                 try? journal.deadLettered(pending.alert, channel: channel.name, reason: reason)
+                onOutcome(.deadLettered)
                 return false
             }
             logger.warning(
                 "alert delivery failed; retrying",
                 metadata: ["channel": "\(channel.name)", "attempt": "\(pending.attempts)", "error": "\(error)"]
             )
+            onOutcome(.failed)
             let delay = UInt64(retry.delayMilliseconds(attempt: pending.attempts)) * 1_000_000
             pending.dueAt = now + min(delay, budgetNanos - spent)
             return true

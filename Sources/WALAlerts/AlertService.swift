@@ -31,6 +31,10 @@ public struct AlertServiceStatistics: Sendable, Equatable {
     public var evaluatedThrough: UInt64 = 0
     public var alertsFired: UInt64 = 0
     public var alertsResent: UInt64 = 0
+    /// Per channel: alerts delivered, failed attempts (retried), alerts dead-lettered, since the start.
+    public var delivered: [String: UInt64] = [:]
+    public var deliveryFailures: [String: UInt64] = [:]
+    public var deadLettered: [String: UInt64] = [:]
 }
 
 /// Evaluates a log's metric records against thresholds and routes the alerts to their channels, as a `Service`
@@ -100,7 +104,16 @@ public final class AlertService: Service, @unchecked Sendable {
                         retry: configuration.retry,
                         maxAttempts: configuration.maxAttempts,
                         logger: logger,
-                        budgetSeconds: configuration.budgetSeconds
+                        budgetSeconds: configuration.budgetSeconds,
+                        onOutcome: { [weak self, name = $0.name] outcome in
+                            self?.counters.withLock {
+                                switch outcome {
+                                case .delivered: $0.delivered[name, default: 0] += 1
+                                case .failed: $0.deliveryFailures[name, default: 0] += 1
+                                case .deadLettered: $0.deadLettered[name, default: 0] += 1
+                                }
+                            }
+                        }
                     )
                 )
             },

@@ -73,6 +73,9 @@ public protocol MetricSink: AnyObject, Sendable {
     /// may throw; nothing is committed that was not delivered.
     func interruptDelivery()
 
+    /// Records this sink refused for good and dead-lettered since it was made (thread-safe; 0 by default).
+    var deadLetteredRecords: UInt64 { get }
+
     // MARK: Replay
 
     /// Writes the batch's records idempotently and commits no cursor (`Replayer`, `walctl replay`): sending the
@@ -116,6 +119,8 @@ public struct ReplayOutcome: Sendable, Equatable {
 extension MetricSink {
     public func interruptDelivery() {}
 
+    public var deadLetteredRecords: UInt64 { 0 }
+
     public func commitDeferred() throws {}
 
     public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
@@ -155,6 +160,12 @@ public struct RetryPolicy: Sendable {
         let ceiling = min(maximumMilliseconds, initialMilliseconds << exponent)
         return Int.random(in: 0...max(ceiling, 1))
     }
+}
+
+/// An error that names its kind for the shippers' error counters (`walctl_ship_errors_total{kind="..."}`): a short,
+/// stable, low-cardinality word such as `connection`, `timeout` or `server`, never a message.
+public protocol SinkErrorKind: Error {
+    var kind: String { get }
 }
 
 /// An error no retry can fix (a schema newer than this code, a configuration mistake): the shipper stops and

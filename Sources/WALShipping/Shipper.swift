@@ -56,6 +56,25 @@ public struct ShipperStatistics: Sendable, Equatable {
     public var lastError: String?
     public var lastErrorAtNanos: UInt64?
     public var connected = false
+    /// Bytes of the shipped records as the log holds them (encoded, before compression).
+    public var bytesShipped: UInt64 = 0
+    /// Failed attempts by kind (`SinkErrorKind.kind`; `other` for errors that name none, `fatal` for the one that
+    /// stopped the shipper).
+    public var errorsByKind: [String: UInt64] = [:]
+    /// Records the sink refused for good and dead-lettered since the shipper started (`MetricSink.deadLetteredRecords`).
+    public var deadLettered: UInt64 = 0
+    /// Logs the shipper is shipping.
+    public var logs = 0
+    /// When the sink last committed a batch (monotonic nanoseconds), if it has.
+    public var lastProgressNanos: UInt64?
+    /// Since when records have been waiting for this shipper without a break (monotonic nanoseconds), if they are.
+    public var waitingSinceNanos: UInt64?
+    /// Since when every attempt to reach the sink has failed (monotonic nanoseconds), if the last one did.
+    public var failingSinceNanos: UInt64?
+    /// True once a `FatalSinkError` stopped the shipper.
+    public var stoppedByError = false
+
+    public init() {}
 }
 
 /// Ships one log to one sink: the `ShippingEngine` with a selection of one directory. It tails the log from the

@@ -108,8 +108,13 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var reader: TailReader?
         /// The sink's committed position; nil until read from the sink (and after any failure).
         var committed: UInt64?
+        /// The last position read from or committed to the sink, kept across `resetToSink` (for lag and health while
+        /// the position is being read again).
+        var knownCommitted: UInt64 = 0
         var positionRetryAt: UInt64 = 0
         var pending: [MetricRecord] = []
+        /// The encoded size of each record in `pending` (for the bytes-shipped counter).
+        var pendingSizes: [UInt32] = []
         var pendingHead = 0
         var pendingSkipped: [SkippedEntry] = []
         var pendingThrough: UInt64 = 0
@@ -140,6 +145,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             reader = nil
             decoder = nil
             pending.removeAll()
+            pendingSizes.removeAll()
             pendingHead = 0
             pendingSkipped.removeAll()
             firstPendingAt = nil
@@ -193,6 +199,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                     $0.lastError = error.message
                     $0.lastErrorAtNanos = UInt64(wallClockNow())
                     $0.connected = false
+                    $0.errorsByKind["fatal", default: 0] += 1
+                    $0.stoppedByError = true
                 }
                 logger.critical("shipper stopped", metadata: ["error": "\(error.message)"])
                 sink.disconnect()
@@ -200,11 +208,14 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             } catch {
                 attempt += 1
                 let text = "\(error)"
+                let failedAt = monotonicNow()
                 totals.withLock {
                     $0.retries += 1
                     $0.lastError = text
                     $0.lastErrorAtNanos = UInt64(wallClockNow())
                     $0.connected = false
+                    $0.errorsByKind[(error as? any SinkErrorKind)?.kind ?? "other", default: 0] += 1
+                    if $0.failingSinceNanos == nil { $0.failingSinceNanos = failedAt }
                 }
                 logger.warning("delivery failed; retrying", metadata: ["error": "\(text)", "attempt": "\(attempt)"])
                 sink.disconnect()
@@ -302,7 +313,10 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         guard !unknown.isEmpty else { return }
         for chunk in stride(from: 0, to: unknown.count, by: 500).map({ unknown[$0..<min($0 + 500, unknown.count)] }) {
             let positions = try sink.committedSeqs(logIDs: chunk.map(\.logID))
-            totals.withLock { $0.connected = true }
+            totals.withLock {
+                $0.connected = true
+                $0.failingSinceNanos = nil
+            }
             for source in chunk {
                 guard let position = positions[source.logID] else {
                     // Another shipper holds this log in the sink: try again in a while, ship the others meanwhile.
@@ -322,6 +336,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                     source.waitingAnnounced = false
                 }
                 source.committed = position
+                source.knownCommitted = position
                 source.pendingThrough = position
                 source.nextPollAt = now
                 status.withLock {
@@ -395,7 +410,9 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                     switch entry {
                     case .record(let seq, let bytes):
                         switch decoder.decode(seq: seq, bytes: bytes) {
-                        case .success(let record): source.pending.append(record)
+                        case .success(let record):
+                            source.pending.append(record)
+                            source.pendingSizes.append(UInt32(truncatingIfNeeded: bytes.count))
                         case .failure(let failure):
                             source.pendingSkipped.append(
                                 SkippedEntry(fromSeq: seq, toSeq: seq, reason: failure.description)
@@ -536,9 +553,14 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         for item in planned {
             let source = item.source
             source.committed = item.batch.throughSeq
+            source.knownCommitted = item.batch.throughSeq
+            let bytes = source.pendingSizes[source.pendingHead..<source.pendingHead + item.recordCount].reduce(0) {
+                $0 + UInt64($1)
+            }
             source.pendingHead += item.recordCount
             if source.pendingHead == source.pending.count || source.pendingHead >= 4096 {
                 source.pending.removeFirst(source.pendingHead)
+                source.pendingSizes.removeFirst(source.pendingHead)
                 source.pendingHead = 0
             }
             source.pendingSkipped.removeAll { $0.toSeq <= item.batch.throughSeq }
@@ -552,6 +574,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             status.withLock {
                 $0[source.directory]?.statistics.committedSeq = item.batch.throughSeq
                 $0[source.directory]?.statistics.recordsShipped += UInt64(item.recordCount)
+                $0[source.directory]?.statistics.bytesShipped += bytes
                 $0[source.directory]?.statistics.batchesShipped += 1
                 $0[source.directory]?.statistics.entriesSkipped += UInt64(item.batch.skipped.count)
                 $0[source.directory]?.lastActivityNanos = now
@@ -560,6 +583,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         totals.withLock {
             $0.batchesShipped += 1
             $0.connected = true
+            $0.lastProgressNanos = now
+            $0.failingSinceNanos = nil
         }
         storeLocalCursors(force: false)
     }
@@ -594,8 +619,9 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var sum = ShipperStatistics()
         var lowest: UInt64?
         var updates: [(String, UInt64, Double)] = []
+        var waiting = false
         for source in sources.values {
-            let position = source.committed ?? 0
+            let position = source.committed ?? source.knownCommitted
             // Only a log read no further than its share may have more sealed than read.
             if source.pendingCount >= configuration.batchSize, now - source.lastSealedCheckedAt >= 1_000_000_000 {
                 source.lastSealedSeq = (try? LogInspector.lastSealedSeqCheap(path: source.directory)) ?? 0
@@ -607,6 +633,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 source.pendingCount > 0
                 ? max(0, Double(wallClockNow() - source.pending[source.pendingHead].timestampNanos) / 1e9) : 0
             updates.append((source.directory, behind, oldest))
+            // Records wait for this shipper (not for another one holding the log in the sink).
+            if (source.committed != nil || source.knownCommitted > 0) && behind > 0 { waiting = true }
             sum.recordsBehind += behind
             sum.oldestUnshippedAgeSeconds = max(sum.oldestUnshippedAgeSeconds, oldest)
             if source.committed != nil { lowest = min(lowest ?? position, position) }
@@ -624,6 +652,14 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             $0.committedSeq = lowest ?? 0
             $0.recordsShipped = perLog.reduce(0) { $0 + $1.statistics.recordsShipped }
             $0.entriesSkipped = perLog.reduce(0) { $0 + $1.statistics.entriesSkipped }
+            $0.bytesShipped = perLog.reduce(0) { $0 + $1.statistics.bytesShipped }
+            $0.logs = perLog.count
+            $0.deadLettered = sink.deadLetteredRecords
+            if !waiting {
+                $0.waitingSinceNanos = nil
+            } else if $0.waitingSinceNanos == nil {
+                $0.waitingSinceNanos = now
+            }
         }
     }
 

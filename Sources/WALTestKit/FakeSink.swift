@@ -83,3 +83,7 @@ public final class FakeSink: MetricSink, @unchecked Sendable {
 
     public func disconnect() { state.withLock { $0.disconnects += 1 } }
 }
+
+extension FakeSink.InjectedFailure: SinkErrorKind {
+    public var kind: String { "injected" }
+}

@@ -17,6 +17,14 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+
+    /// librdkafka's name of the code, lowercased, without the leading underscore of local errors
+    /// (`transport`, `msg_timed_out`, `not_coordinator`).
+    public var codeName: String {
+        let name = String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(rawValue: code)))
+        let trimmed = name.drop { $0 == "_" }.lowercased()
+        return trimmed.isEmpty ? "unknown" : trimmed
+    }
 }
 
 /// Property names whose values are never logged or shown (passwords, keys, tokens).

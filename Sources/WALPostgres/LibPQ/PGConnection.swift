@@ -45,6 +45,19 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         sqlState.map { "\(message) (SQLSTATE \($0))" } ?? message
     }
+
+    /// A word for the error counters, from the SQLSTATE class: `connection` (no SQLSTATE, class 08), `resources`
+    /// (53), `unavailable` (57: shutdown, start-up, timeouts), `conflict` (40), `lock` (55), `system` (58), `data`
+    /// (22, 23), `schema` (42), `auth` (28), `database` (3D), else `sqlstate_` and the class.
+    public var kind: String {
+        guard !connectionLost, let state = sqlState else { return "connection" }
+        let names = [
+            "08": "connection", "53": "resources", "57": "unavailable", "40": "conflict", "55": "lock", "58": "system",
+            "22": "data", "23": "data", "42": "schema", "28": "auth", "3D": "database",
+        ]
+        let errorClass = String(state.prefix(2))
+        return names[errorClass] ?? "sqlstate_\(errorClass.lowercased())"
+    }
 }
 
 /// One libpq connection. Every call blocks: use it from a dedicated thread, never the cooperative pool.

@@ -7,6 +7,7 @@ import WALAlerts
 import WALCore
 import WALKafka
 import WALMetrics
+import WALObserve
 import WALPostgres
 import WALShipping
 
@@ -213,6 +214,22 @@ struct Ship: AsyncParsableCommand {
     @Option(help: "Longest wait before a partial batch ships, ms (default: $METRICS_FLUSH_INTERVAL_MS or 1000).")
     var flushIntervalMs: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve /metrics (Prometheus), /healthz, /readyz and the live page on this address (127.0.0.1:9464).",
+            valueName: "host:port"
+        )
+    )
+    var http: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --http: /healthz fails when a sink has committed nothing this long while records wait (default 60s).",
+            valueName: "duration"
+        )
+    )
+    var stalledAfter: String?
+
     /// Explicit sinks win; with none given, the environment's (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS).
     var conninfo: String? {
         if let postgres { return postgres }
@@ -252,6 +269,15 @@ struct Ship: AsyncParsableCommand {
         if let maxBatchSize, maxBatchSize < 1 { throw ValidationError("--max-batch-size must be positive") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be positive") }
         if let flushIntervalMs, flushIntervalMs < 1 { throw ValidationError("--flush-interval-ms must be positive") }
+        if let http, ListenAddress(http) == nil {
+            throw ValidationError("--http takes host:port, [ipv6]:port or :port (127.0.0.1:9464)")
+        }
+        if let stalledAfter {
+            guard http != nil else { throw ValidationError("--stalled-after goes with --http") }
+            guard let nanos = DurationText.parse(stalledAfter), nanos > 0 else {
+                throw ValidationError("--stalled-after takes a duration like 30s or 5m")
+            }
+        }
         _ = try routes()
         if smtp != nil && (smtpFrom == nil || smtpTo.isEmpty)
             && (ProcessInfo.processInfo.environment["ALERT_SMTP_FROM"] == nil
@@ -446,10 +472,42 @@ struct Ship: AsyncParsableCommand {
             retirer = service
             services.append(service)
         }
+        var listener: ObserveServer?
+        if let http, let address = ListenAddress(http) {
+            let monitor = ShipperMonitor(
+                engines: engines,
+                stalledAfterSeconds: stalledAfter.flatMap(DurationText.parse).map { Double($0) / 1e9 } ?? 60,
+                alertStatistics: { [evaluator, fleet] in
+                    if let evaluator { return [evaluator.directory: evaluator.statistics] }
+                    return fleet?.statistics ?? [:]
+                }
+            )
+            let server = ObserveServer(
+                host: address.host,
+                port: address.port,
+                routes: monitor.routes,
+                logger: Logger(label: "walctl.http")
+            )
+            if !address.isLoopback {
+                logger.warning(
+                    "the HTTP listener is reachable from other machines: it has no authentication",
+                    metadata: ["address": "\(address)"]
+                )
+            }
+            do {
+                try server.start()
+            } catch {
+                Output.error("walctl ship: --http: \(error)")
+                throw ExitCode(1)
+            }
+            listener = server
+            services.append(server)
+        }
         let configured = services.map {
             ServiceGroupConfiguration.ServiceConfiguration(
                 service: $0,
-                successTerminationBehavior: drain && !($0 is LogRetirer) ? .ignore : .gracefullyShutdownGroup
+                successTerminationBehavior: drain && !($0 is LogRetirer) && !($0 is ObserveServer)
+                    ? .ignore : .gracefullyShutdownGroup
             )
         }
         let group = ServiceGroup(
@@ -471,16 +529,17 @@ struct Ship: AsyncParsableCommand {
                 Foundation.exit(3)
             } : nil
         defer { deadline?.cancel() }
-        // A drain ends when the engines and evaluators are done: the retirer then stops too.
+        // A drain ends when the engines and evaluators are done: the retirer and the listener then stop too.
         let drainWatcher =
-            drain && retirer != nil
-            ? Task { [engines, evaluator, fleet, retirer] in
+            drain && (retirer != nil || listener != nil)
+            ? Task { [engines, evaluator, fleet, retirer, listener] in
                 while !Task.isCancelled {
                     try await Task.sleep(for: .milliseconds(50))
                     if engines.allSatisfy(\.isFinished) && (evaluator?.isFinished ?? true)
                         && (fleet?.isFinished ?? true)
                     {
                         retirer?.stop()
+                        listener?.shutdown()
                         return
                     }
                 }

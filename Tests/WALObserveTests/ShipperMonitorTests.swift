@@ -1,0 +1,152 @@
+import Foundation
+import Logging
+import Testing
+import WALCore
+import WALShipping
+import WALTestKit
+
+@testable import WALObserve
+
+/// `/metrics`, `/healthz` and `/readyz` of a shipping engine in this process, against a fake sink that fails on
+/// demand: the series carry exactly the engine's counts, and health follows progress, not liveness.
+@Suite struct ShipperMonitorTests {
+    final class Running: @unchecked Sendable {
+        let engine: ShippingEngine
+        let sink = FakeSink()
+        let path: String
+        let logID: String
+        private let thread: Thread
+
+        init(path: String) throws {
+            self.path = path
+            logID = try LogDirectory(path: path).readMeta().logID.description
+            var settings = ShipperConfiguration()
+            settings.pollMilliseconds = 5
+            settings.flushIntervalMilliseconds = 20
+            settings.retry = RetryPolicy(initialMilliseconds: 10, maximumMilliseconds: 50)
+            engine = ShippingEngine(
+                selection: .single(path),
+                sink: sink,
+                configuration: settings,
+                logger: Logger(label: "test")
+            )
+            let engine = engine
+            thread = Thread { try? engine.runBlocking() }
+            thread.start()
+        }
+
+        func stop() {
+            engine.stop()
+            _ = waitFor { engine.isFinished }
+        }
+    }
+
+    @Test func seriesCarryTheEngineCountsAndPassPromtool() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        #expect(try walctl(["emit", "--dir", path, "--count", "500"]).status == 0)
+        let last = try LogInspector.lastSealedSeqCheap(path: path)
+        let running = try Running(path: path)
+        defer { running.stop() }
+        let monitor = ShipperMonitor(engines: [running.engine], stalledAfterSeconds: 60)
+        let labels = ["sink": "fake", "log_id": running.logID, "dir": path]
+        var text = ""
+        #expect(
+            waitFor {
+                text = String(decoding: monitor.metricsText(), as: UTF8.self)
+                return sample(text, "walctl_ship_committed_seq", labels) == Double(last)
+                    && sample(text, "walctl_ship_lag_records", labels) == 0
+            },
+            "\(text)"
+        )
+        #expect(sample(text, "walctl_ship_records_total", labels) == 500)
+        let rows = running.sink.rows(of: try LogDirectory(path: path).readMeta().logID)
+        #expect(rows.count == 500)
+        #expect((sample(text, "walctl_ship_bytes_total", labels) ?? 0) > 500 * 10)
+        #expect(sample(text, "walctl_ship_lag_seconds", labels) == 0)
+        #expect(sample(text, "walctl_ship_logs", ["sink": "fake"]) == 1)
+        #expect(sample(text, "walctl_ship_healthy", ["sink": "fake"]) == 1)
+        #expect(sample(text, "walctl_log_last_seq", ["dir": path]) == Double(last))
+        #expect(sample(text, "walctl_log_staged_records", ["dir": path]) == 0)
+        #expect((sample(text, "walctl_log_bytes_on_disk", ["dir": path]) ?? 0) > 1_000_000)
+        #expect(monitor.health().healthy && monitor.readiness().ready)
+        if requireDebianTools || debianTool("promtool") != nil {
+            let check = try promtoolCheck(text)
+            #expect(check.status == 0, "\(check.output)\n\(text)")
+        }
+        // Counters only go up between scrapes; a second scrape with nothing new repeats the values.
+        let again = String(decoding: monitor.metricsText(), as: UTF8.self)
+        #expect(sample(again, "walctl_ship_records_total", labels) == 500)
+    }
+
+    @Test func healthFailsWhenRecordsWaitWithoutProgressAndRecovers() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        #expect(try walctl(["emit", "--dir", path, "--count", "100"]).status == 0)
+        let running = try Running(path: path)
+        defer { running.stop() }
+        let monitor = ShipperMonitor(engines: [running.engine], stalledAfterSeconds: 0.5)
+        #expect(waitFor { running.engine.statistics.recordsShipped == 100 })
+        #expect(waitFor { monitor.readiness().ready })
+        // The sink fails from now on while new records arrive.
+        running.sink.failNext(Int.max)
+        #expect(try walctl(["emit", "--dir", path, "--count", "50"]).status == 0)
+        var report = ""
+        #expect(
+            waitFor {
+                let health = monitor.health()
+                report = health.report
+                return !health.healthy
+            }
+        )
+        #expect(report.hasPrefix("unhealthy\nfake: "), "\(report)")
+        #expect(report.contains("records wait") || report.contains("every attempt failed"), "\(report)")
+        #expect(report.contains("injected failure"), "\(report)")
+        var text = ""
+        #expect(
+            waitFor {
+                text = String(decoding: monitor.metricsText(), as: UTF8.self)
+                return sample(text, "walctl_ship_lag_records", ["dir": path]) == 50
+            },
+            "\(text)"
+        )
+        #expect(sample(text, "walctl_ship_healthy", ["sink": "fake"]) == 0)
+        #expect((sample(text, "walctl_ship_errors_total", ["sink": "fake", "kind": "injected"]) ?? 0) > 0)
+        // The sink heals: the backlog ships and health returns.
+        running.sink.failNext(0)
+        #expect(waitFor { monitor.health().healthy }, "\(monitor.health().report)")
+        #expect(waitFor { running.engine.statistics.recordsShipped == 150 })
+    }
+
+    @Test func problemsFollowProgressNotLiveness() {
+        let second: UInt64 = 1_000_000_000
+        var statistics = ShipperStatistics()
+        let start: UInt64 = 1000 * second
+        // Idle, nothing waiting: healthy however long nothing was committed.
+        #expect(
+            ShipperMonitor.problem(statistics, now: start + 3600 * second, startedAt: start, stalledAfter: 60) == nil
+        )
+        // Records waiting: healthy until the limit passes since the later of the wait's start and the last commit.
+        statistics.waitingSinceNanos = start + 10 * second
+        statistics.lastProgressNanos = start + 40 * second
+        statistics.recordsBehind = 7
+        #expect(ShipperMonitor.problem(statistics, now: start + 99 * second, startedAt: start, stalledAfter: 60) == nil)
+        let stalled = ShipperMonitor.problem(statistics, now: start + 101 * second, startedAt: start, stalledAfter: 60)
+        #expect(stalled == "no commit for 61 s while 7 records wait")
+        // Failing to reach the sink at all (so no position, nothing known to wait) also counts.
+        statistics = ShipperStatistics()
+        statistics.failingSinceNanos = start
+        statistics.lastError = "connection refused"
+        #expect(
+            ShipperMonitor.problem(statistics, now: start + 61 * second, startedAt: start, stalledAfter: 60)
+                == "every attempt failed for 61 s; last error: connection refused"
+        )
+        statistics.stoppedByError = true
+        #expect(
+            ShipperMonitor.problem(statistics, now: start, startedAt: start, stalledAfter: 60)
+                == "stopped; last error: connection refused"
+        )
+    }
+}
