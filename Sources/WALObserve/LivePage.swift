@@ -54,8 +54,7 @@ public enum LivePage {
         .figure.wide { grid-column: span 2; }
         .figure .value .unit { font-size: 13px; color: var(--muted); font-weight: 400; margin-left: 2px; }
         .figure svg { display: block; width: 100%; height: 30px; margin-top: 2px; }
-        svg .spark { fill: none; stroke: var(--accent); stroke-width: 1.5; }
-        svg .spark2 { fill: none; stroke: var(--warn); stroke-width: 1.5; }
+        svg .spark { fill: none; stroke: var(--accent); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
         .bars { display: flex; align-items: flex-end; gap: 3px; height: 64px; margin-top: 6px; }
         .bars div { flex: 1; background: var(--accent); min-height: 1px; border-radius: 2px 2px 0 0; }
         .axis { display: flex; justify-content: space-between; color: var(--muted); font-size: 11px; }

@@ -482,10 +482,12 @@ struct Ship: AsyncParsableCommand {
                     return fleet?.statistics ?? [:]
                 }
             )
+            // The live page (/, /api/live): the same logs, tailed read-only on the view's own thread.
+            let live = LiveView(selection: selection)
             let server = ObserveServer(
                 host: address.host,
                 port: address.port,
-                routes: monitor.routes,
+                routes: monitor.routes.merging(live.routes) { monitorRoute, _ in monitorRoute },
                 logger: Logger(label: "walctl.http")
             )
             if !address.isLoopback {
@@ -501,6 +503,7 @@ struct Ship: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             listener = server
+            services.append(live)
             services.append(server)
         }
         let configured = services.map {
