@@ -1,15 +1,20 @@
 import WALMetrics
 
 /// The live view's memory: per-second aggregates of the design's real-time metrics for the last five minutes, in a
-/// ring of 300 seconds keyed by the records' emit time (wall clock, UTC).
+/// ring of 301 seconds (five minutes and the current second) keyed by the records' emit time (wall clock, UTC).
+///
+/// The panels end at the last complete second: the current one is still filling, and a rate or a sparkline that
+/// counted it would dip at its end.
 ///
 /// A plain value: `add` and `snapshot` do no I/O and read no clock (the caller passes the time), so the same records
 /// always give the same panels. Its size is bounded whatever the record rate: 300 seconds of fixed counters, two
 /// sparse histograms per second (state get/set latency, at most a few hundred buckets each) and at most
 /// `maxTrackedAgents` agent ids.
 public struct LiveAggregates: Sendable {
-    /// Seconds kept: the longest panel window (coordination and workflow, five minutes).
-    public static let ringSeconds = 300
+    /// The longest panel window (coordination and workflow, five minutes), in seconds.
+    public static let windowSeconds = 300
+    /// Seconds kept: the longest window and the current, incomplete second.
+    public static let ringSeconds = windowSeconds + 1
     /// Records whose emit time is more than this many seconds ahead of the clock are not counted (a skewed clock
     /// would otherwise evict a second of the window).
     public static let maxFutureSeconds: Int64 = 2
@@ -124,7 +129,7 @@ public struct LiveAggregates: Sendable {
             return
         }
         if agents.count >= Self.maxTrackedAgents {
-            let oldest = second - Int64(Self.ringSeconds)
+            let oldest = second - Int64(Self.windowSeconds) - 1
             agents = agents.filter { $0.value > oldest }
             guard agents.count < Self.maxTrackedAgents else {
                 agentsTruncated = true
@@ -149,14 +154,14 @@ public struct LiveAggregates: Sendable {
         }
     }
 
-    /// The panels at `nowNanos`: the routing and state panels over the last 60 seconds, coordination and workflow
-    /// over the last 300 (the design's windows), each with its per-second (1-minute panels) or per-10-second
+    /// The panels at `nowNanos`: the routing and state panels over the last 60 complete seconds, coordination and
+    /// workflow over the last 300 (the design's windows), each with its per-second (1-minute panels) or per-10-second
     /// (5-minute panels) series for sparklines. Cost: the occupied histogram buckets of 60 seconds, and 300 seconds
     /// of counters; no record is visited.
     public func snapshot(nowNanos: Int64) -> LiveSnapshot {
-        let now = Self.second(of: nowNanos)
+        let now = Self.second(of: nowNanos) - 1
         let minute = window(60, endingAt: now)
-        let five = window(Self.ringSeconds, endingAt: now)
+        let five = window(Self.windowSeconds, endingAt: now)
         var snapshot = LiveSnapshot(nowNanos: nowNanos)
 
         func total(_ mean: Mean, _ seconds: ArraySlice<Second?>) -> Sum {
@@ -212,7 +217,7 @@ public struct LiveAggregates: Sendable {
         snapshot.coordination.dependencyWaitMs = wait.mean
         let maxWait = five.reduce(-Double.infinity) { max($0, $1?.dependencyWaitMax ?? -.infinity) }
         snapshot.coordination.dependencyWaitMaxMs = maxWait.isFinite ? maxWait : nil
-        let oldest = now - Int64(Self.ringSeconds)
+        let oldest = now - Int64(Self.windowSeconds)
         snapshot.coordination.activeAgents = agents.values.count(where: { $0 > oldest && $0 <= now })
         snapshot.coordination.activeAgentsIsLowerBound = agentsTruncated
         snapshot.coordination.overheadSeries = series(five, step: 10) { total(.coordinationOverhead, $0).mean }

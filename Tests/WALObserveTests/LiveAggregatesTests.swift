@@ -97,11 +97,12 @@ import WALTestKit
         #expect(snapshot.state.operationsPerSecond == 101.0 / 60)
         #expect(snapshot.state.lockContentionPerSecond == 2.0 / 60)
         #expect(snapshot.state.lockWaitMs == 20)
-        // Per-second series: 60 points, the routing values 5 seconds ago at index 54 (now is the last).
+        // Per-second series: 60 points ending at the last complete second, so the routing values 5 seconds ago are
+        // at index 55.
         #expect(snapshot.routing.decisionTimeSeries.count == 60)
-        #expect(snapshot.routing.decisionTimeSeries[54] == 5.5)
-        #expect(snapshot.routing.decisionTimeSeries[53] == nil)
-        #expect(snapshot.state.operationsSeries[49] == 100)
+        #expect(snapshot.routing.decisionTimeSeries[55] == 5.5)
+        #expect(snapshot.routing.decisionTimeSeries[54] == nil)
+        #expect(snapshot.state.operationsSeries[50] == 100)
     }
 
     @Test func fiveMinutePanelsAndActiveAgents() {
@@ -147,16 +148,24 @@ import WALTestKit
         var aggregates = LiveAggregates()
         aggregates.add(record("workflow_parallel_speedup", 10, secondsAgo: 299), nowNanos: Self.now)
         #expect(aggregates.snapshot(nowNanos: Self.now).workflow.parallelSpeedup == 10)
-        // Five minutes on, a record of the second that takes the same slot: the old second is dropped, not added to.
-        let later = Self.now + 300_000_000_000
+        // A ring's length later, a record of the second that takes the same slot: the old second is dropped, not
+        // added to.
+        let ring = Int64(LiveAggregates.ringSeconds) * 1_000_000_000
         var fresh = record("workflow_parallel_speedup", 20, secondsAgo: 299)
-        fresh.timestampNanos += 300_000_000_000
-        aggregates.add(fresh, nowNanos: later)
-        #expect(aggregates.snapshot(nowNanos: later).workflow.parallelSpeedup == 20)
+        fresh.timestampNanos += ring
+        aggregates.add(fresh, nowNanos: Self.now + ring)
+        #expect(aggregates.snapshot(nowNanos: Self.now + ring).workflow.parallelSpeedup == 20)
         // A late record of the old second is outside the window now.
-        aggregates.add(record("workflow_parallel_speedup", 10, secondsAgo: 299), nowNanos: later)
-        #expect(aggregates.snapshot(nowNanos: later).workflow.parallelSpeedup == 20)
+        aggregates.add(record("workflow_parallel_speedup", 10, secondsAgo: 299), nowNanos: Self.now + ring)
+        #expect(aggregates.snapshot(nowNanos: Self.now + ring).workflow.parallelSpeedup == 20)
         #expect(aggregates.recordsOutsideWindow == 1)
+    }
+
+    @Test func theCurrentSecondWaitsUntilItIsComplete() {
+        var aggregates = LiveAggregates()
+        aggregates.add(record("state_get_time_ms", 3, secondsAgo: 0), nowNanos: Self.now)
+        #expect(aggregates.snapshot(nowNanos: Self.now).state.get.count == 0)
+        #expect(aggregates.snapshot(nowNanos: Self.now + 1_000_000_000).state.get.count == 1)
     }
 
     @Test func theJSONIsValidAndCarriesThePanels() throws {
