@@ -26,6 +26,8 @@ final class LogFixture: @unchecked Sendable {
         let traffic = [AgentTraffic(thread: 0), AgentTraffic(thread: 1)]
         for counter in 0..<UInt64(recordCount) { _ = traffic[Int(counter % 2)].emit(counter / 2, into: collector) }
         try collector.close()
+        // The panels count complete seconds only: let the last one end.
+        Thread.sleep(forTimeInterval: 1.1)
     }
 
     deinit { directory.remove() }
