@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WALAlerts
 import WALCore
+import WALMetrics
 import WALTestKit
 
 #if canImport(FoundationNetworking)
@@ -137,6 +138,33 @@ func testArtefactsDirectory() throws -> String {
         // SIGTERM stops the view's thread and the listener: exit 0.
         server.kill(SIGTERM)
         #expect(server.process.terminationStatus == 0, "\(server.standardError())")
+    }
+
+    @Test(.enabled(if: Chromium.path != nil || requireDebianTools, "chromium not found (bash tools/setup.sh)"))
+    func aLogWithoutRecordsShowsNoDataYet() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
+        defer { try? collector.close() }
+        let (server, url) = try serve(["--dir", path])
+        defer { server.kill(SIGTERM) }
+        #expect(
+            waitFor {
+                guard let live = fetchJSON(url + "api/live"), let logs = live["logs"] as? [[String: Any]] else {
+                    return false
+                }
+                return logs.first?["state"] as? String == "idle"
+            }
+        )
+        let (status, dom) = try Chromium.run(["--dump-dom"], url: url, scratch: directory.path)
+        #expect(status == 0)
+        #expect(dom.contains(#"<body data-status="no-data""#))
+        #expect(dom.contains(">no data yet<"))
+        // Every figure is there, without a number.
+        let shown = try figures(dom)
+        #expect(shown["routing.decision_time_ms_avg"] == "" && shown["workflow.success_rate_pct"] == "")
+        #expect(shown["routing.decisions"] == "0")
     }
 
     @Test(.enabled(if: Chromium.path != nil || requireDebianTools, "chromium not found (bash tools/setup.sh)"))
