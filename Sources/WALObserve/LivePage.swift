@@ -268,8 +268,11 @@ public enum LivePage {
           }
         }
         async function refresh() {
+          // A request that hangs counts as a failure after 3 s (the page then says it is stale).
+          const controller = new AbortController();
+          const timer = setTimeout(() => controller.abort(), 3000);
           try {
-            const response = await fetch("/api/live", { cache: "no-store" });
+            const response = await fetch("/api/live", { cache: "no-store", signal: controller.signal });
             if (!response.ok) throw new Error("HTTP " + response.status);
             render(await response.json());
             lastOk = Date.now();
@@ -277,6 +280,7 @@ public enum LivePage {
             const since = lastOk ? " since " + new Date(lastOk).toISOString().slice(11, 19) + " UTC" : "";
             setStatus("stale", "stale: /api/live unreachable" + since);
           } finally {
+            clearTimeout(timer);
             setTimeout(refresh, 1000);
           }
         }

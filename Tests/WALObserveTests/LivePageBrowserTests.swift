@@ -3,6 +3,7 @@ import Testing
 import WALAlerts
 import WALCore
 import WALMetrics
+import WALObserve
 import WALTestKit
 
 #if canImport(FoundationNetworking)
@@ -165,6 +166,20 @@ func testArtefactsDirectory() throws -> String {
         let shown = try figures(dom)
         #expect(shown["routing.decision_time_ms_avg"] == "" && shown["workflow.success_rate_pct"] == "")
         #expect(shown["routing.decisions"] == "0")
+    }
+
+    @Test(.enabled(if: Chromium.path != nil || requireDebianTools, "chromium not found (bash tools/setup.sh)"))
+    func aPageWhoseDataCannotBeFetchedSaysItIsStale() throws {
+        // Opened from a file, the page's fetch of /api/live fails: what it shows when the listener is gone.
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let page = directory.file("live.html")
+        try Data(LivePage.html).write(to: URL(fileURLWithPath: page))
+        let (status, dom) = try Chromium.run(["--dump-dom"], url: "file://" + page, scratch: directory.path)
+        #expect(status == 0)
+        #expect(dom.contains(#"<body data-status="stale""#))
+        #expect(dom.contains("stale: /api/live unreachable"))
+        #expect(!dom.contains("http://") && !dom.contains("https://"), "the page names no external URL")
     }
 
     @Test(.enabled(if: Chromium.path != nil || requireDebianTools, "chromium not found (bash tools/setup.sh)"))
