@@ -55,6 +55,14 @@ func testArtefactsDirectory() throws -> String {
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 
+    /// Waits until `/api/live` reports the first log in `state`.
+    func waitForLogState(_ url: String, _ state: String) -> Bool {
+        waitFor {
+            let logs = fetchJSON(url + "api/live")?["logs"] as? [[String: Any]]
+            return logs?.first?["state"] as? String == state
+        }
+    }
+
     /// Every `data-metric` element of the DOM: its path to its `data-raw` value.
     func figures(_ dom: String) throws -> [String: String] {
         let pattern = try NSRegularExpression(pattern: #"data-metric="([^"]+)"[^>]*data-raw="([^"]*)""#)
@@ -150,14 +158,7 @@ func testArtefactsDirectory() throws -> String {
         defer { try? collector.close() }
         let (server, url) = try serve(["--dir", path])
         defer { server.kill(SIGTERM) }
-        #expect(
-            waitFor {
-                guard let live = fetchJSON(url + "api/live"), let logs = live["logs"] as? [[String: Any]] else {
-                    return false
-                }
-                return logs.first?["state"] as? String == "idle"
-            }
-        )
+        #expect(waitForLogState(url, "idle"))
         let (status, dom) = try Chromium.run(["--dump-dom"], url: url, scratch: directory.path)
         #expect(status == 0)
         #expect(dom.contains(#"<body data-status="no-data""#))
@@ -188,14 +189,7 @@ func testArtefactsDirectory() throws -> String {
         defer { directory.remove() }
         let (server, url) = try serve(["--dir", directory.file("no-log-here")])
         defer { server.kill(SIGTERM) }
-        #expect(
-            waitFor {
-                guard let live = fetchJSON(url + "api/live"), let logs = live["logs"] as? [[String: Any]] else {
-                    return false
-                }
-                return logs.first?["state"] as? String == "unreachable"
-            }
-        )
+        #expect(waitForLogState(url, "unreachable"))
         let (status, dom) = try Chromium.run(["--dump-dom"], url: url, scratch: directory.path)
         #expect(status == 0)
         #expect(dom.contains(#"<body data-status="unreachable""#))
