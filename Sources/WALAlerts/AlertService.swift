@@ -35,6 +35,8 @@ public struct AlertServiceStatistics: Sendable, Equatable {
     public var delivered: [String: UInt64] = [:]
     public var deliveryFailures: [String: UInt64] = [:]
     public var deadLettered: [String: UInt64] = [:]
+
+    public init() {}
 }
 
 /// Evaluates a log's metric records against thresholds and routes the alerts to their channels, as a `Service`

@@ -30,6 +30,8 @@ public final class ShipperMonitor: Sendable {
     public let engines: [ShippingEngine]
     /// The alert evaluators' counters by log directory (empty without `--alerts`).
     private let alertStatistics: @Sendable () -> [String: AlertServiceStatistics]
+    /// Logs to report on besides the shipped ones (`walctl serve`: logs without a shipper).
+    private let logDirectories: @Sendable () -> [String]
     /// A sink that has committed nothing for this long while records wait for it is unhealthy.
     public let stalledAfterSeconds: Double
     /// The logs' overviews (disk use, staged records) are read at most this often.
@@ -41,8 +43,10 @@ public final class ShipperMonitor: Sendable {
         engines: [ShippingEngine],
         stalledAfterSeconds: Double = 60,
         overviewSeconds: Double = 10,
-        alertStatistics: @escaping @Sendable () -> [String: AlertServiceStatistics] = { [:] }
+        alertStatistics: @escaping @Sendable () -> [String: AlertServiceStatistics] = { [:] },
+        logDirectories: @escaping @Sendable () -> [String] = { [] }
     ) {
+        self.logDirectories = logDirectories
         self.engines = engines
         self.stalledAfterSeconds = stalledAfterSeconds
         self.overviewSeconds = overviewSeconds
@@ -144,9 +148,10 @@ public final class ShipperMonitor: Sendable {
         let now = monotonicNanos()
         let engineViews = engines.map { (name: $0.sink.name, totals: $0.statistics, logs: Array($0.logs.values)) }
         let alerts = alertStatistics()
+        let others = logDirectories()
         return state.withLock { state in
             state.refreshOverviews(
-                directories: Set(engineViews.flatMap { $0.logs.map(\.directory) }).union(alerts.keys),
+                directories: Set(engineViews.flatMap { $0.logs.map(\.directory) }).union(alerts.keys).union(others),
                 now: now,
                 interval: UInt64(overviewSeconds * 1e9)
             )

@@ -62,17 +62,29 @@ import WALTestKit
             )
         }
 
-        /// The value of an instant PromQL query with a single result; nil when it has none yet.
-        func query(_ promql: String) -> Double? {
+        /// The results of an instant PromQL query; nil when Prometheus refused it (the error is in `lastError`).
+        func results(_ promql: String) -> [[String: Any]]? {
             var allowed = CharacterSet.alphanumerics
             allowed.insert(charactersIn: "-._~")
             let encoded = promql.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
             guard let reply = httpGet(port: port, "/api/v1/query?query=\(encoded)", timeoutSeconds: 5),
-                reply.status == 200,
-                let json = try? JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as? [String: Any],
-                let data = json["data"] as? [String: Any],
-                let result = data["result"] as? [[String: Any]], result.count == 1,
-                let value = result[0]["value"] as? [Any], value.count == 2, let text = value[1] as? String
+                let json = try? JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as? [String: Any]
+            else { return nil }
+            guard reply.status == 200, let data = json["data"] as? [String: Any],
+                let result = data["result"] as? [[String: Any]]
+            else {
+                lastError = json["error"] as? String ?? reply.body
+                return nil
+            }
+            return result
+        }
+
+        var lastError = ""
+
+        /// The value of an instant PromQL query with a single result; nil when it has none yet.
+        func query(_ promql: String) -> Double? {
+            guard let result = results(promql), result.count == 1, let value = result[0]["value"] as? [Any],
+                value.count == 2, let text = value[1] as? String
             else { return nil }
             return Double(text)
         }
@@ -154,6 +166,29 @@ import WALTestKit
             }
         )
         #expect(server.query("walctl_ship_records_total\(series)") == 8000)
+
+        // 4. Every expression of the shipper's Grafana dashboard runs on this Prometheus, and those about sinks and
+        // logs return series (the alert panels have none without --alerts).
+        let board = URL(fileURLWithPath: Self.repositoryRoot + "/dashboards/grafana/dashboards/shipper.json")
+        let dashboard = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: board)) as? [String: Any]
+        )
+        var checked = 0
+        for panel in dashboard["panels"] as? [[String: Any]] ?? [] {
+            for target in panel["targets"] as? [[String: Any]] ?? [] {
+                let expression = try #require(target["expr"] as? String)
+                    .replacingOccurrences(of: "$__rate_interval", with: "1m")
+                    .replacingOccurrences(of: "$instance", with: ".*")
+                    .replacingOccurrences(of: "$sink", with: ".*")
+                let expectsData = (target["walctl"] as? [String: Any])?["expects_data"] as? Bool ?? false
+                let title = panel["title"] as? String ?? ""
+                let results = server.results(expression)
+                #expect(results != nil, "\(title): \(expression): \(server.lastError)")
+                if expectsData { #expect(results?.isEmpty == false, "\(title): \(expression) returned nothing") }
+                checked += 1
+            }
+        }
+        #expect(checked >= 20)
         shipper.kill(SIGTERM)
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
+import WALAlerts
 import WALCore
 import WALShipping
 import WALTestKit
@@ -118,6 +120,36 @@ import WALTestKit
         running.sink.failNext(0)
         #expect(waitFor { monitor.health().healthy }, "\(monitor.health().report)")
         #expect(waitFor { running.engine.statistics.recordsShipped == 150 })
+    }
+
+    @Test func alertChannelCountersAreExportedPerLogAndChannel() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        #expect(try walctl(["emit", "--dir", path, "--count", "10"]).status == 0)
+        let counts = Mutex(AlertServiceStatistics())
+        counts.withLock {
+            $0.alertsFired = 5
+            $0.delivered = ["log": 5, "slack": 3]
+            $0.deliveryFailures = ["slack": 4]
+            $0.deadLettered = ["slack": 2]
+        }
+        let monitor = ShipperMonitor(engines: [], alertStatistics: { [path: counts.withLock { $0 }] })
+        var text = String(decoding: monitor.metricsText(), as: UTF8.self)
+        let logID = try LogDirectory(path: path).readMeta().logID.description
+        #expect(sample(text, "walctl_alerts_fired_total", ["dir": path, "log_id": logID]) == 5)
+        #expect(sample(text, "walctl_alerts_delivered_total", ["channel": "slack"]) == 3)
+        #expect(sample(text, "walctl_alerts_delivered_total", ["channel": "log"]) == 5)
+        #expect(sample(text, "walctl_alerts_delivery_failures_total", ["channel": "slack"]) == 4)
+        #expect(sample(text, "walctl_alerts_dead_letters_total", ["channel": "slack"]) == 2)
+        // Counters follow the evaluator's counts from scrape to scrape.
+        counts.withLock { $0.delivered["slack"] = 4 }
+        text = String(decoding: monitor.metricsText(), as: UTF8.self)
+        #expect(sample(text, "walctl_alerts_delivered_total", ["channel": "slack"]) == 4)
+        if requireDebianTools || debianTool("promtool") != nil {
+            let check = try promtoolCheck(text)
+            #expect(check.status == 0, "\(check.output)\n\(text)")
+        }
     }
 
     @Test func problemsFollowProgressNotLiveness() {
