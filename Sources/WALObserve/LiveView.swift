@@ -92,6 +92,9 @@ public final class LiveView: Service, @unchecked Sendable {
     /// The body of `GET /api/live`: `snapshot()` as JSON.
     public func snapshotJSON() -> [UInt8] { snapshot().json() }
 
+    /// The log directories the view found (as of its last pass), for a monitor reporting on them.
+    public var directories: [String] { published.withLock { $0.logs.map(\.directory) } }
+
     static func frequency(of alerts: [LiveSnapshot.AlertRow], nowNanos: Int64) -> [String: [UInt64]] {
         let minutes = LiveSnapshot.alertMinutes
         let currentMinute = LiveAggregates.second(of: nowNanos) / 60

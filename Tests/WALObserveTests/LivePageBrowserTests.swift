@@ -144,6 +144,11 @@ func testArtefactsDirectory() throws -> String {
         let size = (try? FileManager.default.attributesOfItem(atPath: picture)[.size] as? Int) ?? 0
         #expect(size > 20_000, "screenshot \(picture): \(size) bytes")
 
+        // Beside the page, serve answers health and the logs' series.
+        let port = try #require(Int(url.dropFirst("http://127.0.0.1:".count).dropLast()))
+        #expect(httpGet(port: port, "/healthz")?.status == 200)
+        #expect(httpGet(port: port, "/metrics")?.body.contains("walctl_log_last_seq{") == true)
+
         // SIGTERM stops the view's thread and the listener: exit 0.
         server.kill(SIGTERM)
         #expect(server.process.terminationStatus == 0, "\(server.standardError())")

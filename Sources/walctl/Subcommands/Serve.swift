@@ -12,7 +12,8 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Tails the logs on a thread of its own (it only reads: no cursor is written, retention is not held back) \
             and serves on --http: / the live page (plain HTML, CSS and a small script, no external URL: it works \
-            on a machine without internet), /api/live its data as JSON, and /healthz. The page refreshes every \
+            on a machine without internet), /api/live its data as JSON, /metrics (Prometheus: the logs' disk use, staged \
+            records and last seq), /healthz and /readyz. The page refreshes every \
             second: routing and state operations over the last minute, coordination and workflow execution over \
             the last five, and the recent alerts of the logs' journals (alerts/journal.jsonl, written by \
             walctl ship --alerts). A log is read from the last five minutes only (at most 200,000 records before \
@@ -62,10 +63,12 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "walctl.serve")
         let address = ListenAddress(http)!
         let view = LiveView(selection: LogSelection(directories: dir, roots: root, patterns: logPatterns))
+        // /metrics (the logs' disk use, staged records, last seq), /healthz and /readyz, for the logs alone.
+        let monitor = ShipperMonitor(engines: [], logDirectories: { [view] in view.directories })
         let server = ObserveServer(
             host: address.host,
             port: address.port,
-            routes: view.routes.merging(["/healthz": { .text("ok\n") }]) { mine, _ in mine },
+            routes: view.routes.merging(monitor.routes) { live, _ in live },
             logger: Logger(label: "walctl.http")
         )
         if !address.isLoopback {
