@@ -65,25 +65,12 @@ struct Serve: AsyncParsableCommand {
         let view = LiveView(selection: LogSelection(directories: dir, roots: root, patterns: logPatterns))
         // /metrics (the logs' disk use, staged records, last seq), /healthz and /readyz, for the logs alone.
         let monitor = ShipperMonitor(engines: [], logDirectories: { [view] in view.directories })
-        let server = ObserveServer(
-            host: address.host,
-            port: address.port,
+        let (server, port) = try startHTTPListener(
+            address,
             routes: view.routes.merging(monitor.routes) { live, _ in live },
-            logger: Logger(label: "walctl.http")
+            command: "serve",
+            logger: logger
         )
-        if !address.isLoopback {
-            logger.warning(
-                "the HTTP listener is reachable from other machines: it has no authentication",
-                metadata: ["address": "\(address)"]
-            )
-        }
-        let port: Int
-        do {
-            port = try server.start()
-        } catch {
-            Output.error("walctl serve: --http \(http): \(error)")
-            throw ExitCode(1)
-        }
         var shown = address
         shown.port = port
         let url = "http://\(shown)/"
