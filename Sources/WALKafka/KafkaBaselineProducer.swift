@@ -81,7 +81,7 @@ public final class KafkaBaselineProducer {
                 now: { monotonicNanos() },
                 interrupted: { false }
             )
-            guard delivered, client.context.failures.isEmpty else {
+            guard delivered, client.failures.isEmpty else {
                 throw KafkaError(message: "baseline delivery failed")
             }
             start = end

@@ -61,7 +61,7 @@ public final class KafkaMessageProducer: @unchecked Sendable {
             client.purge()
             throw KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "delivery to \(topic) timed out")
         }
-        if let failure = client.context.failures.first {
+        if let failure = client.failures.first {
             throw KafkaError(failure.error, "delivery to \(topic) failed")
         }
     }

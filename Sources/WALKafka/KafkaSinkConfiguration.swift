@@ -27,6 +27,9 @@ public struct KafkaSinkConfiguration: Sendable {
     /// `message.timeout.ms`: how long librdkafka retries a message before reporting it failed; the shipper then
     /// retries the batch with backoff.
     public var messageTimeoutMilliseconds = 30_000
+    /// Batches the sink keeps in flight: it produces the next while earlier ones are acknowledged (the cursor moves
+    /// over the contiguous acknowledged prefix only). A crash re-sends at most this many batches.
+    public var batchesInFlight = 4
     /// Timeout of cursor reads and commits and of topic creation.
     public var requestTimeoutMilliseconds: Int32 = 10_000
     /// Create missing topics with the admin API (falls back to broker auto-creation or existing topics).

@@ -62,6 +62,20 @@ public protocol MetricSink: AnyObject, Sendable {
     /// subset may have been committed (the shipper asks `committedSeqs` again).
     func deliver(_ batches: [ShipBatch]) throws
 
+    /// Hands the batches to the sink like `deliver`, but may return before they are committed: a pipelining sink
+    /// (Kafka) keeps producing while earlier batches are acknowledged. Returns the positions of the logs whose
+    /// batches are now committed, each the end of the contiguous committed prefix of what was sent (never past a
+    /// batch not committed yet). On a throw nothing still in flight counts as committed (the shipper asks
+    /// `committedSeqs` again). The default delivers (`deliver`) and returns every batch's `throughSeq`.
+    func send(_ batches: [ShipBatch]) throws -> [LogID: UInt64]
+
+    /// True while batches handed to `send` are not yet committed. The default: false.
+    var hasBatchesInFlight: Bool { get }
+
+    /// Waits up to `milliseconds` (blocking, without busy waiting) for batches in flight to be committed and
+    /// returns the positions committed since the last report, as `send` does; throws as `send` does.
+    func awaitBatchesInFlight(milliseconds: Int) throws -> [LogID: UInt64]
+
     /// Commits what `deliver` delivered but left to commit later (a sink that batches its cursor commits: Kafka's
     /// per-log cursors when many logs ship at once). Called before a drain reports success and when stopping.
     func commitDeferred() throws
@@ -132,6 +146,17 @@ extension MetricSink {
     public func deliver(_ batches: [ShipBatch]) throws {
         for batch in batches { try deliver(batch) }
     }
+
+    public func send(_ batches: [ShipBatch]) throws -> [LogID: UInt64] {
+        try deliver(batches)
+        var positions: [LogID: UInt64] = [:]
+        for batch in batches { positions[batch.logID] = max(positions[batch.logID] ?? 0, batch.throughSeq) }
+        return positions
+    }
+
+    public var hasBatchesInFlight: Bool { false }
+
+    public func awaitBatchesInFlight(milliseconds: Int) throws -> [LogID: UInt64] { [:] }
 
     public func replay(_ batch: ShipBatch) throws -> ReplayOutcome {
         throw FatalSinkError("the \(name) sink cannot replay")

@@ -111,6 +111,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         /// The last position read from or committed to the sink, kept across `resetToSink` (for lag and health while
         /// the position is being read again).
         var knownCommitted: UInt64 = 0
+        /// How far batches were handed to the sink (`send`): `committed` or beyond, while batches are in flight.
+        var sentThrough: UInt64 = 0
         var positionRetryAt: UInt64 = 0
         var pending: [MetricRecord] = []
         /// The encoded size of each record in `pending` (for the bytes-shipped counter).
@@ -138,7 +140,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         }
 
         var pendingCount: Int { pending.count - pendingHead }
-        var hasWaiting: Bool { committed.map { pendingThrough > $0 } ?? false }
+        var hasWaiting: Bool { committed != nil && pendingThrough > sentThrough }
 
         func resetToSink() {
             committed = nil
@@ -153,6 +155,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     }
 
     private var sources: [String: Source] = [:]
+    /// Batches handed to the sink and not yet committed, oldest first (a pipelining sink's; see `MetricSink.send`).
+    private var inFlight: [Planned] = []
     /// Logs whose committed position moved past their local cursor file.
     private var unstoredCursors: Set<String> = []
     private var order: [String] = []
@@ -188,12 +192,17 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 let batch = plan(now: monotonicNow(), batchCap: batchCap)
                 publishStatus()
                 guard !batch.isEmpty else {
-                    idle()
+                    if sink.hasBatchesInFlight {
+                        acknowledged(try sink.awaitBatchesInFlight(milliseconds: idleMilliseconds()))
+                    } else {
+                        idle()
+                    }
                     continue
                 }
-                try sink.deliver(batch.map(\.batch))
+                let positions = try sink.send(batch.map(\.batch))
                 attempt = 0
-                committed(batch)
+                sent(batch)
+                acknowledged(positions)
             } catch let error as FatalSinkError {
                 totals.withLock {
                     $0.lastError = error.message
@@ -221,6 +230,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 sink.disconnect()
                 // The commit may or may not have happened, and a reconnected sink holds no per-log locks: every
                 // log's position is read from the sink again.
+                inFlight.removeAll()
                 for source in sources.values { source.resetToSink() }
                 publishStatus()
                 sleepMilliseconds(configuration.retry.delayMilliseconds(attempt: attempt))
@@ -337,6 +347,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 }
                 source.committed = position
                 source.knownCommitted = position
+                source.sentThrough = position
                 source.pendingThrough = position
                 source.nextPollAt = now
                 status.withLock {
@@ -390,7 +401,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         let basePoll = millis(configuration.pollMilliseconds)
         var open = sources.values.count(where: { $0.reader.map { !$0.isSuspended } ?? false })
         for directory in order {
-            guard let source = sources[directory], let position = source.committed else { continue }
+            guard let source = sources[directory], source.committed != nil else { continue }
             guard source.nextPollAt <= now else { continue }
             let room = perLog - source.pendingCount
             guard room > 0 else { continue }
@@ -456,7 +467,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 }
             }
             source.pendingThrough = through
-            if through > position && source.firstPendingAt == nil { source.firstPendingAt = now }
+            if through > source.sentThrough && source.firstPendingAt == nil { source.firstPendingAt = now }
             if delivered > 0 {
                 source.lastActivity = now
                 source.probeInterval = basePoll
@@ -491,6 +502,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var source: Source
         var batch: ShipBatch
         var recordCount: Int
+        /// The records' encoded size in the log.
+        var bytes: UInt64
     }
 
     /// The next batch, when one is due: when the records waiting fill a batch, the oldest has waited the flush
@@ -540,23 +553,22 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                         sourceService: source.decoder?.sourceService,
                         directory: source.directory
                     ),
-                    recordCount: take
+                    recordCount: take,
+                    bytes: source.pendingSizes[source.pendingHead..<source.pendingHead + take].reduce(0) {
+                        $0 + UInt64($1)
+                    }
                 )
             )
         }
         return planned
     }
 
-    /// After a commit: positions forward, the delivered records out of memory, counters.
-    private func committed(_ planned: [Planned]) {
+    /// After `send`: the records sent out of memory (a failure reads them from the log again), the batches in flight.
+    private func sent(_ planned: [Planned]) {
         let now = monotonicNow()
         for item in planned {
             let source = item.source
-            source.committed = item.batch.throughSeq
-            source.knownCommitted = item.batch.throughSeq
-            let bytes = source.pendingSizes[source.pendingHead..<source.pendingHead + item.recordCount].reduce(0) {
-                $0 + UInt64($1)
-            }
+            source.sentThrough = item.batch.throughSeq
             source.pendingHead += item.recordCount
             if source.pendingHead == source.pending.count || source.pendingHead >= 4096 {
                 source.pending.removeFirst(source.pendingHead)
@@ -570,11 +582,35 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 source.firstPendingAt = now
             }
             source.lastActivity = now
+        }
+        inFlight += planned
+    }
+
+    /// The batches in flight that `positions` (from the sink) say are committed.
+    private func acknowledged(_ positions: [LogID: UInt64]) {
+        guard !positions.isEmpty else { return }
+        var done: [Planned] = []
+        inFlight.removeAll { item in
+            guard let position = positions[item.source.logID], position >= item.batch.throughSeq else { return false }
+            done.append(item)
+            return true
+        }
+        if !done.isEmpty { committed(done) }
+    }
+
+    /// After a commit: positions forward, counters.
+    private func committed(_ planned: [Planned]) {
+        let now = monotonicNow()
+        for item in planned {
+            let source = item.source
+            source.committed = max(source.committed ?? 0, item.batch.throughSeq)
+            source.knownCommitted = max(source.knownCommitted, item.batch.throughSeq)
+            source.lastActivity = now
             unstoredCursors.insert(source.directory)
             status.withLock {
                 $0[source.directory]?.statistics.committedSeq = item.batch.throughSeq
                 $0[source.directory]?.statistics.recordsShipped += UInt64(item.recordCount)
-                $0[source.directory]?.statistics.bytesShipped += bytes
+                $0[source.directory]?.statistics.bytesShipped += item.bytes
                 $0[source.directory]?.statistics.batchesShipped += 1
                 $0[source.directory]?.statistics.entriesSkipped += UInt64(item.batch.skipped.count)
                 $0[source.directory]?.lastActivityNanos = now
@@ -666,6 +702,11 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     /// Nothing to send: sleep until the next log is due for a poll, a batch may become due, or a rescan.
     private func idle() {
         storeLocalCursors(force: false)
+        sleepMilliseconds(idleMilliseconds())
+    }
+
+    /// How long nothing is due: until the next log is due for a poll, a batch may become due, or a rescan.
+    private func idleMilliseconds() -> Int {
         let now = monotonicNow()
         var wake = now + millis(configuration.idleProbeMaxMilliseconds)
         for source in sources.values where source.committed != nil {
@@ -675,7 +716,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             }
         }
         let waitNanos = max(wake, now + 1_000_000) - now
-        sleepMilliseconds(max(1, min(configuration.pollMilliseconds, Int(waitNanos / 1_000_000))))
+        return max(1, min(configuration.pollMilliseconds, Int(waitNanos / 1_000_000)))
     }
 
     private func sleepMilliseconds(_ milliseconds: Int) {

@@ -16,8 +16,13 @@ public final class KafkaMockProcess {
 
     public struct NotStarted: Error {}
 
-    public init(brokers: Int = 3) throws {
-        process = try ChildProcess(BuiltProducts.executable("kafka-mock"), ["--brokers", "\(brokers)"])
+    /// Starts the mock; with `failingProduceRequests`, its first produce requests fail with that Kafka error code.
+    public init(brokers: Int = 3, failingProduceRequests: (count: Int, code: Int32)? = nil) throws {
+        var arguments = ["--brokers", "\(brokers)"]
+        if let failing = failingProduceRequests {
+            arguments += ["--fail-produce-requests", "\(failing.count):\(failing.code)"]
+        }
+        process = try ChildProcess(BuiltProducts.executable("kafka-mock"), arguments)
         guard let servers = process.readLine() else { throw NotStarted() }
         self.servers = servers
     }

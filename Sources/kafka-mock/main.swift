@@ -1,11 +1,12 @@
 // kafka-mock: runs librdkafka's mock cluster until SIGTERM or SIGINT.
 //
-//   kafka-mock [--brokers N] [--bootstrap-file PATH]
+//   kafka-mock [--brokers N] [--bootstrap-file PATH] [--fail-produce-requests COUNT:CODE]
 //
 // Prints the bootstrap servers on stdout (and writes them, atomically, to PATH), then waits. Tests take the
 // cluster down and back with signals: SIGUSR1 sets every broker down (connections closed and refused), SIGUSR2 sets
-// them up again; each prints `down` or `up` on stdout once done. Exit codes: 0 after SIGTERM or SIGINT; 1 when the
-// cluster cannot start; 2 on usage errors.
+// them up again; each prints `down` or `up` on stdout once done. --fail-produce-requests makes the first COUNT
+// produce requests fail with Kafka error CODE (21: INVALID_REQUIRED_ACKS), for tests of failed deliveries.
+// Exit codes: 0 after SIGTERM or SIGINT; 1 when the cluster cannot start; 2 on usage errors.
 import Foundation
 import WALKafka
 
@@ -16,6 +17,7 @@ func fail(_ message: String, code: Int32) -> Never {
 
 var brokers = 3
 var bootstrapFile: String?
+var failedProduceRequests: (count: Int, code: Int32)?
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
@@ -27,8 +29,17 @@ while let argument = arguments.popFirst() {
     case "--bootstrap-file":
         guard let value = arguments.popFirst() else { fail("--bootstrap-file takes a path", code: 2) }
         bootstrapFile = value
+    case "--fail-produce-requests":
+        let parts = arguments.popFirst()?.split(separator: ":") ?? []
+        guard parts.count == 2, let count = Int(parts[0]), count >= 1, let code = Int32(parts[1]), code > 0 else {
+            fail("--fail-produce-requests takes COUNT:CODE (a Kafka error code, such as 21)", code: 2)
+        }
+        failedProduceRequests = (count, code)
     case "--help", "-h":
-        print("usage: kafka-mock [--brokers N] [--bootstrap-file PATH]   (SIGUSR1: brokers down, SIGUSR2: up)")
+        print(
+            "usage: kafka-mock [--brokers N] [--bootstrap-file PATH] [--fail-produce-requests COUNT:CODE]"
+                + "   (SIGUSR1: brokers down, SIGUSR2: up)"
+        )
         exit(0)
     default:
         fail("unknown argument \(argument)", code: 2)
@@ -49,6 +60,9 @@ do {
     cluster = try KafkaMockCluster(brokers: brokers)
 } catch {
     fail("\(error)", code: 1)
+}
+if let failedProduceRequests {
+    cluster.failProduceRequests(failedProduceRequests.count, code: failedProduceRequests.code)
 }
 if let bootstrapFile {
     let temporary = bootstrapFile + ".tmp"

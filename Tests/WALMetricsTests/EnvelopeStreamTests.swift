@@ -62,6 +62,23 @@ import WALTraffic
                 #expect(!expected.isEmpty)
                 #expect(actual == expected, "\(filter)")
             }
+
+            // Decoded records (the Kafka shipper's path), and records changed after decoding (their symbols no
+            // longer stand for them), render the same bytes as Envelope.render.
+            let stream = EnvelopeStream(directory: path, logID: logID, sourceService: "svc")
+            var changed = records[7]
+            changed.tags["extra"] = "x"
+            var renamed = records[8]
+            renamed.name = "custom_renamed"
+            #expect(records.allSatisfy { $0.symbols != nil } && changed.symbols == nil && renamed.symbols == nil)
+            for record in records + [changed, renamed] {
+                var expected: [UInt8] = []
+                Envelope.render(record, logID: logID, sourceService: "svc", into: &expected)
+                var actual: [UInt8] = []
+                stream.render(record, into: &actual)
+                #expect(actual == expected, "record \(record.seq)")
+                if actual != expected { break }
+            }
         }
     }
 

@@ -45,6 +45,19 @@ public final class KafkaMockCluster {
         }
     }
 
+    /// Makes the next `count` produce requests the cluster receives (from any client, to any broker) fail with
+    /// `code` (a Kafka error code: 21 `INVALID_REQUIRED_ACKS`, which librdkafka does not retry), each failing every
+    /// message it carries.
+    ///
+    /// The corresponding C function is `rd_kafka_mock_push_request_errors_array`.
+    public func failProduceRequests(_ count: Int, code: Int32) {
+        let errors = [rd_kafka_resp_err_t](repeating: rd_kafka_resp_err_t(rawValue: code), count: count)
+        errors.withUnsafeBufferPointer {
+            // ApiKey 0: ProduceRequest.
+            rd_kafka_mock_push_request_errors_array(cluster, 0, count, $0.baseAddress)
+        }
+    }
+
     /// Takes a broker down (connections refused) or brings it back.
     public func setBroker(_ id: Int32, up: Bool) throws {
         let error = up ? rd_kafka_mock_broker_set_up(cluster, id) : rd_kafka_mock_broker_set_down(cluster, id)

@@ -13,15 +13,70 @@ struct RDKafkaHeader {
     var value: String
 }
 
+/// A header of a message produced by `RDKafkaClient.produce(topic:key:bytes:value:headers:timestampMilliseconds:)`:
+/// its NUL-terminated static name and where its value lies in the message's bytes.
+struct RDKafkaHeaderSlice {
+    var name: StaticString
+    var value: Range<Int> = 0..<0
+}
+
 extension RDKafkaClient {
-    /// Starts counting delivery reports for a new batch; reports of earlier batches are ignored from now on.
-    func beginBatch() {
-        context.batch = context.batch == .max ? 1 : context.batch + 1
-        context.outstanding = 0
-        context.failures.removeAll(keepingCapacity: true)
+    // MARK: - Batches in flight
+
+    /// Opens a new batch after those in flight: the messages produced from now on are counted in it.
+    func openBatch() {
+        context.batches.append(RDKafkaContext.Batch())
     }
 
-    /// Enqueues one message (copied) of the current batch, tagged with `index`. `topic` is NUL-terminated. Waits
+    /// Starts a batch alone: the reports of batches still in flight are ignored from now on.
+    func beginBatch() {
+        abandonBatches()
+        openBatch()
+    }
+
+    /// Forgets every batch in flight (after a purge): their reports are ignored from now on.
+    func abandonBatches() {
+        context.firstBatch &+= UInt32(context.batches.count)
+        context.batches.removeAll(keepingCapacity: true)
+    }
+
+    /// The number of batches in flight.
+    var batchesInFlight: Int { context.batches.count }
+
+    /// Whether the oldest batch in flight has a report for every message.
+    var oldestBatchComplete: Bool { context.batches.first.map { $0.outstanding == 0 } ?? false }
+
+    /// Takes the oldest batch out of flight and returns its failures (by message index in the batch).
+    func retireOldestBatch() -> [(index: Int, error: rd_kafka_resp_err_t)] {
+        guard !context.batches.isEmpty else { return [] }
+        context.firstBatch &+= 1
+        return context.batches.removeFirst().failures
+    }
+
+    /// The failures reported so far for the newest batch (a producer of one batch at a time).
+    var failures: [(index: Int, error: rd_kafka_resp_err_t)] { context.batches.last?.failures ?? [] }
+
+    /// Serves the delivery reports that arrived, without waiting.
+    ///
+    /// The corresponding C function is `rd_kafka_poll`.
+    func serveDeliveryReports() {
+        rd_kafka_poll(handle, 0)
+    }
+
+    /// Serves delivery reports until the oldest batch in flight has every report, the deadline passes, or
+    /// `interrupted` says so. Returns whether all its reports arrived. Blocks in `rd_kafka_poll`, which returns as
+    /// soon as a report is served (no busy waiting).
+    func awaitDeliveries(deadlineNanos: UInt64, now: () -> UInt64, interrupted: () -> Bool) -> Bool {
+        while let oldest = context.batches.first, oldest.outstanding > 0 {
+            if now() >= deadlineNanos || interrupted() { return false }
+            rd_kafka_poll(handle, 50)
+        }
+        return true
+    }
+
+    // MARK: - Producing
+
+    /// Enqueues one message (copied) of the newest batch, tagged with `index`. `topic` is NUL-terminated. Waits
     /// (serving delivery reports) while librdkafka's queue is full. Returns the error when librdkafka refuses the
     /// message outright (for example `MSG_SIZE_TOO_LARGE`).
     func produce(
@@ -32,39 +87,56 @@ extension RDKafkaClient {
         timestampMilliseconds: Int64,
         index: Int
     ) -> rd_kafka_resp_err_t {
+        // One buffer with the value, then each header's value.
+        var bytes = value
+        var slices: [RDKafkaHeaderSlice] = []
+        for header in headers {
+            let start = bytes.count
+            bytes.append(contentsOf: header.value.utf8)
+            slices.append(RDKafkaHeaderSlice(name: header.name, value: start..<bytes.count))
+        }
         var keyText = key ?? ""
         return topic.withUnsafeBufferPointer { topicName in
             guard let topicPointer = topicName.baseAddress else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
-            return value.withUnsafeBytes { valueBytes in
-                keyText.withUTF8 { keyBytes in
-                    produce(
-                        topic: topicPointer,
-                        key: key == nil ? nil : UnsafeRawBufferPointer(keyBytes),
-                        value: valueBytes,
-                        headers: headers,
-                        timestampMilliseconds: timestampMilliseconds,
-                        index: index
-                    )
+            return bytes.withUnsafeBytes { buffer in
+                slices.withUnsafeBufferPointer { headerSlices in
+                    keyText.withUTF8 { keyBytes in
+                        produce(
+                            topic: topicPointer,
+                            key: key == nil ? nil : UnsafeRawBufferPointer(keyBytes),
+                            bytes: buffer,
+                            value: 0..<value.count,
+                            headers: headerSlices,
+                            timestampMilliseconds: timestampMilliseconds,
+                            index: index
+                        )
+                    }
                 }
             }
         }
     }
 
+    /// Enqueues one message (copied) of the newest batch, tagged with `index`: its value and its headers' values
+    /// are ranges of `bytes`. Waits (serving delivery reports) while librdkafka's queue is full; returns the error
+    /// when librdkafka refuses the message outright. Allocates nothing in Swift.
+    ///
     /// The corresponding C function is `rd_kafka_produceva`.
-    private func produce(
+    func produce(
         topic: UnsafePointer<CChar>,
         key: UnsafeRawBufferPointer?,
-        value: UnsafeRawBufferPointer,
-        headers: [RDKafkaHeader],
+        bytes: UnsafeRawBufferPointer,
+        value: Range<Int>,
+        headers: UnsafeBufferPointer<RDKafkaHeaderSlice>,
         timestampMilliseconds: Int64,
         index: Int
     ) -> rd_kafka_resp_err_t {
-        withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6 + headers.count) { vus in
+        let batch = context.firstBatch &+ UInt32(truncatingIfNeeded: max(0, context.batches.count - 1))
+        return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6 + headers.count) { vus in
             vus.initialize(repeating: rd_kafka_vu_t())
             vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
             vus[0].u.cstr = topic
             vus[1].vtype = RD_KAFKA_VTYPE_VALUE
-            vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+            vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: bytes.baseAddress.map { $0 + value.lowerBound })
             vus[1].u.mem.size = value.count
             vus[2].vtype = RD_KAFKA_VTYPE_KEY
             vus[2].u.mem.ptr = key.flatMap { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
@@ -72,60 +144,36 @@ extension RDKafkaClient {
             vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS
             vus[3].u.i = RD_KAFKA_MSG_F_COPY
             vus[4].vtype = RD_KAFKA_VTYPE_OPAQUE
-            vus[4].u.ptr = messageOpaque(batch: context.batch, index: index)
+            vus[4].u.ptr = messageOpaque(batch: batch, index: index)
             vus[5].vtype = RD_KAFKA_VTYPE_TIMESTAMP
             vus[5].u.i64 = timestampMilliseconds
-            return withHeaderValues(headers, 0, vus) {
-                while true {
-                    let error = rd_kafka_produceva(handle, UnsafePointer(vus.baseAddress), vus.count)
-                    guard let error else {
-                        context.outstanding += 1
-                        return RD_KAFKA_RESP_ERR_NO_ERROR
-                    }
-                    let code = rd_kafka_error_code(error)
-                    rd_kafka_error_destroy(error)
-                    guard code == RD_KAFKA_RESP_ERR__QUEUE_FULL else { return code }
-                    rd_kafka_poll(handle, 10)
+            for (position, header) in headers.enumerated() {
+                let slot = 6 + position
+                vus[slot].vtype = RD_KAFKA_VTYPE_HEADER
+                vus[slot].u.header.name = UnsafeRawPointer(header.name.utf8Start).assumingMemoryBound(to: CChar.self)
+                vus[slot].u.header.val = bytes.baseAddress.map { UnsafeRawPointer($0 + header.value.lowerBound) }
+                vus[slot].u.header.size = header.value.count
+            }
+            while true {
+                let error = rd_kafka_produceva(handle, UnsafePointer(vus.baseAddress), vus.count)
+                guard let error else {
+                    if !context.batches.isEmpty { context.batches[context.batches.count - 1].outstanding += 1 }
+                    return RD_KAFKA_RESP_ERR_NO_ERROR
                 }
+                let code = rd_kafka_error_code(error)
+                rd_kafka_error_destroy(error)
+                guard code == RD_KAFKA_RESP_ERR__QUEUE_FULL else { return code }
+                rd_kafka_poll(handle, 10)
             }
         }
     }
 
-    /// Fills the header entries (whose values must stay valid during the call) one at a time, then runs `body`.
-    private func withHeaderValues<R>(
-        _ headers: [RDKafkaHeader],
-        _ position: Int,
-        _ vus: UnsafeMutableBufferPointer<rd_kafka_vu_t>,
-        _ body: () -> R
-    ) -> R {
-        guard position < headers.count else { return body() }
-        var value = headers[position].value
-        return value.withUTF8 { bytes in
-            let slot = 6 + position
-            vus[slot].vtype = RD_KAFKA_VTYPE_HEADER
-            vus[slot].u.header.name = UnsafeRawPointer(headers[position].name.utf8Start)
-                .assumingMemoryBound(to: CChar.self)
-            vus[slot].u.header.val = UnsafeRawPointer(bytes.baseAddress)
-            vus[slot].u.header.size = bytes.count
-            return withHeaderValues(headers, position + 1, vus, body)
-        }
-    }
-
-    /// Serves delivery reports until every message of the batch has one, the deadline passes, or `interrupted`
-    /// says so. Returns whether all reports arrived.
-    func awaitDeliveries(deadlineNanos: UInt64, now: () -> UInt64, interrupted: () -> Bool) -> Bool {
-        while context.outstanding > 0 {
-            if now() >= deadlineNanos || interrupted() { return false }
-            rd_kafka_poll(handle, 50)
-        }
-        return true
-    }
-
     /// Drops queued and in-flight messages (their reports say `_PURGE_QUEUE` / `_PURGE_INFLIGHT`, and are
-    /// ignored once a new batch begins). Messages already on the wire may still be written by the broker.
+    /// ignored: every batch in flight is abandoned). Messages already on the wire may still be written by the broker.
     func purge() {
         rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
         rd_kafka_poll(handle, 0)
+        abandonBatches()
     }
 
     // MARK: - Topics

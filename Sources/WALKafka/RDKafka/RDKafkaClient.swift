@@ -9,10 +9,15 @@ import WALCore
 /// error text is also written by librdkafka's threads (the log callback), hence the mutex.
 final class RDKafkaContext: @unchecked Sendable {
     let logger: Logger
-    /// The batch whose delivery reports are counted; reports of older (purged) batches are ignored.
-    var batch: UInt32 = 0
-    var outstanding = 0
-    var failures: [(index: Int, error: rd_kafka_resp_err_t)] = []
+    /// The delivery reports of a batch of messages: how many are still to come, and the failures among them.
+    struct Batch {
+        var outstanding = 0
+        var failures: [(index: Int, error: rd_kafka_resp_err_t)] = []
+    }
+    /// The batches in flight, oldest first; `firstBatch` is the number of `batches[0]`. Reports of a batch no longer
+    /// here (retired, or abandoned after a purge) are ignored.
+    var batches: [Batch] = []
+    var firstBatch: UInt32 = 1
     let lastError = Mutex<String?>(nil)
     /// Client errors logged and suppressed since (at most one warning per `errorLogInterval`).
     private let errorLog = Mutex<(lastAt: UInt64, suppressed: Int)>((0, 0))
@@ -46,6 +51,7 @@ final class RDKafkaContext: @unchecked Sendable {
 }
 
 /// The per-message opaque: the batch number (never 0, so the pointer is never nil) and the message's index in it.
+/// Batch numbers wrap around after 2^32 batches; at most a few are ever in flight.
 @inline(__always)
 func messageOpaque(batch: UInt32, index: Int) -> UnsafeMutableRawPointer? {
     UnsafeMutableRawPointer(bitPattern: UInt(batch) << 32 | UInt(UInt32(truncatingIfNeeded: index)))
@@ -58,10 +64,11 @@ private let deliveryReport:
         _ in
         guard let context = RDKafkaContext.from(handle), let message else { return }
         let tag = UInt(bitPattern: message.pointee._private)
-        guard UInt32(truncatingIfNeeded: tag >> 32) == context.batch else { return }
-        context.outstanding -= 1
+        let slot = Int(UInt32(truncatingIfNeeded: tag >> 32) &- context.firstBatch)
+        guard slot < context.batches.count else { return }
+        context.batches[slot].outstanding -= 1
         if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            context.failures.append((Int(UInt32(truncatingIfNeeded: tag)), message.pointee.err))
+            context.batches[slot].failures.append((Int(UInt32(truncatingIfNeeded: tag)), message.pointee.err))
         }
     }
 

@@ -17,6 +17,10 @@ public enum Envelope {
     public static let defaultSourceService = "omninode-bridge"
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// Where the event id lies in every envelope `render` writes (after its fixed opening,
+    /// `{"event_type":"metric.recorded","event_version":"v1","event_id":"`): a sink reuses those bytes.
+    package static let eventIDRange = 65..<101
+
     /// The event id of record `seq` of log `logID`.
     public static func eventID(logID: LogID, seq: UInt64) -> String {
         let (high, low) = eventIDBits(logID: logID, seq: seq)
@@ -123,7 +127,11 @@ public enum Envelope {
         into output: inout [UInt8]
     ) {
         output.append(contentsOf: #"{"event_type":"metric.recorded","event_version":"v1","event_id":""#.utf8)
-        output.append(contentsOf: (precomputed ?? eventID(logID: logID, seq: record.seq)).utf8)
+        if let precomputed {
+            output.append(contentsOf: precomputed.utf8)
+        } else {
+            appendEventID(logID: logID, seq: record.seq, into: &output)
+        }
         output.append(contentsOf: #"","timestamp":""#.utf8)
         appendTimestamp(record.timestampNanos, into: &output)
         output.append(contentsOf: #"","source_service":"#.utf8)

@@ -1,7 +1,8 @@
 import WALCore
 
 /// Renders `OnexEnvelopeV1` JSON straight from log records, byte for byte what `Envelope.render` writes, for bulk
-/// readers (`walctl replay --to stdout|file`, `inspect --records --json`).
+/// readers (`walctl replay --to stdout|file`, `inspect --records --json`) and for decoded records of the same log
+/// (the Kafka shipper's messages): one renderer for ship and replay.
 ///
 /// The parts of an envelope that depend only on the record's metric, tag set and agent (names, unit, tags, agent
 /// id, already escaped) are rendered once per combination and reused; a record then costs its event id, timestamp,
@@ -45,6 +46,7 @@ public final class EnvelopeStream: @unchecked Sendable {
     private let filter: RecordFilter
     private let opening: [UInt8]
     private let sourceService: [UInt8]
+    private let sourceServiceName: String
     private var shapes: [ShapeKey: Shape] = [:]
 
     public init(
@@ -59,7 +61,9 @@ public final class EnvelopeStream: @unchecked Sendable {
         self.opening = Array(#"{"event_type":"metric.recorded","event_version":"v1","event_id":""#.utf8)
         var source: [UInt8] = Array(#"","source_service":"#.utf8)
         // The log's own (recorded by its writer), unless the caller overrides it.
-        Envelope.appendString(sourceService ?? Envelope.sourceService(directory: directory), into: &source)
+        let sourceServiceName = sourceService ?? Envelope.sourceService(directory: directory)
+        self.sourceServiceName = sourceServiceName
+        Envelope.appendString(sourceServiceName, into: &source)
         source.append(contentsOf: #","correlation_id":"#.utf8)
         self.sourceService = source
     }
@@ -75,44 +79,77 @@ public final class EnvelopeStream: @unchecked Sendable {
         guard seq >= filter.fromSeq, seq <= filter.toSeq, fields.timestampNanos >= filter.sinceNanos,
             fields.timestampNanos <= filter.untilNanos
         else { return .filteredOut }
-        let key = ShapeKey(metric: fields.metric, tagSet: fields.tagSet, agent: fields.agent)
-        let slot = Int(
-            (fields.metric &* 0x9E37_79B1 ^ fields.tagSet &* 0x85EB_CA77 ^ fields.agent &* 0xC2B2_AE3D) >> 22
-        )
         let shape: Shape
-        if let cached = recent[slot], cached.key == key {
-            shape = cached.shape
-        } else if let known = shapes[key] {
-            recent[slot] = (key, known)
-            shape = known
-        } else {
-            switch makeShape(key) {
-            case .success(let made):
-                shapes[key] = made
-                recent[slot] = (key, made)
-                shape = made
-            case .failure(let failure):
-                return .undecodable(failure)
-            }
+        switch self.shape(ShapeKey(metric: fields.metric, tagSet: fields.tagSet, agent: fields.agent)) {
+        case .success(let found): shape = found
+        case .failure(let failure): return .undecodable(failure)
         }
         guard shape.matches else { return .filteredOut }
         if let wanted = filter.correlationID, fields.correlationID != wanted { return .filteredOut }
+        append(seq: seq, timestampNanos: fields.timestampNanos, value: fields.value, shape: shape, into: &output) {
+            appendCorrelation(fields, into: &$0)
+        }
+        return .rendered
+    }
+
+    /// Appends the envelope of `record`, decoded from this stream's log, ignoring the filter: what the record's
+    /// metric, tag set and agent share is rendered once (`MetricRecord.symbols`); a record without symbols (built
+    /// otherwise, or changed since) goes through `Envelope.render`. The same bytes either way.
+    public func render(_ record: MetricRecord, into output: inout [UInt8]) {
+        guard let symbols = record.symbols,
+            case .success(let shape) = shape(
+                ShapeKey(metric: symbols.metric, tagSet: symbols.tagSet, agent: symbols.agent)
+            )
+        else {
+            Envelope.render(record, logID: logID, sourceService: sourceServiceName, into: &output)
+            return
+        }
+        append(seq: record.seq, timestampNanos: record.timestampNanos, value: record.value, shape: shape, into: &output)
+        {
+            Envelope.appendOptional(record.correlationID, into: &$0)
+        }
+    }
+
+    /// The envelope from its parts; `correlation` appends the correlation id's JSON (written twice).
+    private func append(
+        seq: UInt64,
+        timestampNanos: Int64,
+        value: Double,
+        shape: Shape,
+        into output: inout [UInt8],
+        correlation: (inout [UInt8]) -> Void
+    ) {
         output.append(contentsOf: opening)
         Envelope.appendEventID(logID: logID, seq: seq, into: &output)
         output.append(contentsOf: timestampKey)
-        Envelope.appendTimestamp(fields.timestampNanos, into: &output)
+        Envelope.appendTimestamp(timestampNanos, into: &output)
         output.append(contentsOf: sourceService)
         let correlationStart = output.count
-        appendCorrelation(fields, into: &output)
+        correlation(&output)
         let correlationEnd = output.count
         output.append(contentsOf: shape.head)
-        Envelope.appendNumber(fields.value, into: &output)
+        Envelope.appendNumber(value, into: &output)
         output.append(contentsOf: shape.tail)
         // The same text again, copied from where it was just written.
         for index in correlationStart..<correlationEnd { output.append(output[index]) }
         output.append(0x7D)
         output.append(0x7D)
-        return .rendered
+    }
+
+    /// The shape of a combination, made once.
+    private func shape(_ key: ShapeKey) -> Result<Shape, MetricsDecoder.Failure> {
+        let slot = Int((key.metric &* 0x9E37_79B1 ^ key.tagSet &* 0x85EB_CA77 ^ key.agent &* 0xC2B2_AE3D) >> 22)
+        if let cached = recent[slot], cached.key == key { return .success(cached.shape) }
+        if let known = shapes[key] {
+            recent[slot] = (key, known)
+            return .success(known)
+        }
+        let made = makeShape(key)
+        if case .success(let shape) = made {
+            shapes[key] = shape
+            recent[slot] = (key, shape)
+        }
+        return made
     }
 
     private func appendCorrelation(_ fields: RecordCodec.Fields, into output: inout [UInt8]) {

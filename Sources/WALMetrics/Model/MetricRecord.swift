@@ -4,15 +4,27 @@ import WALCore
 public struct MetricRecord: Sendable, Equatable {
     /// The record's sequence number in its log.
     public var seq: UInt64
-    public var name: String
-    public var type: MetricType
+    public var name: String { didSet { symbols = nil } }
+    public var type: MetricType { didSet { symbols = nil } }
     public var value: Double
-    public var unit: String
-    public var tags: [String: String]
+    public var unit: String { didSet { symbols = nil } }
+    public var tags: [String: String] { didSet { symbols = nil } }
     /// Wall-clock time of the emit, nanoseconds since the Unix epoch (UTC).
     public var timestampNanos: Int64
     public var correlationID: String?
-    public var agentID: String?
+    public var agentID: String? { didSet { symbols = nil } }
+
+    /// The symbol ids of the record's metric, tag set and agent in its log's symbol table.
+    package struct Symbols: Sendable, Hashable {
+        package var metric: UInt32
+        package var tagSet: UInt32
+        package var agent: UInt32
+    }
+
+    /// The symbols the record was decoded from (`MetricsDecoder`), nil for a record built otherwise or changed
+    /// since in any of the fields they stand for: `EnvelopeStream` renders what they share once. Not part of the
+    /// record's value (`==` ignores it).
+    package var symbols: Symbols?
 
     public init(
         seq: UInt64,
@@ -34,6 +46,12 @@ public struct MetricRecord: Sendable, Equatable {
         self.timestampNanos = timestampNanos
         self.correlationID = correlationID
         self.agentID = agentID
+    }
+
+    public static func == (lhs: MetricRecord, rhs: MetricRecord) -> Bool {
+        lhs.seq == rhs.seq && lhs.name == rhs.name && lhs.type == rhs.type && lhs.value == rhs.value
+            && lhs.unit == rhs.unit && lhs.tags == rhs.tags && lhs.timestampNanos == rhs.timestampNanos
+            && lhs.correlationID == rhs.correlationID && lhs.agentID == rhs.agentID
     }
 
     public var category: MetricCategory { MetricCategory(metricName: name) }

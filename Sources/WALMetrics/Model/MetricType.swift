@@ -45,9 +45,30 @@ public enum MetricCategory: String, Sendable, CaseIterable, Codable {
     case custom
 
     /// The category of a metric name: its first `_`-separated word when that is a known category, else `custom`.
+    @_disfavoredOverload
     public init(metricName: some StringProtocol) {
-        let prefix = metricName.prefix { $0 != "_" }
-        self = MetricCategory(rawValue: String(prefix)).flatMap { $0 == .custom ? nil : $0 } ?? .custom
+        self.init(metricName: String(metricName))
+    }
+
+    /// The category of a metric name, from its UTF-8 bytes: a shipper asks this for every record.
+    public init(metricName: String) {
+        var name = metricName
+        self = name.withUTF8 { Self.category(ofName: $0) }
+    }
+
+    private static func category(ofName bytes: UnsafeBufferPointer<UInt8>) -> MetricCategory {
+        let end = bytes.firstIndex(of: 0x5F) ?? bytes.count
+        for (utf8, category) in named where utf8.count == end {
+            var index = 0
+            while index < end && utf8[index] == bytes[index] { index += 1 }
+            if index == end { return category }
+        }
+        return .custom
+    }
+
+    /// The five categories of the design by name (never `custom`).
+    private static let named: [(utf8: [UInt8], category: MetricCategory)] = allCases.filter { $0 != .custom }.map {
+        (Array($0.rawValue.utf8), $0)
     }
 
     /// `agent.metrics.{category}.v1`, with an optional prefix replacing `agent.metrics`.

@@ -53,19 +53,19 @@ public final class MetricsDecoder {
             guard let resolved = resolveString(fields.agent) else { return .failure(.unknownSymbol(fields.agent)) }
             agent = resolved
         }
-        return .success(
-            MetricRecord(
-                seq: seq,
-                name: metric.name,
-                type: metric.type,
-                value: fields.value,
-                unit: metric.unit,
-                tags: tags,
-                timestampNanos: fields.timestampNanos,
-                correlationID: fields.correlationID,
-                agentID: agent
-            )
+        var record = MetricRecord(
+            seq: seq,
+            name: metric.name,
+            type: metric.type,
+            value: fields.value,
+            unit: metric.unit,
+            tags: tags,
+            timestampNanos: fields.timestampNanos,
+            correlationID: fields.correlationID,
+            agentID: agent
         )
+        record.symbols = MetricRecord.Symbols(metric: fields.metric, tagSet: fields.tagSet, agent: fields.agent)
+        return .success(record)
     }
 
     /// The symbol with this id, reading new entries once when it is not known yet.
