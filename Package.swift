@@ -10,6 +10,7 @@ import PackageDescription
 //   WALAlerts    thresholds, their evaluation, the log/webhook/email channels (no sink: the Kafka alert channel is
 //                wired in by walctl, which links both)
 //   WALObserve   the HTTP listener beside the shippers: /metrics (Prometheus), /healthz, /readyz, the live page
+//                (LiveView: the design's real-time panels computed from the logs themselves)
 //   WALTraffic   realistic, deterministic agent traffic (`walctl emit`/`demo`, tests, benchmarks); above WALMetrics
 //   walctl       the operator's CLI (parses arguments and prints; shipping, replay and lag live in WALShipping)
 // WALTestKit (fakes, temp dirs, crash helpers) is for tests and benchmarks only: no product code links it.

@@ -60,5 +60,19 @@ let package = Package(
             path: "WALKafkaBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "WALObserveBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "WALObserve", package: walctlPackage),
+                .product(name: "WALShipping", package: walctlPackage),
+                .product(name: "WALMetrics", package: walctlPackage),
+                .product(name: "WALCore", package: walctlPackage),
+                .product(name: "WALTestKit", package: walctlPackage),
+                .product(name: "WALTraffic", package: walctlPackage),
+            ],
+            path: "WALObserveBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -7,6 +7,8 @@ packages=(pkg-config liblz4-dev librdkafka-dev libpq-dev libcurl4-openssl-dev po
     gcc python3-dev python3-venv)
 # The shipper's /metrics is checked by a real Prometheus server and promtool (WALObserveTests).
 packages+=(prometheus curl)
+# The live page is checked in headless Chromium (LivePageBrowserTests).
+packages+=(chromium)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -13,7 +13,7 @@ struct WALCtl: AsyncParsableCommand {
             """,
         subcommands: [
             Emit.self, Inspect.self, Tail.self, Replay.self, Verify.self, Stats.self, Ship.self, PG.self, Alerts.self,
-            Demo.self,
+            Demo.self, Serve.self,
         ]
     )
 

@@ -482,25 +482,16 @@ struct Ship: AsyncParsableCommand {
                     return fleet?.statistics ?? [:]
                 }
             )
-            let server = ObserveServer(
-                host: address.host,
-                port: address.port,
-                routes: monitor.routes,
-                logger: Logger(label: "walctl.http")
+            // The live page (/, /api/live): the same logs, tailed read-only on the view's own thread.
+            let live = LiveView(selection: selection)
+            let (server, _) = try startHTTPListener(
+                address,
+                routes: monitor.routes.merging(live.routes) { monitorRoute, _ in monitorRoute },
+                command: "ship",
+                logger: logger
             )
-            if !address.isLoopback {
-                logger.warning(
-                    "the HTTP listener is reachable from other machines: it has no authentication",
-                    metadata: ["address": "\(address)"]
-                )
-            }
-            do {
-                try server.start()
-            } catch {
-                Output.error("walctl ship: --http: \(error)")
-                throw ExitCode(1)
-            }
             listener = server
+            services.append(live)
             services.append(server)
         }
         let configured = services.map {
