@@ -658,8 +658,11 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var waiting = false
         for source in sources.values {
             let position = source.committed ?? source.knownCommitted
-            // Only a log read no further than its share may have more sealed than read.
-            if source.pendingCount >= configuration.batchSize, now - source.lastSealedCheckedAt >= 1_000_000_000 {
+            // Only a log read no further than its share, or not read at all while its position is unknown (the sink
+            // cannot be reached), may have more sealed than read.
+            if source.pendingCount >= configuration.batchSize || source.committed == nil,
+                now - source.lastSealedCheckedAt >= 1_000_000_000
+            {
                 source.lastSealedSeq = (try? LogInspector.lastSealedSeqCheap(path: source.directory)) ?? 0
                 source.lastSealedCheckedAt = now
             }

@@ -13,6 +13,7 @@ public final class FakeSink: MetricSink, @unchecked Sendable {
         var rows: [LogID: [UInt64: MetricRecord]] = [:]
         var committed: [LogID: UInt64] = [:]
         var failures = 0
+        var unreachable = false
         var replayCalls = 0
         var disconnects = 0
     }
@@ -32,16 +33,25 @@ public final class FakeSink: MetricSink, @unchecked Sendable {
     /// The records held for `logID`, by sequence number.
     public func rows(of logID: LogID) -> [UInt64: MetricRecord] { state.withLock { $0.rows[logID] ?? [:] } }
 
+    /// While true, every call that reaches the sink (positions, delivery) fails, as a server that is down.
+    public func setUnreachable(_ unreachable: Bool) { state.withLock { $0.unreachable = unreachable } }
+
     public var replayCalls: Int { state.withLock { $0.replayCalls } }
     public var disconnects: Int { state.withLock { $0.disconnects } }
 
     /// Sets the committed position of `logID` (as if a shipper had committed it).
     public func setCommitted(_ seq: UInt64, of logID: LogID) { state.withLock { $0.committed[logID] = seq } }
 
-    public func committedSeq(logID: LogID) throws -> UInt64 { state.withLock { $0.committed[logID] ?? 0 } }
+    public func committedSeq(logID: LogID) throws -> UInt64 {
+        try state.withLock {
+            if $0.unreachable { throw InjectedFailure() }
+            return $0.committed[logID] ?? 0
+        }
+    }
 
     public func deliver(_ batch: ShipBatch) throws {
         try state.withLock { state in
+            if state.unreachable { throw InjectedFailure() }
             if state.failures > 0 {
                 state.failures -= 1
                 throw InjectedFailure()

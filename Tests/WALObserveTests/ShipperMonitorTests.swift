@@ -122,6 +122,33 @@ import WALTestKit
         #expect(waitFor { running.engine.statistics.recordsShipped == 150 })
     }
 
+    @Test func lagCountsRecordsWrittenWhileTheSinkIsUnreachable() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        #expect(try walctl(["emit", "--dir", path, "--count", "100"]).status == 0)
+        let running = try Running(path: path)
+        defer { running.stop() }
+        let monitor = ShipperMonitor(engines: [running.engine], stalledAfterSeconds: 60)
+        #expect(waitFor { running.engine.statistics.recordsShipped == 100 })
+        // The sink goes down; 50 records are read and fail, then 30 more arrive that the engine cannot read (it
+        // reads nothing while it cannot learn the positions): the lag still counts all 80.
+        running.sink.setUnreachable(true)
+        #expect(try walctl(["emit", "--dir", path, "--count", "50"]).status == 0)
+        #expect(waitFor { running.engine.statistics.retries > 0 })
+        #expect(try walctl(["emit", "--dir", path, "--count", "30"]).status == 0)
+        var text = ""
+        #expect(
+            waitFor {
+                text = String(decoding: monitor.metricsText(), as: UTF8.self)
+                return sample(text, "walctl_ship_lag_records", ["dir": path]) == 80
+            },
+            "\(text)"
+        )
+        running.sink.setUnreachable(false)
+        #expect(waitFor { running.engine.statistics.recordsShipped == 180 })
+    }
+
     @Test func alertChannelCountersAreExportedPerLogAndChannel() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
