@@ -21,6 +21,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "WALCore", package: walctlPackage),
+                .product(name: "WALTestKit", package: walctlPackage),
             ],
             path: "WALCoreBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

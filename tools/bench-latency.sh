@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../Benchmarks"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-swift package --allow-writing-to-directory "$out" benchmark \
+swift package --allow-writing-to-directory "$out" benchmark --target WALCoreBenchmarks \
     --filter 'append 100 B.*|floor.*' --format histogram --path "$out" --no-progress >/dev/null 2>&1
 python3 - "$out" <<'PY'
 import glob, os, sys

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 @_spi(Testing) import WALCore
+import WALTestKit
 
 /// A flag shared with background threads, so that they do not keep their owner alive.
 final class RunFlag: Sendable {
@@ -38,41 +39,6 @@ final class BenchLog: @unchecked Sendable {
         usleep(10_000)
         try? wal.close()
         try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
-/// The physical floor of an append: take a mutex, memcpy the record into a MAP_SHARED mapping, release.
-final class MappingCopier: @unchecked Sendable {
-    private let mutex = Mutex<Int>(0)
-    private let base: UnsafeMutableRawPointer
-    private let size: Int
-    private let path: String
-
-    init(size: Int) throws {
-        path = NSTemporaryDirectory() + "walctl-floor-\(UUID().uuidString)"
-        let fd = open(path, O_RDWR | O_CREAT, 0o600)
-        guard fd >= 0, posix_fallocate(fd, 0, off_t(size)) == 0 else { throw POSIXError(.EIO) }
-        guard let pointer = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), pointer != MAP_FAILED else {
-            throw POSIXError(.EIO)
-        }
-        Foundation.close(fd)
-        base = pointer
-        self.size = size
-    }
-
-    @inline(__always)
-    func copy(_ bytes: UnsafeRawBufferPointer) -> Int {
-        mutex.withLock { offset in
-            if offset + bytes.count > size { offset = 0 }
-            (base + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            offset += bytes.count
-            return offset
-        }
-    }
-
-    deinit {
-        munmap(base, size)
-        unlink(path)
     }
 }
 
@@ -161,4 +127,48 @@ func jsonLikeRecord(_ counter: UInt64) -> [UInt8] {
         "{\"m\":\"\(metrics[Int(counter % 4)])\",\"v\":\(Double(counter % 997) / 7.0),"
         + "\"agent\":\"agent-\(counter % 8)\",\"corr\":\"c-\(counter / 50)\",\"ts\":\(1_767_225_600_000 + counter)}"
     return Array(text.utf8)
+}
+
+/// Latency under a fixed offered load (not saturating): `threads` threads each call `operation` at
+/// `rate / threads` calls per second for `seconds`, waiting for each due time with `sched_yield` (so the sealer runs
+/// between calls, as it would beside an agent doing other work). Returns every call's duration in nanoseconds,
+/// sorted, and how many calls started more than 1 ms late (the offered rate was not kept).
+func pacedLatencies(
+    threads: Int,
+    rate: Double,
+    seconds: Double,
+    _ operation: @escaping @Sendable (Int) -> Void
+) -> (sorted: [UInt64], late: Int) {
+    let perThread = Int(rate * seconds) / threads
+    let interval = Double(threads) / rate * 1e9
+    let results = Mutex<(durations: [UInt64], late: Int)>(([], 0))
+    let group = DispatchGroup()
+    let start = DispatchTime.now().uptimeNanoseconds + 20_000_000
+    for _ in 0..<threads {
+        group.enter()
+        Thread {
+            var durations = [UInt64](repeating: 0, count: perThread)
+            var late = 0
+            for index in 0..<perThread {
+                let due = start + UInt64(Double(index) * interval)
+                while DispatchTime.now().uptimeNanoseconds < due { sched_yield() }
+                let began = DispatchTime.now().uptimeNanoseconds
+                if began > due + 1_000_000 { late += 1 }
+                operation(index)
+                durations[index] = DispatchTime.now().uptimeNanoseconds - began
+            }
+            results.withLock {
+                $0.durations.append(contentsOf: durations)
+                $0.late += late
+            }
+            group.leave()
+        }.start()
+    }
+    group.wait()
+    return results.withLock { ($0.durations.sorted(), $0.late) }
+}
+
+/// The value at quantile `q` (0...1) of sorted values.
+func quantile(_ sorted: [UInt64], _ q: Double) -> Int {
+    sorted.isEmpty ? 0 : Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))])
 }

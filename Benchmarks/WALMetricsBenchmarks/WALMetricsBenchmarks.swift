@@ -11,13 +11,28 @@ import WALTraffic
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .mallocCountTotal, .throughput],
+        // Per emit: time, heap allocations and bytes allocated (the malloc interposer's counters).
+        metrics: [.wallClock, .mallocCountTotal, .mallocBytesCount, .throughput],
         timeUnits: .nanoseconds,
         warmupIterations: 1000,
         maxDuration: .seconds(3),
         maxIterations: 1_000_000
     )
     let tags = ["agent_type": "router", "routing_strategy": "smart", "cache_status": "hit"]
+
+    // The floor, in the same run: a mutex-guarded memcpy of as many bytes as the handle benchmarks' records into a
+    // MAP_SHARED mapping. Their values (0.5 plus 0.001 per call, accumulated) are mostly not short decimals, so a
+    // record is kind, flags, metric, tag set, agent (5 B), time (8 B) and an f64 (8 B): 21 B, and 37 B with a UUID.
+    for size in [21, 37] {
+        let bytes = [UInt8](repeating: 0x5A, count: size)
+        Benchmark("floor: mutex + memcpy \(size) B into MAP_SHARED") { benchmark, copier in
+            bytes.withUnsafeBytes { bytes in
+                for _ in benchmark.scaledIterations { blackHole(copier.copy(bytes)) }
+            }
+        } setup: {
+            try MappingCopier(size: 64 << 20)
+        }
+    }
 
     Benchmark("recordTiming by name, 3 tags") { benchmark, fixture in
         var value = 0.5

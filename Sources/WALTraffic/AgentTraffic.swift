@@ -58,43 +58,152 @@ public struct AgentTraffic: Sendable {
     /// A workflow has one agent, one correlation id and one set of tag values per category; its metric calls follow
     /// its type's fixed sequence; values are drawn per event.
     public func event(_ counter: UInt64) -> Event {
+        let draw = draw(counter)
+        let shape = Self.shapes[draw.metric]
+        var tags: [String: String] = [:]
+        var combination = draw.tagCombination
+        for index in shape.keys.indices.reversed() {
+            let choices = shape.values[index]
+            tags[shape.keys[index]] = choices[combination % choices.count]
+            combination /= choices.count
+        }
+        return Event(
+            definition: shape.definition,
+            value: draw.value,
+            tags: tags,
+            agentID: "agent-\(thread)-\(draw.agent)",
+            correlationID: uuidText(draw.correlation.high, draw.correlation.low)
+        )
+    }
+
+    /// What decides event `counter`, as indices and numbers (no allocation): `event(_:)` spells it out in strings,
+    /// `TrafficEmitter` records it through handles made once.
+    struct Draw {
+        /// Index into `MetricCatalog.all` (and `shapes`).
+        var metric: Int
+        /// The tag values, as a mixed-radix number over the metric's tag keys (first key most significant).
+        var tagCombination: Int
+        /// The agent `agent-T-k`: k, 0 to 3.
+        var agent: Int
+        /// The correlation id, a version 4 UUID, as its two big-endian halves.
+        var correlation: (high: UInt64, low: UInt64)
+        var value: Double
+    }
+
+    /// A catalog metric as the generator sees it, resolved once: its category's tag keys and value lists.
+    struct Shape: Sendable {
+        var definition: MetricDefinition
+        var keys: [String]
+        var values: [[String]]
+        /// Mixed `shared.next()` into the seed of the tag draw.
+        var salt: UInt64
+        var valueKind: ValueKind
+        /// How many tag combinations the metric has.
+        var combinations: Int
+    }
+
+    enum ValueKind: Sendable { case timing, counter, rate, fraction, kilobytes, ratio, count }
+
+    static let shapes: [Shape] = MetricCatalog.all.map { definition in
+        let category = definition.category
+        let keys = MetricCatalog.tags[category] ?? []
+        let values = tagValues[category] ?? []
+        let used = min(keys.count, values.count)
+        let kind: ValueKind
+        switch (definition.type, definition.unit) {
+        case (.timing, _): kind = .timing
+        case (.counter, _): kind = .counter
+        case (.rate, _): kind = .rate
+        case (.gauge, "0-1"): kind = .fraction
+        case (.gauge, "KB"): kind = .kilobytes
+        case (.gauge, "ratio"): kind = .ratio
+        case (.gauge, _): kind = .count
+        }
+        return Shape(
+            definition: definition,
+            keys: Array(keys.prefix(used)),
+            values: Array(values.prefix(used)),
+            salt: UInt64(category.rawValue.utf8.count),
+            valueKind: kind,
+            combinations: values.prefix(used).reduce(1) { $0 * $1.count }
+        )
+    }
+
+    /// The numbers `draw` needs, flat (no reference counting on the hot path): per metric, its salt, value kind
+    /// and the number of choices of each tag key (0 past the last key).
+    struct DrawTable: Sendable {
+        static let maxKeys = 4
+        var salts: [UInt64] = []
+        var kinds: [ValueKind] = []
+        var choiceCounts: [Int] = []
+        /// `workflows`, flat: 16 metric indices per workflow type.
+        var steps: [Int] = []
+
+        /// A copy with buffers of its own.
+        func copied() -> DrawTable {
+            DrawTable(
+                salts: salts.map { $0 },
+                kinds: kinds.map { $0 },
+                choiceCounts: choiceCounts.map { $0 },
+                steps: steps.map { $0 }
+            )
+        }
+    }
+
+    static let table: DrawTable = {
+        var table = DrawTable()
+        for shape in shapes {
+            precondition(shape.values.count <= DrawTable.maxKeys)
+            table.salts.append(shape.salt)
+            table.kinds.append(shape.valueKind)
+            for index in 0..<DrawTable.maxKeys {
+                table.choiceCounts.append(index < shape.values.count ? shape.values[index].count : 0)
+            }
+        }
+        table.steps = workflows.flatMap { $0 }
+        return table
+    }()
+
+    /// Draws event `counter` using `table` (a copy of `Self.table` private to the caller's thread avoids sharing its
+    /// reference counts between threads).
+    @inline(__always)
+    func draw(_ counter: UInt64, table: borrowing DrawTable = Self.table) -> Draw {
         let workflow = counter / 16
         let step = Int(counter % 16)
         var shared = SplitMix(seed: UInt64(thread) &* 0x9E37_79B9_7F4A_7C15 ^ workflow &* 0xD1B5_4A32_D192_ED03)
-        let type = Int(shared.next() % UInt64(Self.workflows.count))
-        let definition = MetricCatalog.all[Self.workflows[type][step]]
-        let category = definition.category
-        var tags: [String: String] = [:]
-        let keys = MetricCatalog.tags[category] ?? []
-        let values = Self.tagValues[category] ?? []
-        var tagRandom = SplitMix(seed: shared.next() ^ UInt64(category.rawValue.utf8.count))
-        for (index, key) in keys.enumerated() where index < values.count {
-            let choices = values[index]
-            tags[key] = choices[Int(tagRandom.next() % UInt64(choices.count))]
+        let type = Int(shared.next() % UInt64(table.steps.count / 16))
+        let metric = table.steps[type * 16 + step]
+        var tagRandom = SplitMix(seed: shared.next() ^ table.salts[metric])
+        var combination = 0
+        for index in 0..<DrawTable.maxKeys {
+            let count = table.choiceCounts[metric * DrawTable.maxKeys + index]
+            guard count > 0 else { break }
+            combination = combination * count + Int(tagRandom.next() % UInt64(count))
         }
-        let agent = "agent-\(thread)-\(shared.next() % 4)"
-        let correlationID = uuidText(shared.next(), shared.next())
+        let agent = Int(shared.next() % 4)
+        let high = (shared.next() & ~0xF000) | 0x4000
+        let low = (shared.next() & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
         var random = SplitMix(seed: UInt64(thread) &* 0x94D0_49BB_1331_11EB ^ counter)
         let unit = random.unit()
         let value: Double
-        switch (definition.type, definition.unit) {
-        case (.timing, _):
+        switch table.kinds[metric] {
+        case .timing:
             // Mostly fast, with a long tail: about 0.5 to 200 ms, three decimals.
             value = (0.5 + 40 * unit * unit * unit * 5 * random.unit()).roundedTo(places: 3)
-        case (.counter, _):
+        case .counter:
             value = Double(1 + random.next() % 8)
-        case (.rate, _):
+        case .rate:
             value = (60 + 40 * unit).roundedTo(places: 2)
-        case (.gauge, "0-1"):
+        case .fraction:
             value = (0.5 + 0.5 * unit).roundedTo(places: 4)
-        case (.gauge, "KB"):
+        case .kilobytes:
             value = (10 + 900 * unit).roundedTo(places: 1)
-        case (.gauge, "ratio"):
+        case .ratio:
             value = (1 + 3 * unit).roundedTo(places: 2)
-        case (.gauge, _):
+        case .count:
             value = Double(1 + random.next() % 12)
         }
-        return Event(definition: definition, value: value, tags: tags, agentID: agent, correlationID: correlationID)
+        return Draw(metric: metric, tagCombination: combination, agent: agent, correlation: (high, low), value: value)
     }
 
     /// The harshest catalog traffic: every event drawn independently (metric, tag values, agent; a correlation id
@@ -164,6 +273,7 @@ func uuidText(_ high: UInt64, _ low: UInt64) -> String {
 }
 
 extension Double {
+    @inline(__always)
     func roundedTo(places: Int) -> Double {
         var scale = 1.0
         for _ in 0..<places { scale *= 10 }

@@ -15,7 +15,7 @@ import WALTestKit
                 agent: 2,
                 timestampNanos: 1_767_225_600_123_456_789,
                 value: value,
-                correlationID: correlationID
+                correlation: RecordCodec.Correlation(correlationID)
             )
             #expect(count <= RecordCodec.maxSize)
             return try? RecordCodec.decode(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)).get()
@@ -25,7 +25,8 @@ import WALTestKit
     @Test(arguments: [
         0.0, -0.0, 1, 42, -42, 12.5, 0.1, 0.001, 73.206, 97.55, 0.9417, 1e-9, 123456.789, -0.5, 3.14159265358979,
         1e300, -1e-300, Double.leastNonzeroMagnitude, Double.greatestFiniteMagnitude, 9_007_199_254_740_992,
-        Double(Float.pi), 1.0 / 3.0,
+        Double(Float.pi), 1.0 / 3.0, 0.5, 2.5, -1_234_567.5, 2_251_799_813_685_247.5, 4_503_599_627_370_495.5,
+        225_179_981_368_524.75, 0.1 + 0.2,
     ])
     func valuesRoundTripExactly(value: Double) throws {
         let fields = try #require(roundTrip(value))
@@ -33,6 +34,17 @@ import WALTestKit
         #expect(fields.value.sign == value.sign)
         #expect(fields.metric == 7 && fields.tagSet == 300 && fields.agent == 2)
         #expect(fields.timestampNanos == 1_767_225_600_123_456_789)
+    }
+
+    /// Short decimals take the decimal encoding at their own scale (rounding without libm must not lose them).
+    @Test func decimalsKeepTheirScale() {
+        #expect(RecordCodec.valueEncoding(73.206) == (.decimal, 3))
+        #expect(RecordCodec.valueEncoding(-12.5) == (.decimal, 1))
+        #expect(RecordCodec.valueEncoding(0.9417) == (.decimal, 4))
+        #expect(RecordCodec.valueEncoding(1e-9) == (.decimal, 9))
+        #expect(RecordCodec.valueEncoding(42) == (.integer, 0))
+        #expect(RecordCodec.valueEncoding(-0.0) == (.float, 0))
+        #expect(RecordCodec.valueEncoding(0.1 + 0.2) == (.double, 0))
     }
 
     @Test func randomValuesRoundTripExactly() throws {
@@ -65,7 +77,7 @@ import WALTestKit
                 agent: 1,
                 timestampNanos: 0x0102_0304_0506_0708,
                 value: 12.5,
-                correlationID: "00112233-4455-6677-8899-aabbccddeeff"
+                correlation: RecordCodec.Correlation("00112233-4455-6677-8899-aabbccddeeff")
             )
             return Array(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
         }
@@ -108,7 +120,7 @@ import WALTestKit
                         agent: 2,
                         timestampNanos: 1_767_225_600_123_456_789,
                         value: value,
-                        correlationID: correlationID
+                        correlation: RecordCodec.Correlation(correlationID)
                     )
                     return Array(UnsafeRawBufferPointer(start: $0.baseAddress, count: count))
                 }

@@ -24,20 +24,35 @@ enum RecordCodec {
     static let maxExactInteger = 9_007_199_254_740_992.0
 
     /// The smallest exact encoding of `value`, with the decimal scale when it is `.decimal`.
+    ///
+    /// No libm call on the emit path: the integer test converts, and the decimal test rounds with `roundToInteger`.
+    /// Each candidate is checked exactly (the decoder's `m / 10^k` gives `value` back), so the rounding used only
+    /// decides which encodings are tried, never whether a value round-trips.
     @inline(__always)
     static func valueEncoding(_ value: Double) -> (ValueEncoding, scale: Int) {
         if value == 0 && value.sign == .plus { return (.zero, 0) }
         guard value.isFinite, abs(value) < maxExactInteger else { return (.double, 0) }
-        if value.rounded(.towardZero) == value && !(value == 0) { return (.integer, 0) }
+        if Double(Int64(value)) == value && !(value == 0) { return (.integer, 0) }
         if value != 0 {
             for scale in 1...9 {
-                let scaled = (value * powersOfTen[scale]).rounded()
-                guard abs(scaled) < maxExactInteger else { break }
-                if scaled / powersOfTen[scale] == value { return (.decimal, scale) }
+                let product = value * powersOfTen[scale]
+                guard abs(product) < roundingLimit else { break }
+                if roundToInteger(product) / powersOfTen[scale] == value { return (.decimal, scale) }
             }
         }
         if Double(Float(value)) == value { return (.float, 0) }
         return (.double, 0)
+    }
+
+    /// Below this magnitude `roundToInteger` is exact: 2^51.
+    static let roundingLimit = 2_251_799_813_685_248.0
+
+    /// `value` rounded to the nearest integer (ties to even), for `abs(value) < roundingLimit`: adding and removing
+    /// 1.5 x 2^52 leaves no fraction bits (two additions instead of a call to libm's `round`).
+    @inline(__always)
+    static func roundToInteger(_ value: Double) -> Double {
+        let magic = 6_755_399_441_055_744.0
+        return (value + magic) - magic
     }
 
     @inline(__always)
@@ -45,6 +60,24 @@ enum RecordCodec {
 
     @inline(__always)
     static func unzigzag(_ value: UInt64) -> Int64 { Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }
+
+    /// A record's correlation id, as stored: none, a canonical UUID (its two big-endian halves), or other text
+    /// (already validated).
+    enum Correlation {
+        case none
+        case uuid(UInt64, UInt64)
+        case text(String)
+
+        /// The stored form of a correlation id: a canonical UUID as its halves, other text as it is.
+        @inline(__always)
+        init(_ text: String?) {
+            guard let text else {
+                self = .none
+                return
+            }
+            if let uuid = RecordCodec.parseUUID(text) { self = .uuid(uuid.0, uuid.1) } else { self = .text(text) }
+        }
+    }
 
     /// Encodes into `buffer` (at least `maxSize` bytes); returns the length.
     @inline(__always)
@@ -55,20 +88,16 @@ enum RecordCodec {
         agent: UInt32,
         timestampNanos: Int64,
         value: Double,
-        correlationID: String?
+        correlation: Correlation
     ) -> Int {
         var writer = ByteWriter(buffer)
         writer.byte(kindMetric)
         let (valueEncoding, scale) = valueEncoding(value)
-        var correlationEncoding: UInt8 = 0
-        var uuid: (UInt64, UInt64) = (0, 0)
-        if let correlationID {
-            if let parsed = parseUUID(correlationID) {
-                uuid = parsed
-                correlationEncoding = 1
-            } else {
-                correlationEncoding = 2
-            }
+        let correlationEncoding: UInt8
+        switch correlation {
+        case .none: correlationEncoding = 0
+        case .uuid: correlationEncoding = 1
+        case .text: correlationEncoding = 2
         }
         writer.byte(valueEncoding.rawValue | correlationEncoding << 3 | (agent != 0 ? 0x20 : 0))
         writer.varint(UInt64(metric))
@@ -82,20 +111,19 @@ enum RecordCodec {
         case .zero: break
         case .decimal:
             writer.byte(UInt8(scale))
-            writer.varint(zigzag(Int64((value * powersOfTen[scale]).rounded())))
+            writer.varint(zigzag(Int64(roundToInteger(value * powersOfTen[scale]))))
         }
-        switch correlationEncoding {
-        case 1:
-            writer.bigEndian64(uuid.0)
-            writer.bigEndian64(uuid.1)
-        case 2:
-            var text = correlationID ?? ""
+        switch correlation {
+        case .none: break
+        case .uuid(let high, let low):
+            writer.bigEndian64(high)
+            writer.bigEndian64(low)
+        case .text(var text):
             text.withUTF8 { bytes in
                 let count = min(bytes.count, Validation.maxIDBytes)
                 writer.varint(UInt64(count))
                 writer.bytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes).prefix(count)))
             }
-        default: break
         }
         return writer.count
     }

@@ -22,6 +22,8 @@ public final class MetricsCollector: @unchecked Sendable {
     /// The log's identity (the envelope's event ids derive from it); nil when disabled.
     public var logID: LogID? { log?.logID }
 
+    /// `log`, unretained: the emit path calls it without reference counting (`log` keeps it alive).
+    private let appender: Unmanaged<WAL>?
     private let symbols: SymbolTable?
     private let defaultAgent: UInt32
     private let rejections = Mutex<[RejectionReason: UInt64]>([:])
@@ -72,6 +74,7 @@ public final class MetricsCollector: @unchecked Sendable {
         self.configuration = configuration
         guard configuration.enabled else {
             log = nil
+            appender = nil
             symbols = nil
             defaultAgent = 0
             return
@@ -121,6 +124,7 @@ public final class MetricsCollector: @unchecked Sendable {
             }
         }
         log = wal
+        appender = Unmanaged.passUnretained(wal)
         symbols = table
         defaultAgent = agentID
     }
@@ -488,11 +492,33 @@ public final class MetricsCollector: @unchecked Sendable {
         correlationID: String?,
         timestampNanos: Int64? = nil
     ) -> EmitResult {
-        guard let log else { return .disabled }
-        guard value.isFinite else { return reject(.nonFiniteValue) }
-        if let correlationID, let reason = Validation.checkID(correlationID, reason: .invalidCorrelationID) {
+        let correlation = RecordCodec.Correlation(correlationID)
+        // A canonical UUID (36 bytes of hex digits and dashes) is a valid id: only other text is checked.
+        if case .text(let text) = correlation, let reason = Validation.checkID(text, reason: .invalidCorrelationID) {
             return reject(reason)
         }
+        return emit(
+            metric: metric,
+            tagSet: tagSet,
+            agent: agent,
+            value: value,
+            correlation: correlation,
+            timestampNanos: timestampNanos
+        )
+    }
+
+    /// `emit` with the correlation id already checked.
+    @inline(__always)
+    func emit(
+        metric: UInt32,
+        tagSet: UInt32,
+        agent: UInt32,
+        value: Double,
+        correlation: RecordCodec.Correlation,
+        timestampNanos: Int64? = nil
+    ) -> EmitResult {
+        guard let appender else { return .disabled }
+        guard value.isFinite else { return reject(.nonFiniteValue) }
         let timestamp = timestampNanos ?? wallClockNow()
         return withUnsafeTemporaryAllocation(byteCount: RecordCodec.maxSize, alignment: 8) { buffer -> EmitResult in
             let count = RecordCodec.encode(
@@ -502,16 +528,35 @@ public final class MetricsCollector: @unchecked Sendable {
                 agent: agent,
                 timestampNanos: timestamp,
                 value: value,
-                correlationID: correlationID
+                correlation: correlation
             )
-            do throws(WALError) {
-                let seq = try log.append(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
-                return .recorded(seq: seq)
-            } catch {
-                if error.code == .dropped { return .dropped(seq: error.seq ?? 0) }
-                return reject(.logUnavailable)
+            let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)
+            return appender._withUnsafeGuaranteedRef { log -> EmitResult in
+                do throws(WALError) {
+                    return .recorded(seq: try log.append(bytes))
+                } catch {
+                    if error.code == .dropped { return .dropped(seq: error.seq ?? 0) }
+                    return reject(.logUnavailable)
+                }
             }
         }
+    }
+
+    /// Records `value` for a handle of this collector given by its ids (`MetricHandle.ids`), with a UUID
+    /// correlation id as its two big-endian halves. Makes no heap allocation.
+    @inline(__always)
+    package func record(
+        _ ids: MetricHandle.IDs,
+        value: Double,
+        correlationUUID: (high: UInt64, low: UInt64)
+    ) -> EmitResult {
+        emit(
+            metric: ids.metric,
+            tagSet: ids.tagSet,
+            agent: ids.agent,
+            value: value,
+            correlation: .uuid(correlationUUID.high, correlationUUID.low)
+        )
     }
 
     @inline(never)
@@ -560,6 +605,30 @@ public struct MetricHandle: Sendable {
     @inline(__always)
     public func record(_ value: Double, correlationID: String? = nil) -> EmitResult {
         collector.emit(metric: metric, tagSet: tagSet, agent: agent, value: value, correlationID: correlationID)
+    }
+
+    /// The symbol ids a handle stands for, for callers that keep many handles of one collector and want no
+    /// reference counting per record (see `MetricsCollector.record(_:value:correlationUUID:)`).
+    package struct IDs: Sendable {
+        let metric: UInt32
+        let tagSet: UInt32
+        let agent: UInt32
+    }
+
+    package var ids: IDs { IDs(metric: metric, tagSet: tagSet, agent: agent) }
+
+    /// Records `value` with a UUID correlation id given as its two big-endian halves (what the text
+    /// `8-4-4-4-12` spells, most significant first): no parsing. Makes no heap allocation.
+    @discardableResult
+    @inline(__always)
+    package func record(_ value: Double, correlationUUID: (high: UInt64, low: UInt64)) -> EmitResult {
+        collector.emit(
+            metric: metric,
+            tagSet: tagSet,
+            agent: agent,
+            value: value,
+            correlation: .uuid(correlationUUID.high, correlationUUID.low)
+        )
     }
 
     /// Runs `body` and records its duration in milliseconds, also when it throws.

@@ -53,7 +53,7 @@ struct Demo: ParsableCommand {
             finished.enter()
             let perSecond = rate
             Thread {
-                let traffic = AgentTraffic(thread: thread)
+                let traffic = TrafficEmitter(traffic: AgentTraffic(thread: thread), collector: collector)
                 let started = DispatchTime.now().uptimeNanoseconds
                 var counter: UInt64 = 0
                 while DispatchTime.now().uptimeNanoseconds < deadline {
@@ -61,7 +61,7 @@ struct Demo: ParsableCommand {
                     let now = DispatchTime.now().uptimeNanoseconds
                     if due > now { usleep(UInt32(min((due - now) / 1000, 100_000))) }
                     for _ in 0..<16 {
-                        traffic.emit(counter, into: collector)
+                        traffic.emit(counter)
                         counter += 1
                     }
                 }

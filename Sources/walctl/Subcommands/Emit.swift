@@ -177,10 +177,11 @@ struct Emit: ParsableCommand {
             let share = total / threadCount + (thread < total % threadCount ? 1 : 0)
             finished.enter()
             // Appends never suspend: each emitter is a real OS thread, not a task on the cooperative pool.
-            let source: RecordSource =
-                collector.map { .traffic(AgentTraffic(thread: thread), $0) }
-                ?? .raw(SyntheticRecord(thread: UInt32(thread), size: size), wal)
+            let size = self.size
             Thread {
+                let source: RecordSource =
+                    collector.map { .traffic(TrafficEmitter(traffic: AgentTraffic(thread: thread), collector: $0)) }
+                    ?? .raw(SyntheticRecord(thread: UInt32(thread), size: size), wal)
                 Self.runThread(source: source, count: share, rate: perThreadRate, counters: counters)
                 finished.leave()
             }.start()
@@ -206,17 +207,43 @@ struct Emit: ParsableCommand {
                 threadCount
             )
         )
+        let samples = counters.samples.load(ordering: .relaxed)
+        if samples > 0 {
+            // Shares of the emitting threads' time, from every 16th record timed in two parts.
+            let generator = Double(counters.generatorNanos.load(ordering: .relaxed)) / Double(samples)
+            let emitting = Double(counters.collectorNanos.load(ordering: .relaxed)) / Double(samples)
+            let share = 100 * generator / max(generator + emitting, 1e-9)
+            Output.error(
+                String(
+                    format: "walctl emit: per record (1 in 16 timed): generator %.0f ns (%.0f%%), "
+                        + "collector %.0f ns (%.0f%%); the collector alone: %.0f records/s per thread",
+                    generator,
+                    share,
+                    emitting,
+                    100 - share,
+                    1e9 / max(emitting, 1e-9)
+                )
+            )
+        }
         if failed > 0 { throw ExitCode(1) }
     }
 
     /// Where a thread's records come from.
     enum RecordSource {
-        case traffic(AgentTraffic, MetricsCollector)
+        case traffic(TrafficEmitter)
         case raw(SyntheticRecord, WAL)
     }
 
     private static func runThread(source: RecordSource, count: Int, rate: Double?, counters: Counters) {
         var source = source
+        var generatorNanos: UInt64 = 0
+        var collectorNanos: UInt64 = 0
+        var samples = 0
+        defer {
+            counters.generatorNanos.add(generatorNanos, ordering: .relaxed)
+            counters.collectorNanos.add(collectorNanos, ordering: .relaxed)
+            counters.samples.add(samples, ordering: .relaxed)
+        }
         let started = DispatchTime.now().uptimeNanoseconds
         for index in 0..<count {
             if let rate, index % 64 == 0 {
@@ -226,8 +253,22 @@ struct Emit: ParsableCommand {
             }
             let outcome: Result<UInt64, EmitFailure>
             switch source {
-            case .traffic(let traffic, let collector):
-                switch traffic.emit(UInt64(index), into: collector) {
+            case .traffic(let emitter):
+                let result: EmitResult
+                // One record in 16, at every step of the workflow in turn.
+                if index & 15 == (index >> 4) & 15 {
+                    let before = monotonicNanos()
+                    let event = emitter.prepare(UInt64(index))
+                    let prepared = monotonicNanos()
+                    result = emitter.record(event)
+                    let recorded = monotonicNanos()
+                    generatorNanos &+= prepared &- before
+                    collectorNanos &+= recorded &- prepared
+                    samples += 1
+                } else {
+                    result = emitter.emit(UInt64(index))
+                }
+                switch result {
                 case .recorded(let seq): outcome = .success(seq)
                 case let other: outcome = .failure(EmitFailure(text: "\(other)"))
                 }
@@ -331,6 +372,10 @@ final class Counters: Sendable {
     let failures = Atomic<Int>(0)
     /// The highest sequence number an append returned: every record up to it is in the log.
     let highest = Atomic<UInt64>(0)
+    /// Time of the sampled records in the traffic generator (`prepare`) and in the collector (`record`).
+    let generatorNanos = Atomic<UInt64>(0)
+    let collectorNanos = Atomic<UInt64>(0)
+    let samples = Atomic<Int>(0)
 }
 
 extension Atomic where Value == UInt64 {
