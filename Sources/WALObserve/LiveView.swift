@@ -127,7 +127,7 @@ public final class LiveView: Service, @unchecked Sendable {
 
     // MARK: - The loop (its state is owned by the loop's thread)
 
-    final class Source {
+    final class Source: SuspendableLog {
         let directory: String
         var reader: TailReader?
         var decoder: MetricsDecoder?
@@ -147,6 +147,12 @@ public final class LiveView: Service, @unchecked Sendable {
             self.directory = directory
             self.lastActivity = now
             self.probeInterval = probe
+        }
+
+        /// Gives the descriptor and the decoder back until the log has more.
+        func suspend() {
+            reader?.suspend()
+            decoder = nil
         }
 
         var state: String {
@@ -277,8 +283,7 @@ public final class LiveView: Service, @unchecked Sendable {
                 if let reader = source.reader, !reader.isSuspended,
                     now - source.lastActivity >= millis(configuration.suspendAfterIdleMilliseconds)
                 {
-                    reader.suspend()
-                    source.decoder = nil
+                    source.suspend()
                 }
             }
             return delivered
@@ -343,13 +348,6 @@ public final class LiveView: Service, @unchecked Sendable {
 
     /// At most `maxOpenLogs` segments open: the least recently active readers are suspended.
     private func limitOpenReaders() {
-        let open = sources.values.filter { $0.reader.map { !$0.isSuspended } ?? false }
-        guard open.count > configuration.maxOpenLogs else { return }
-        for source in open.sorted(by: { $0.lastActivity < $1.lastActivity }).prefix(
-            open.count - configuration.maxOpenLogs
-        ) {
-            source.reader?.suspend()
-            source.decoder = nil
-        }
+        suspendLeastRecentlyActive(sources.values, keepingOpen: configuration.maxOpenLogs)
     }
 }

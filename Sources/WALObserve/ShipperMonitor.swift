@@ -283,6 +283,8 @@ struct ExportState {
     var counters: [String: (counter: Counter, value: UInt64)] = [:]
     var overviews: [String: LogOverview] = [:]
     var overviewsReadAt: UInt64 = 0
+    /// The logs whose overview was read (or attempted) since they were last dropped.
+    var overviewsRead: Set<String> = []
 
     /// The whole name as the metric name (the unit, `_total` or `_seconds`, is already part of it).
     static func descriptor(_ series: Series) -> MetricNameDescriptor {
@@ -331,15 +333,17 @@ struct ExportState {
         }
     }
 
+    /// Every log's overview once per `interval`; between, only logs not looked at yet (a log that appeared) are read,
+    /// and logs no longer shipped are dropped.
     mutating func refreshOverviews(directories: Set<String>, now: UInt64, interval: UInt64) {
-        let missing = directories.contains { overviews[$0] == nil }
-        guard missing || now - overviewsReadAt >= interval || overviews.count != directories.count else { return }
-        overviewsReadAt = now
-        var fresh: [String: LogOverview] = [:]
-        for directory in directories {
+        let due = now - overviewsReadAt >= interval
+        if due { overviewsReadAt = now }
+        overviewsRead.formIntersection(directories)
+        overviews = overviews.filter { directories.contains($0.key) }
+        for directory in due ? directories : directories.subtracting(overviewsRead) {
+            overviewsRead.insert(directory)
             // A log removed meanwhile (retired) has nothing left to report.
-            if let overview = try? LogInspector.overview(path: directory) { fresh[directory] = overview }
+            overviews[directory] = try? LogInspector.overview(path: directory)
         }
-        overviews = fresh
     }
 }

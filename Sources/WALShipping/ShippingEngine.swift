@@ -101,7 +101,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
 
     // MARK: - Per-log state (owned by the loop's thread)
 
-    final class Source {
+    final class Source: SuspendableLog {
         let directory: String
         let logID: LogID
         var decoder: MetricsDecoder?
@@ -489,13 +489,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
 
     /// Keeps at most `maxOpenLogs` segments open: the least recently active logs are suspended.
     private func limitOpenReaders() {
-        let open = sources.values.filter { $0.reader.map { !$0.isSuspended } ?? false }
-        guard open.count > configuration.maxOpenLogs else { return }
-        for source in open.sorted(by: { $0.lastActivity < $1.lastActivity }).prefix(
-            open.count - configuration.maxOpenLogs
-        ) {
-            source.reader?.suspend()
-        }
+        suspendLeastRecentlyActive(sources.values, keepingOpen: configuration.maxOpenLogs)
     }
 
     struct Planned {
@@ -725,4 +719,25 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     private func sleepMilliseconds(_ milliseconds: Int) {
         WALShipping.sleepMilliseconds(milliseconds) { stopRequested.load(ordering: .relaxed) }
     }
+}
+
+/// A log followed through a `TailReader` that may be suspended to give its descriptor back: the shipping engine's
+/// logs and the live view's.
+package protocol SuspendableLog: AnyObject {
+    var reader: TailReader? { get }
+    /// When the log last had something to read (monotonic nanoseconds).
+    var lastActivity: UInt64 { get }
+    /// Suspends the reader and drops what a suspended log need not keep.
+    func suspend()
+}
+
+extension SuspendableLog {
+    package func suspend() { reader?.suspend() }
+}
+
+/// Keeps at most `limit` of `logs` with an open (not suspended) reader: the least recently active are suspended.
+package func suspendLeastRecentlyActive(_ logs: some Collection<some SuspendableLog>, keepingOpen limit: Int) {
+    let open = logs.filter { $0.reader.map { !$0.isSuspended } ?? false }
+    guard open.count > limit else { return }
+    for log in open.sorted(by: { $0.lastActivity < $1.lastActivity }).prefix(open.count - limit) { log.suspend() }
 }

@@ -37,6 +37,13 @@ import WALTestKit
             thread.start()
         }
 
+        /// A log of `count` records written by `walctl emit` in `directory`, shipped.
+        convenience init(records count: Int, in directory: TemporaryDirectory) throws {
+            let path = directory.file("log")
+            #expect(try walctl(["emit", "--dir", path, "--count", "\(count)"]).status == 0)
+            try self.init(path: path)
+        }
+
         func stop() {
             engine.stop()
             _ = waitFor { engine.isFinished }
@@ -85,10 +92,9 @@ import WALTestKit
     @Test func healthFailsWhenRecordsWaitWithoutProgressAndRecovers() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let path = directory.file("log")
-        #expect(try walctl(["emit", "--dir", path, "--count", "100"]).status == 0)
-        let running = try Running(path: path)
+        let running = try Running(records: 100, in: directory)
         defer { running.stop() }
+        let path = running.path
         let monitor = ShipperMonitor(engines: [running.engine], stalledAfterSeconds: 0.5)
         #expect(waitFor { running.engine.statistics.recordsShipped == 100 })
         #expect(waitFor { monitor.readiness().ready })
@@ -125,10 +131,9 @@ import WALTestKit
     @Test func lagCountsRecordsWrittenWhileTheSinkIsUnreachable() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let path = directory.file("log")
-        #expect(try walctl(["emit", "--dir", path, "--count", "100"]).status == 0)
-        let running = try Running(path: path)
+        let running = try Running(records: 100, in: directory)
         defer { running.stop() }
+        let path = running.path
         let monitor = ShipperMonitor(engines: [running.engine], stalledAfterSeconds: 60)
         #expect(waitFor { running.engine.statistics.recordsShipped == 100 })
         // The sink goes down; 50 records are read and fail, then 30 more arrive that the engine cannot read (it
