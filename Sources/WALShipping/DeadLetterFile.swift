@@ -16,8 +16,10 @@ public final class DeadLetterFile: @unchecked Sendable {
     /// The file (created `0600`, with its folder `0700`, on the first append).
     public init(path: String) { self.path = path }
 
-    /// Appends one line per entry (each a JSON object without its newline) and syncs the file.
-    public func append(_ lines: [[UInt8]]) throws(DeadLetterError) {
+    /// Appends one line per entry (each a JSON object without its newline) and syncs the file. With `sync: false`
+    /// the lines are written (they survive a crash of the process) but not synced: for entries whose loss in a power
+    /// failure only repeats work.
+    public func append(_ lines: [[UInt8]], sync: Bool = true) throws(DeadLetterError) {
         guard !lines.isEmpty else { return }
         let fd = try descriptorForAppend()
         var bytes: [UInt8] = []
@@ -37,7 +39,7 @@ public final class DeadLetterFile: @unchecked Sendable {
             }
             written += result
         }
-        guard fsync(fd) == 0 else { throw DeadLetterError(path: path, operation: "fsync", errno: errno) }
+        guard !sync || fsync(fd) == 0 else { throw DeadLetterError(path: path, operation: "fsync", errno: errno) }
     }
 
     private func descriptorForAppend() throws(DeadLetterError) -> Int32 {
