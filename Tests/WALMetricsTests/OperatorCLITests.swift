@@ -170,16 +170,25 @@ import WALTestKit
                     == ids(of: all.filter { $0.name == name }.map(\.seq).suffix(5), logID: logID)
             )
 
+            // The follower is known to be following once it printed the record written before it started (its
+            // last record at start). Started with `-n 0` and no such record, a follower slower to start than the
+            // first emit began after that record and waited for it forever (seen once under the whole suite).
+            #expect(
+                try walctl([
+                    "emit", "--dir", path, "--metric", "routing_decision_time_ms", "--value", "0",
+                    "--agent", "late-agent", "--correlation-id", "late-start",
+                ]).status == 0
+            )
             let follower = try ChildProcess(
                 walctlPath,
-                ["tail", path, "-f", "-n", "0", "--agent", "late-agent", "--json"]
+                ["tail", path, "-f", "-n", "1", "--agent", "late-agent", "--json"]
             )
             defer { follower.kill() }
             let watchdog = DispatchWorkItem { follower.kill() }
-            // The watchdog only ends a hang: under the whole suite (a browser, Prometheus and a 4,000/s writer run
-            // beside it on two cores), starting the follower and three emits took longer than 30 s once.
-            DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
+            // The watchdog only ends a hang.
+            DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
             defer { watchdog.cancel() }
+            #expect(try jsonObject(try #require(follower.readLine()))["correlation_id"] as? String == "late-start")
             for index in 0..<3 {
                 let emitted = try walctl([
                     "emit", "--dir", path, "--metric", "routing_decision_time_ms", "--value", "\(index + 1)",
