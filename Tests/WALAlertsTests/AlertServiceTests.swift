@@ -111,16 +111,17 @@ import WALTestKit
         let path = directory.file("log")
         let thresholds = directory.file("thresholds.yaml")
         try Self.busyThresholds.write(toFile: thresholds, atomically: true, encoding: .utf8)
-        // The writer outlasts the kills however slow the machine is (it would take 50 s to finish): it is stopped
-        // with SIGKILL after them, which loses no acknowledged record.
-        let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "200000", "--rate", "4000"])
+        // The writer never ends by itself, so it outlasts the kills however slow the machine is: it is stopped with
+        // SIGKILL after them, which loses no acknowledged record.
+        let writer = try ChildProcess.endlessWriter(path, rate: 4000)
         #expect(writer.readLine()?.hasPrefix("acked") == true)
         var kills = 0
         var generator = SeededGenerator(test: "sigkill of the evaluator", default: 80)
         while kills < 5 {
-            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
-            // Let it journal some alerts (while the writer still writes), then kill it at a random moment.
+            // Let it journal some alerts (while the writer still writes), then kill it at a random moment. (The count
+            // is read before it starts: read after, a fast evaluator could have journaled what was to come.)
             let start = AlertJournal.read(logDirectory: path).entries.count
+            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             _ = waitFor { AlertJournal.read(logDirectory: path).entries.count > start || !writer.process.isRunning }
             usleep(UInt32.random(in: 0...200_000, using: &generator))
             evaluator.kill(SIGKILL)
@@ -175,13 +176,13 @@ import WALTestKit
         let thresholds = directory.file("thresholds.yaml")
         try Self.tightThresholds.write(toFile: thresholds, atomically: true, encoding: .utf8)
         var generator = SeededGenerator(test: "sigkill of walctl ship --alerts", default: 1402)
-        // As above: the writer (60 s at most) outlasts the kills and is stopped with SIGKILL after them.
-        let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "180000", "--rate", "3000"])
+        // As above: the writer outlasts the kills and is stopped with SIGKILL after them.
+        let writer = try ChildProcess.endlessWriter(path, rate: 3000)
         #expect(writer.readLine()?.hasPrefix("acked") == true)
         var kills = 0
         while kills < 6 {
-            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             let before = AlertJournal.read(logDirectory: path).entries.count
+            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             // Once it journals alerts (it is evaluating), kill it at a random moment.
             _ = waitFor { AlertJournal.read(logDirectory: path).entries.count > before || !writer.process.isRunning }
             usleep(UInt32.random(in: 0...500_000, using: &generator))
@@ -257,8 +258,8 @@ import WALTestKit
         }
         writer.start()
         for _ in 0..<chunks {
-            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             let before = AlertJournal.read(logDirectory: path).entries.count
+            let evaluator = try ChildProcess(walctlPath, ["ship", "--dir", path, "--alerts", thresholds])
             #expect(waitFor { AlertJournal.read(logDirectory: path).entries.count > before }, "it evaluates")
             usleep(UInt32.random(in: 0...300_000, using: &generator))
             evaluator.kill(SIGKILL)

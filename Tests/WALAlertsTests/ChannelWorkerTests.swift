@@ -83,9 +83,9 @@ import WALTestKit
         worker.enqueue(alerts)
         #expect(waitFor(seconds: 60) { worker.isIdle })
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        // One second each, four at a time: about two seconds. Before: 10 s per attempt, 8 attempts, one alert at a
+        // One second each, four at a time: about two seconds (the bound leaves room for a loaded machine). Before: 10 s per attempt, 8 attempts, one alert at a
         // time (more than ten minutes).
-        #expect(elapsed >= 1 && elapsed < 4, "\(elapsed) s")
+        #expect(elapsed >= 1 && elapsed < 10, "\(elapsed) s")
         let entries = AlertJournal.read(logDirectory: directory.path).entries
         #expect(entries.count == 8)
         for entry in entries {
@@ -158,7 +158,8 @@ import WALTestKit
         worker.start()
         defer { worker.stop() }
         worker.enqueue(alerts)
-        #expect(waitFor(seconds: 60) { worker.isIdle })
+        // Seconds now; the quadratic queue took over ten minutes of CPU.
+        #expect(waitFor(seconds: 300) { worker.isIdle })
         let delivered = channel.delivered.withLock { $0 }
         #expect(delivered.count == alerts.count)
         #expect(Set(delivered).count == alerts.count, "each once")

