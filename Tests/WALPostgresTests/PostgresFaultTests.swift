@@ -17,8 +17,9 @@ extension PostgresTests {
             let database = try TestDatabase()
             let path = directory.file("log")
             #expect(try walctl(["emit", "--dir", path, "--count", "60000", "--threads", "2"]).status == 0)
-            // A writer keeps emitting while the shipper is killed again and again.
-            let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "60000", "--rate", "20000"])
+            // A writer keeps emitting while the shipper is killed again and again (it never ends by itself: a
+            // writer of fixed length ended after the first trials on a slow machine).
+            let writer = try ChildProcess.endlessWriter(path, rate: 10_000)
             var generator = SeededGenerator()
             var committedSeen: [UInt64] = []
             func committed() -> UInt64 {
@@ -39,12 +40,14 @@ extension PostgresTests {
                 shipper.kill(SIGKILL)
                 committedSeen.append(committed())  // 0 until the shipper created its tables
             }
-            _ = writer.wait()
+            #expect(writer.process.isRunning, "the writer wrote through every kill")
+            writer.kill(SIGKILL)
+            try WAL.open(path: path).close()  // Seals what the killed writer staged.
             #expect(committedSeen.last ?? 0 > 0, "the shipper made progress between kills")
             #expect(committedSeen == committedSeen.sorted(), "the committed position never goes back")
             try drain(path, into: database, batchSize: 1000)
             try expectExactlyOnce(path, database)
-            #expect(try logRecords(path).count == 120_000)
+            #expect(try logRecords(path).count > 60_000)
         }
 
         @Test func postgresStoppedAndRestartedMidStream() throws {
