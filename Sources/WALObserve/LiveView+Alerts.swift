@@ -43,7 +43,9 @@ extension LiveView {
         var serious = 0
         // Newest last in the journal: walk it backwards.
         for entry in entries.reversed() {
-            let time = Envelope.parseTimestamp(entry.timestamp) ?? 0
+            // A time that does not parse (or lies outside 1677 to 2262) is not shown as 1970: the row is left out
+            // (`walctl alerts` lists the journal whole).
+            guard let time = Envelope.parseTimestamp(entry.timestamp) else { continue }
             let isSerious = entry.severity == "critical" || entry.severity == "warning"
             guard time >= since || (isSerious && serious < keep) else { continue }
             if isSerious { serious += 1 }

@@ -114,14 +114,17 @@ public final class ObserveServer: Service, Sendable {
         guard !state.withLock({ $0.closed }) else { return }
         try start()
         guard let channel = state.withLock({ $0.channel }) else { return }
+        // The handlers only ask the listener to close: they run with the task's status locked, and waiting there
+        // for the event loop (which must resume this very task) deadlocked `walctl ship --http` after a fatal
+        // sink error (it never exited). The blocking shutdown runs after the await, outside them.
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 try? await channel.closeFuture.get()
             } onGracefulShutdown: {
-                self.shutdown()
+                channel.close(promise: nil)
             }
         } onCancel: {
-            self.shutdown()
+            channel.close(promise: nil)
         }
         shutdown()
     }

@@ -64,13 +64,17 @@ struct RecordFilterOptions: ParsableArguments {
         if filter.fromSeq > filter.toSeq { throw ValidationError("--from-seq is after --to-seq") }
         if let since {
             guard let nanos = TimeArgument.nanos(since, now: now) else {
-                throw ValidationError("--since: \"\(since)\" is neither RFC 3339 nor a relative time like -15m")
+                throw ValidationError(
+                    "--since: \"\(since)\" is neither RFC 3339 nor a relative time like -15m, between 1677 and 2262"
+                )
             }
             filter.sinceNanos = nanos
         }
         if let until {
             guard let nanos = TimeArgument.nanos(until, now: now) else {
-                throw ValidationError("--until: \"\(until)\" is neither RFC 3339 nor a relative time like -15m")
+                throw ValidationError(
+                    "--until: \"\(until)\" is neither RFC 3339 nor a relative time like -15m, between 1677 and 2262"
+                )
             }
             filter.untilNanos = nanos
         }
@@ -95,12 +99,16 @@ struct RecordFilterOptions: ParsableArguments {
     }
 }
 
-/// Times on the command line: RFC 3339, or relative to now (`-15m`, `-2h`, `-1d`, `-30s`, `now`).
+/// Times on the command line: RFC 3339, or relative to now (`-15m`, `-2h`, `-1d`, `-30s`, `now`); nil for anything
+/// else and for times a nanosecond count cannot hold (before 1677-09-21, after 2262-04-11).
 enum TimeArgument {
     static func nanos(_ text: String, now: Date = Date()) -> Int64? {
         let nowNanos = Int64(now.timeIntervalSince1970 * 1e9)
         if text == "now" { return nowNanos }
-        if let relative = relativeNanos(text) { return nowNanos + relative }
+        if let relative = relativeNanos(text) {
+            let (sum, overflow) = nowNanos.addingReportingOverflow(relative)
+            return overflow ? nil : sum
+        }
         return Envelope.parseTimestamp(text)
     }
 

@@ -90,6 +90,17 @@ import WALTestKit
         }
     }
 
+    /// Times a nanosecond count cannot hold are not times (nil), not an overflow trap.
+    @Test func timestampsOutsideWhatNanosecondsHoldAreRefused() {
+        #expect(Envelope.parseTimestamp("2262-04-11T23:47:16.854775807Z") == Int64.max)
+        #expect(Envelope.parseTimestamp("2262-04-11T23:47:16.854775808Z") == nil)
+        #expect(Envelope.parseTimestamp("1677-09-21T00:12:44Z") == -9_223_372_036_000_000_000)
+        #expect(Envelope.parseTimestamp("1677-09-21T00:12:43Z") == nil)
+        for text in ["2263-01-01T00:00:00Z", "1000-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00Z"] {
+            #expect(Envelope.parseTimestamp(text) == nil, "\(text)")
+        }
+    }
+
     @Test(arguments: [
         (12.5, "12.5"), (3, "3"), (-0.0, "-0.0"), (1e15, "1000000000000000"),
         (9_007_199_254_740_991, "9007199254740991"),

@@ -121,7 +121,11 @@ import WALTestKit
             }
             let limited = try walctl(["inspect", path, "--records", "--metric", sample.name, "--limit", "7"])
             #expect(limited.out.split(separator: "\n").count == 8)
-            for bad in [["--since", "yesterday"], ["--tag", "novalue"], ["--from-seq", "9", "--to-seq", "3"]] {
+            for bad in [
+                ["--since", "yesterday"], ["--tag", "novalue"], ["--from-seq", "9", "--to-seq", "3"],
+                // Beyond what nanoseconds hold: an overflow trap before.
+                ["--since", "3000-01-01T00:00:00Z"], ["--until", "+100000d"],
+            ] {
                 #expect(try walctl(["inspect", path, "--records"] + bad).status == 2, "\(bad)")
             }
         }

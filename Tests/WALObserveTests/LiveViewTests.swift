@@ -154,6 +154,31 @@ import WALTraffic
         #expect(snapshot.alertFrequency["warning"]?.reduce(0, +) == 1)
         #expect(snapshot.alertFrequency["info"]?.reduce(0, +) == 1)
     }
+
+    /// A journal line naming a time a nanosecond count cannot hold (the year 2263, 1000) trapped on an overflow and
+    /// took the live page down; such rows, and unparseable times, are left out.
+    @Test func journalTimesOutOfRangeAreLeftOutNotACrash() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        let collector = try MetricsCollector(configuration: MetricsConfiguration(directory: path))
+        try collector.close()
+        try FileManager.default.createDirectory(atPath: path + "/alerts", withIntermediateDirectories: true)
+        let lines = ["2263-01-01T00:00:00Z", "1000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "yesterday"].map {
+            #"{"event":"fired","alert":{"alert_id":"a-\#($0)","severity":"critical","timestamp":"\#($0)","#
+                + #""metric_name":"m","value":1}}"#
+        }
+        try (lines.joined(separator: "\n") + "\n").write(
+            toFile: path + "/alerts/journal.jsonl",
+            atomically: true,
+            encoding: .utf8
+        )
+        let view = LiveView(selection: .single(path))
+        view.pass()
+        #expect(view.snapshot().alerts.isEmpty)
+        try AlertJournal(logDirectory: path).fired(try fireAlerts(path, values: [150]))
+        #expect(passes(view) { view.snapshot().alerts.count == 1 })
+    }
 }
 
 /// Real alerts for `values` of routing_decision_time_ms (info 20, warning 50, critical 100; no cool-down), as

@@ -138,6 +138,26 @@ import WALTestKit
         }
     }
 
+    /// A fatal sink error ends `walctl ship --http` with exit 1, as without `--http`: the listener's cancellation
+    /// deadlocked and the process never exited (a supervisor waiting for the exit waited forever).
+    @Test func aShipperThatStopsOnAFatalErrorExitsWithItsListener() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        #expect(try walctl(["emit", "--dir", path, "--count", "10"]).status == 0)
+        for conninfo in ["postgresql://shipper@127.0.0.1:notaport/db", "postgresql://shipper@127.0.0.1/db?sslmode=bogus"] {
+            let shipper = try ChildProcess(
+                walctlPath,
+                ["ship", "--dir", path, "--postgres", conninfo, "--http", "127.0.0.1:0"]
+            )
+            let exited = waitFor(seconds: 60) { !shipper.process.isRunning }
+            #expect(exited, "still running after a fatal error: \(conninfo)")
+            if !exited { shipper.kill(SIGKILL) }
+            #expect(shipper.wait() == 1)
+            #expect(!shipper.standardError().contains("Cannot schedule tasks"), "\(shipper.standardError())")
+        }
+    }
+
     @Test func shutdownEndsRunAndIsIdempotent() async throws {
         let (server, port) = try Self.server()
         let running = Task { try await server.run() }

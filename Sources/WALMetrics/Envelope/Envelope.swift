@@ -260,7 +260,7 @@ public enum Envelope {
 
     /// Parses RFC 3339 to nanoseconds since the epoch, the inverse of `appendTimestamp`: `2026-11-29T14:00:00Z`,
     /// `2026-11-29T14:00:00.123456789+01:00` (nanosecond precision kept; `t`, `z` and a space separator accepted,
-    /// as RFC 3339 allows). Nil for anything else.
+    /// as RFC 3339 allows). Nil for anything else, and for times outside 1677-09-21 to 2262-04-11.
     public static func parseTimestamp(_ text: String) -> Int64? {
         let chars = Array(text.utf8)
         func number(_ range: Range<Int>) -> Int? {
@@ -311,7 +311,11 @@ public enum Envelope {
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
         let days = era * 146_097 + doe - 719_468
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offsetSeconds)
-        return seconds * 1_000_000_000 + nanos
+        // Nanoseconds in an Int64 reach from 1677-09-21 to 2262-04-11: a time outside is not a time of ours (nil),
+        // never an overflow trap (a journal line or a `--since` naming the year 2263 crashed the process).
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (total, overflowAgain) = whole.addingReportingOverflow(nanos)
+        return overflow || overflowAgain ? nil : total
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (UTC, nanoseconds).
