@@ -96,7 +96,9 @@ import WALTestKit
         #expect(Envelope.parseTimestamp("2262-04-11T23:47:16.854775808Z") == nil)
         #expect(Envelope.parseTimestamp("1677-09-21T00:12:44Z") == -9_223_372_036_000_000_000)
         #expect(Envelope.parseTimestamp("1677-09-21T00:12:43Z") == nil)
-        for text in ["2263-01-01T00:00:00Z", "1000-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00Z"] {
+        for text in [
+            "2263-01-01T00:00:00Z", "1000-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00Z",
+        ] {
             #expect(Envelope.parseTimestamp(text) == nil, "\(text)")
         }
     }

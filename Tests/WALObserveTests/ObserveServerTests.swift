@@ -145,7 +145,9 @@ import WALTestKit
         defer { directory.remove() }
         let path = directory.file("log")
         #expect(try walctl(["emit", "--dir", path, "--count", "10"]).status == 0)
-        for conninfo in ["postgresql://shipper@127.0.0.1:notaport/db", "postgresql://shipper@127.0.0.1/db?sslmode=bogus"] {
+        for conninfo in [
+            "postgresql://shipper@127.0.0.1:notaport/db", "postgresql://shipper@127.0.0.1/db?sslmode=bogus",
+        ] {
             let shipper = try ChildProcess(
                 walctlPath,
                 ["ship", "--dir", path, "--postgres", conninfo, "--http", "127.0.0.1:0"]
