@@ -69,6 +69,13 @@ public struct LiveAggregates: Sendable {
     /// Agent id to the last second it sent a coordination metric.
     var agents: [String: Int64] = [:]
     var agentsTruncated = false
+    /// The same agents by the second they were last seen, and the earliest of those seconds: expired agents are
+    /// dropped a second at a time, at a cost proportional to what is dropped (dropping them by a pass over the whole
+    /// table at each new id past the cap made 150,000 distinct ids take minutes of CPU and stalled the page).
+    var agentsBySecond: [Int64: Set<String>] = [:]
+    var earliestAgentSecond = Int64.max
+    /// Passes over the seconds of the table (for the tests).
+    var prunes = 0
     /// Records counted, and records outside the window (older than five minutes, or ahead of the clock).
     public private(set) var recordsCounted: UInt64 = 0
     public private(set) var recordsOutsideWindow: UInt64 = 0
@@ -125,18 +132,32 @@ public struct LiveAggregates: Sendable {
 
     private mutating func noteAgent(_ agent: String, second: Int64) {
         if let last = agents[agent] {
-            if second > last { agents[agent] = second }
+            if second > last {
+                agents[agent] = second
+                agentsBySecond[last]?.remove(agent)
+                if agentsBySecond[last]?.isEmpty == true { agentsBySecond[last] = nil }
+                agentsBySecond[second, default: []].insert(agent)
+            }
             return
         }
         if agents.count >= Self.maxTrackedAgents {
             let oldest = second - Int64(Self.windowSeconds) - 1
-            agents = agents.filter { $0.value > oldest }
+            if earliestAgentSecond <= oldest {
+                prunes += 1
+                for (when, expired) in agentsBySecond where when <= oldest {
+                    for name in expired { agents[name] = nil }
+                    agentsBySecond[when] = nil
+                }
+                earliestAgentSecond = agentsBySecond.keys.min() ?? .max
+            }
             guard agents.count < Self.maxTrackedAgents else {
                 agentsTruncated = true
                 return
             }
         }
         agents[agent] = second
+        agentsBySecond[second, default: []].insert(agent)
+        earliestAgentSecond = min(earliestAgentSecond, second)
     }
 
     static func second(of nanos: Int64) -> Int64 {

@@ -144,6 +144,32 @@ import WALTestKit
         #expect(moved.workflow.parallelSpeedup == 2.5)
     }
 
+    /// A flood of distinct agent ids past the table's cap: the count becomes a lower bound, and the table is passed
+    /// over only when some of it expired, not at each new id (which made 150,000 ids take minutes of CPU).
+    @Test func aFloodOfDistinctAgentIdsCostsAmortizedConstantTime() {
+        var aggregates = LiveAggregates()
+        let cap = LiveAggregates.maxTrackedAgents
+        for index in 0..<(cap * 2) {
+            aggregates.add(
+                record("coordination_overhead_ms", 1, secondsAgo: 5, agent: "agent-\(index)"),
+                nowNanos: Self.now
+            )
+        }
+        let snapshot = aggregates.snapshot(nowNanos: Self.now)
+        #expect(snapshot.coordination.activeAgents == cap)
+        #expect(snapshot.coordination.activeAgentsIsLowerBound)
+        #expect(aggregates.prunes <= 1, "\(aggregates.prunes) passes for \(cap) ids past the cap in one second")
+        // Agents seen again are still counted, and once the old ones leave the window new ones are tracked.
+        let later = Self.now + 400_000_000_000
+        for index in 0..<(cap / 2) {
+            aggregates.add(
+                record("coordination_overhead_ms", 1, secondsAgo: -395, agent: "late-\(index)"),
+                nowNanos: later
+            )
+        }
+        #expect(aggregates.snapshot(nowNanos: later).coordination.activeAgents == cap / 2)
+    }
+
     @Test func aSecondOfTheRingIsReusedFiveMinutesLater() {
         var aggregates = LiveAggregates()
         aggregates.add(record("workflow_parallel_speedup", 10, secondsAgo: 299), nowNanos: Self.now)

@@ -42,6 +42,25 @@ import Testing
         #expect(error.description.hasPrefix("invalid connection string"))
     }
 
+    /// A password with an unencoded `@` or `/` in a URL: libpq cuts the URL there and names the pieces in its
+    /// errors (a host name, a port). No piece of the password reaches the error (found by a hostile tester).
+    @Test(arguments: [
+        ("postgresql://shipper:Hunter2@TailSecretPart@127.0.0.1:1/m", ["Hunter2", "TailSecretPart"]),
+        ("postgresql://shipper:SlashHead/SlashTail@127.0.0.1:1/m", ["SlashHead", "SlashTail"]),
+    ])
+    func piecesOfAnUnencodedPasswordAreCutOutOfErrors(conninfo: String, pieces: [String]) {
+        let text: String
+        do {
+            _ = try PGConnection.connect(conninfo, applicationName: "test")
+            Issue.record("connected to \(conninfo)")
+            return
+        } catch {
+            text = "\(error)"
+        }
+        for piece in pieces { #expect(!text.contains(piece), "\(text)") }
+        #expect(!redactConninfo(conninfo).contains("Tail"), "\(redactConninfo(conninfo))")
+    }
+
     @Test func secretsAreCutOutOfLibpqMessages() throws {
         let parsed = try Conninfo.parse("postgresql://u:p%40ss_S3cret@db/x")
         #expect(parsed.scrub("x p@ss_S3cret y p%40ss_S3cret z") == "x *** y *** z")

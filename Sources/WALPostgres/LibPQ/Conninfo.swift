@@ -9,10 +9,12 @@ struct Conninfo {
     /// string (percent-encoded in a URL, escaped in key/value form), and `PGPASSWORD`.
     private(set) var secrets: [String] = []
 
-    /// The string with every password field shown as `***`, in key/value form (a URL is shown decomposed).
+    /// The string with every password field shown as `***`, in key/value form (a URL is shown decomposed), and any
+    /// secret cut out of the other values (a URL cut short by an unencoded `@` or `/` in its password puts pieces
+    /// of it in the host, the port or the database name).
     var redacted: String {
         options.map { option in
-            "\(option.key)=\(option.hidden ? "***" : Self.quoted(option.value))"
+            "\(option.key)=\(option.hidden ? "***" : Self.quoted(scrub(option.value)))"
         }.joined(separator: " ")
     }
 
@@ -46,6 +48,11 @@ struct Conninfo {
             if let at = rest.lastIndex(of: "@"), let colon = rest[..<at].firstIndex(of: ":") {
                 let password = String(rest[rest.index(after: colon)..<at])
                 if !password.isEmpty { found.append(password) }
+                // An unencoded `@`, `/`, `?`, `#` or `:` in it makes libpq cut the URL there, and the pieces come
+                // back in its messages as a host name or a port ("could not translate host name "Tail@127.0.0.1"").
+                found += password.split(whereSeparator: { "@/?#:".contains($0) }).map(String.init).filter {
+                    $0.count >= 3
+                }
             }
         }
         if let environment = ProcessInfo.processInfo.environment["PGPASSWORD"], !environment.isEmpty {
