@@ -32,8 +32,10 @@ public typealias HTTPRoute = @Sendable () -> HTTPResponse
 /// both its own: a slow scrape never touches the emit path or a shipper's thread, and a shipper never waits for it.
 ///
 /// Hostile clients get little: request heads are bounded by NIO's HTTP parser (garbage gets a 400 and the
-/// connection closed), bodies are discarded, a connection idle for `idleTimeoutSeconds` is closed, and at most
-/// `maxConnections` are open at once (the rest are closed at accept).
+/// connection closed), bodies are discarded, a connection that sends nothing for `idleTimeoutSeconds` between
+/// requests is closed, a request must be whole within `requestTimeoutSeconds` of its first byte (a client sending a
+/// byte at a time cannot keep a connection: the idle timer alone is reset by every byte), no timer runs while a
+/// route works on an answer, and at most `maxConnections` are open at once (the rest are closed at accept).
 public final class ObserveServer: Service, Sendable {
     public let host: String
     public let requestedPort: Int
@@ -45,6 +47,7 @@ public final class ObserveServer: Service, Sendable {
     private let connections = Atomic<Int>(0)
     let maxConnections: Int
     let idleTimeoutSeconds: Int64
+    let requestTimeoutSeconds: Int64
 
     public init(
         host: String,
@@ -52,8 +55,10 @@ public final class ObserveServer: Service, Sendable {
         routes: [String: HTTPRoute],
         logger: Logger,
         maxConnections: Int = 128,
-        idleTimeoutSeconds: Int64 = 30
+        idleTimeoutSeconds: Int64 = 30,
+        requestTimeoutSeconds: Int64 = 10
     ) {
+        self.requestTimeoutSeconds = requestTimeoutSeconds
         self.host = host
         self.requestedPort = port
         self.routes = routes
@@ -85,12 +90,21 @@ public final class ObserveServer: Service, Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(IdleStateHandler(readTimeout: .seconds(idleTimeoutSeconds)))
+                    try pipeline.addHandler(BytesArrivedHandler())
                     try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
-                    try pipeline.addHandler(RouteHandler(routes: routes, pool: pool))
+                    try pipeline.addHandler(
+                        RouteHandler(
+                            routes: routes,
+                            pool: pool,
+                            idleTimeout: .seconds(idleTimeoutSeconds),
+                            requestTimeout: .seconds(requestTimeoutSeconds)
+                        )
+                    )
                 }
             }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // A client that sends its request and shuts down its side (as `nc` does) still gets the answer.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
         let channel: any Channel
         do {
             channel = try bootstrap.bind(host: host, port: requestedPort).wait()
@@ -151,28 +165,84 @@ public struct ObserveServerError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
+/// Bytes arrived on the connection (before the HTTP parser): tells the route handler that a request has begun.
+private final class BytesArrivedHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    struct Event {}
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireUserInboundEventTriggered(Event())
+        context.fireChannelRead(data)
+    }
+}
+
 /// One connection's requests, answered in order (HTTP/1.1 without pipelining surprises: NIO's server pipeline
 /// holds back a pipelined request until the previous response is written).
 private final class RouteHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// Where the connection stands, and so which deadline runs.
+    private enum Phase {
+        /// Waiting for a request: closed after `idleTimeout` of silence.
+        case idle
+        /// A request has begun: closed unless it is whole within `requestTimeout`.
+        case receiving
+        /// A route works on the answer: no deadline.
+        case answering
+    }
+
     private let routes: [String: HTTPRoute]
     private let pool: NIOThreadPool
+    private let idleTimeout: TimeAmount
+    private let requestTimeout: TimeAmount
     private var request: HTTPRequestHead?
+    private var phase = Phase.idle
+    private var deadline: Scheduled<Void>?
+    private var inputClosed = false
 
-    init(routes: [String: HTTPRoute], pool: NIOThreadPool) {
+    init(routes: [String: HTTPRoute], pool: NIOThreadPool, idleTimeout: TimeAmount, requestTimeout: TimeAmount) {
         self.routes = routes
         self.pool = pool
+        self.idleTimeout = idleTimeout
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        enter(.idle, context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    private func enter(_ next: Phase, context: ChannelHandlerContext) {
+        phase = next
+        deadline?.cancel()
+        deadline = nil
+        let timeout: TimeAmount
+        switch next {
+        case .idle: timeout = idleTimeout
+        case .receiving: timeout = requestTimeout
+        case .answering: return
+        }
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): request = head
+        case .head(let head):
+            request = head
+            if phase == .idle { enter(.receiving, context: context) }
         case .body: break  // Nothing here takes a body; it is discarded as it arrives.
         case .end:
             guard let head = request else { return }
             request = nil
+            enter(.answering, context: context)
             respond(to: head, context: context)
         }
     }
@@ -183,8 +253,11 @@ private final class RouteHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
+        if event is BytesArrivedHandler.Event {
+            if phase == .idle { enter(.receiving, context: context) }
+        } else if let event = event as? ChannelEvent, event == .inputClosed {
+            // The client shut its side: the answer in the works goes out, then the connection closes.
+            if phase == .answering { inputClosed = true } else { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -231,7 +304,7 @@ private final class RouteHandler: ChannelInboundHandler {
         headers.add(name: "Cache-Control", value: "no-store")
         headers.add(name: "X-Content-Type-Options", value: "nosniff")
         for (name, value) in extra { headers.add(name: name, value: value) }
-        let keepAlive = request.isKeepAlive
+        let keepAlive = request.isKeepAlive && !inputClosed
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(
             version: request.version,
@@ -247,6 +320,8 @@ private final class RouteHandler: ChannelInboundHandler {
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            enter(.idle, context: context)
         }
     }
 }

@@ -10,19 +10,8 @@ public struct HTTPReply: Sendable {
 /// Sends `request` as is to 127.0.0.1:`port` and returns every byte the server sent until it closed the connection
 /// (or `timeoutSeconds` passed); nil when nothing could be connected. Raw on purpose: tests send garbage with it.
 public func httpExchange(port: Int, _ request: [UInt8], timeoutSeconds: Double = 10) -> [UInt8]? {
-    let fd = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
+    guard let fd = connectLoopback(port: port) else { return nil }
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-        }
-    }
-    guard connected else { return nil }
     var timeout = timeval(
         tv_sec: Int(timeoutSeconds),
         tv_usec: Int(timeoutSeconds.truncatingRemainder(dividingBy: 1) * 1e6)
@@ -68,4 +57,24 @@ public func parseHTTPReply(_ bytes: [UInt8]) -> HTTPReply? {
         headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
     }
     return HTTPReply(status: status, headers: headers, body: String(text[split.upperBound...]))
+}
+
+/// A TCP socket connected to 127.0.0.1:`port` (the caller closes it), or nil.
+public func connectLoopback(port: Int) -> Int32? {
+    let fd = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
+    }
+    guard connected else {
+        close(fd)
+        return nil
+    }
+    return fd
 }

@@ -9,7 +9,12 @@ import WALTestKit
 /// The listener as a hostile or careless client meets it: only GET and HEAD of known paths, garbage answered with
 /// 400 and a closed connection, a flood of connections survived, and a port in use reported clearly.
 @Suite struct ObserveServerTests {
-    static func server(_ routes: [String: HTTPRoute] = [:], maxConnections: Int = 128) throws -> (ObserveServer, Int) {
+    static func server(
+        _ routes: [String: HTTPRoute] = [:],
+        maxConnections: Int = 128,
+        idleTimeoutSeconds: Int64 = 30,
+        requestTimeoutSeconds: Int64 = 10
+    ) throws -> (ObserveServer, Int) {
         var all: [String: HTTPRoute] = ["/hello": { .text("hello\n") }]
         all.merge(routes) { _, new in new }
         let server = ObserveServer(
@@ -17,7 +22,9 @@ import WALTestKit
             port: 0,
             routes: all,
             logger: Logger(label: "test"),
-            maxConnections: maxConnections
+            maxConnections: maxConnections,
+            idleTimeoutSeconds: idleTimeoutSeconds,
+            requestTimeoutSeconds: requestTimeoutSeconds
         )
         return (server, try server.start())
     }
@@ -124,6 +131,58 @@ import WALTestKit
         for _ in 0..<3 { release.signal() }
         group.wait()
         #expect(most.load(ordering: .relaxed) == 1)
+    }
+
+    /// A client sending its request head a byte at a time (slowloris) kept its connection for as long as it liked:
+    /// the idle timer was reset by every byte, and 128 such clients locked everyone out. A request now has to be
+    /// whole within its deadline; a route slower than both timers still gets its answer out.
+    @Test func aRequestTrickledAByteAtATimeIsCutOffAndASlowRouteIsNot() throws {
+        let (server, port) = try Self.server(
+            ["/slow": {
+                usleep(2_500_000)
+                return .text("slow\n")
+            }],
+            idleTimeoutSeconds: 1,
+            requestTimeoutSeconds: 1
+        )
+        defer { server.shutdown() }
+        let socket = try #require(connectLoopback(port: port))
+        defer { close(socket) }
+        let started = Date()
+        var closedAfter: Double?
+        for byte in Array("GET /hello HTTP/1.1\r\nHost: x\r\nX-Pad: ".utf8) + [UInt8](repeating: 0x61, count: 200) {
+            var one = byte
+            if send(socket, &one, 1, Int32(MSG_NOSIGNAL)) != 1 || recv(socket, &one, 1, Int32(MSG_DONTWAIT)) == 0 {
+                closedAfter = Date().timeIntervalSince(started)
+                break
+            }
+            usleep(100_000)
+        }
+        let after = try #require(closedAfter, "the trickling connection was never closed")
+        #expect(after >= 0.9 && after < 6, "closed after \(after) s")
+        // The slow route: longer than both timers, answered in full.
+        #expect(httpGet(port: port, "/slow", timeoutSeconds: 30)?.body == "slow\n")
+    }
+
+    /// A request followed by a shutdown of the client's sending side (as `nc` does) still gets its answer.
+    @Test func aHalfClosedRequestIsAnswered() throws {
+        let (server, port) = try Self.server()
+        defer { server.shutdown() }
+        let socket = try #require(connectLoopback(port: port))
+        defer { close(socket) }
+        let request = Array("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        #expect(send(socket, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
+        shutdown(socket, Int32(SHUT_WR))
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(socket, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            answer += buffer[0..<count]
+        }
+        #expect(parseHTTPReply(answer)?.body == "hello\n", "\(String(decoding: answer, as: UTF8.self))")
     }
 
     @Test func aPortInUseIsAClearError() throws {
