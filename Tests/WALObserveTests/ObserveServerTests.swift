@@ -138,10 +138,12 @@ import WALTestKit
     /// whole within its deadline; a route slower than both timers still gets its answer out.
     @Test func aRequestTrickledAByteAtATimeIsCutOffAndASlowRouteIsNot() throws {
         let (server, port) = try Self.server(
-            ["/slow": {
-                usleep(2_500_000)
-                return .text("slow\n")
-            }],
+            [
+                "/slow": {
+                    usleep(2_500_000)
+                    return .text("slow\n")
+                }
+            ],
             idleTimeoutSeconds: 1,
             requestTimeoutSeconds: 1
         )
