@@ -2,7 +2,9 @@
 # Kafka shipping throughput against what a user would pick instead, in one run against one cluster:
 #   kcat -P -K (lz4, idempotence, acks=all, linger.ms=5) producing the log's envelopes keyed by agent id, vs
 #   walctl ship --kafka --drain of the same log (made with walctl emit), median of RUNS (3) runs each, plus the
-#   start-up of walctl ship --drain for a 10-record log.
+#   start-up of walctl ship --drain for a 10-record log. Also kcat with the shipper's four headers on every message
+#   (log_id, wal_seq, event_id, metric_type; fixed values, kcat cannot vary them): what librdkafka alone spends on
+#   the headers the message contract requires.
 #
 #   tools/bench-kafka.sh [RECORDS]        (default 300000; RUNS=3)
 #
@@ -54,7 +56,7 @@ ship() { # ship DIR PREFIX
     timed "$walctl" ship --dir "$1" --kafka "$servers" --kafka-topic-prefix "$2" --kafka-group-prefix "$2-" --drain
 }
 
-declare -a kcat_rate kcat_user ship_rate ship_user startup
+declare -a kcat_rate kcat_user kcath_rate kcath_user ship_rate ship_user startup
 for run in $(seq 1 "$runs"); do
     prefix="$run_id-$run"
     # Start-up: the 10-record log, which also creates the run's topics (3 partitions each).
@@ -65,10 +67,17 @@ for run in $(seq 1 "$runs"); do
         -X compression.type=lz4 -X enable.idempotence=true -X acks=all -X linger.ms=5 "$work/keyed.txt")
     kcat_rate+=("$(python3 -c "print(round($records / $wall))")")
     kcat_user+=("$user")
+    read -r wall user _ < <(timed kcat -P -b "$servers" -t "$prefix.routing.v1" -K $'\t' -l \
+        -X compression.type=lz4 -X enable.idempotence=true -X acks=all -X linger.ms=5 \
+        -H log_id=00000000-0000-4000-8000-000000000000 -H wal_seq=150000 \
+        -H event_id=00000000-0000-5000-8000-000000000000 -H metric_type=gauge "$work/keyed.txt")
+    kcath_rate+=("$(python3 -c "print(round($records / $wall))")")
+    kcath_user+=("$user")
     read -r wall user _ < <(ship "$work/log" "$prefix")
     ship_rate+=("$(python3 -c "print(round($records / $wall))")")
     ship_user+=("$user")
-    echo "run $run: kcat ${kcat_rate[-1]} msgs/s user ${kcat_user[-1]} s; walctl ship ${ship_rate[-1]} records/s" \
+    echo "run $run: kcat ${kcat_rate[-1]} msgs/s user ${kcat_user[-1]} s; with headers ${kcath_rate[-1]} msgs/s" \
+        "user ${kcath_user[-1]} s; walctl ship ${ship_rate[-1]} records/s" \
         "user ${ship_user[-1]} s; start-up (10 records) ${startup[-1]} s"
 done
 
@@ -78,13 +87,18 @@ ku=$(median "${kcat_user[@]}")
 sr=$(median "${ship_rate[@]}")
 su=$(median "${ship_user[@]}")
 st=$(median "${startup[@]}")
-python3 - "$records" "$kr" "$ku" "$sr" "$su" "$st" "$runs" <<'EOF'
+hr=$(median "${kcath_rate[@]}")
+hu=$(median "${kcath_user[@]}")
+python3 - "$records" "$kr" "$ku" "$sr" "$su" "$st" "$runs" "$hr" "$hu" <<'EOF'
 import sys
 records, kr, ku, sr, su, st, runs = int(sys.argv[1]), *map(float, sys.argv[2:7]), sys.argv[7]
+hr, hu = float(sys.argv[8]), float(sys.argv[9])
 print(f"median of {runs} runs, {records} records:")
 print(f"  kcat -P -K            {kr:>9.0f} msgs/s     user CPU {ku:.2f} s ({ku / records * 1e6:.2f} us/msg)")
+print(f"  kcat, 4 headers       {hr:>9.0f} msgs/s     user CPU {hu:.2f} s ({hu / records * 1e6:.2f} us/msg)")
 print(f"  walctl ship --drain   {sr:>9.0f} records/s  user CPU {su:.2f} s ({su / records * 1e6:.2f} us/record)")
 print(f"  throughput ratio (ship / kcat)   {sr / kr:.2f}")
 print(f"  user CPU ratio (ship / kcat)     {su / ku:.2f}")
+print(f"  against kcat with the 4 headers: throughput {sr / hr:.2f}, user CPU {su / hu:.2f}")
 print(f"  start-up, ship --drain of a 10-record log: {st:.2f} s")
 EOF

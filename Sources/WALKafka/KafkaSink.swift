@@ -51,8 +51,6 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     /// committed: with many logs, cursors are committed at most once per `cursorCommitIntervalMilliseconds`.
     private var deferredCursors: [LogID: UInt64] = [:]
     private var cursorsCommittedAt: UInt64 = 0
-    /// NUL-terminated topic names by category.
-    private let topicNames: [MetricCategory: [CChar]]
     /// Batches produced and not yet retired, oldest first.
     private var inFlight: [InFlight] = []
     /// Positions of logs whose batches were retired since the engine last asked (`send`, `awaitBatchesInFlight`).
@@ -72,14 +70,12 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.deadLetters = DeadLetterFile(path: configuration.deadLetterFile)
-        var names: [MetricCategory: [CChar]] = [:]
-        for category in MetricCategory.allCases {
-            names[category] = Array(configuration.topic(for: category).utf8CString)
-        }
-        self.topicNames = names
     }
 
     public var statistics: KafkaSinkStatistics { counters.withLock { $0 } }
+
+    /// The engine hands the sink the records as the log holds them: they are rendered straight from their bytes.
+    public var takesEncodedRecords: Bool { true }
 
     // MARK: - Clients
 
@@ -389,55 +385,130 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         var commits: Bool
         /// Records librdkafka refused outright, by index in the batch, with the reason.
         var rejected: [(index: Int, reason: String)]
+        /// Encoded records that are not metric records of the log (passed over, dead-lettered).
+        var undecodable: [SkippedEntry]
         /// When the batch must have every report: `message.timeout.ms` and 10 s after it was produced.
         var deadline: UInt64
     }
 
     /// Produces every record of `batch` as a new batch in flight. Allocates nothing per record in Swift: the
     /// envelope and the header values are written into one reused buffer, the event id inside the envelope is the
-    /// `event_id` header's value.
+    /// `event_id` header's value. Encoded records (`ShipBatch.encoded`, from the engine) are rendered straight from
+    /// the log's bytes by the log's `EnvelopeStream`; decoded ones (`walctl replay --to kafka`) from their fields.
     private func enqueue(_ batch: ShipBatch, commits: Bool, _ producer: RDKafkaClient) throws {
         producer.openBatch()
         var item = InFlight(
             batch: batch,
             commits: commits,
             rejected: [],
+            undecodable: [],
             deadline: monotonicNanos() + UInt64(configuration.messageTimeoutMilliseconds + 10_000) * 1_000_000
         )
         let logID = batch.logID
         let logIDBytes = Array(logID.description.utf8)
         let sourceService = batch.sourceService ?? configuration.sourceService
         let renderer = batch.directory.map { envelopeStream(logID: logID, directory: $0, sourceService: sourceService) }
-        for (recordIndex, record) in batch.records.enumerated() {
-            scratch.removeAll(keepingCapacity: true)
-            if let renderer {
-                renderer.render(record, into: &scratch)
-            } else {
-                Envelope.render(record, logID: logID, sourceService: sourceService, into: &scratch)
+        var topics: [MetricCategory: OpaquePointer] = [:]
+        for category in MetricCategory.allCases {
+            topics[category] = producer.topicHandle(configuration.topic(for: category))
+        }
+        // The buffer and the header slices as locals for the loop (no exclusivity checks on the sink's properties
+        // per record).
+        var buffer = scratch
+        var slices = headerSlices
+        scratch = []
+        defer {
+            scratch = buffer
+            headerSlices = slices
+        }
+        /// Produces the message whose envelope is `buffer[0..<valueEnd]`, after appending its header values.
+        func send(
+            index: Int,
+            seq: UInt64,
+            valueEnd: Int,
+            key: UnsafeRawBufferPointer?,
+            category: MetricCategory,
+            typeName: some Collection<UInt8>,
+            timestampNanos: Int64
+        ) throws {
+            slices[0].value = Self.append(logIDBytes, to: &buffer)
+            slices[1].value = Self.appendDecimal(seq, to: &buffer)
+            slices[2].value = Envelope.eventIDRange
+            slices[3].value = Self.append(typeName, to: &buffer)
+            guard let topic = topics[category] else {
+                throw FatalSinkError("librdkafka refuses the topic name \(configuration.topic(for: category))")
             }
-            let valueEnd = scratch.count
-            headerSlices[0].value = Self.append(logIDBytes, to: &scratch)
-            headerSlices[1].value = Self.appendDecimal(record.seq, to: &scratch)
-            headerSlices[2].value = Envelope.eventIDRange
-            headerSlices[3].value = Self.append(record.type.description.utf8, to: &scratch)
-            let category = record.category
-            let error = produce(
-                producer,
-                topic: topicNames[category] ?? [],
-                key: record.agentID,
-                value: 0..<valueEnd,
-                timestampMilliseconds: record.timestampNanos / 1_000_000,
-                index: recordIndex
-            )
+            let error = buffer.withUnsafeBytes { bytes in
+                slices.withUnsafeBufferPointer { headers in
+                    producer.produce(
+                        topic: topic,
+                        key: key,
+                        bytes: bytes,
+                        value: 0..<valueEnd,
+                        headers: headers,
+                        timestampMilliseconds: timestampNanos / 1_000_000,
+                        index: index
+                    )
+                }
+            }
             guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
                 if Self.isPermanent(error) {
-                    item.rejected.append((recordIndex, String(cString: rd_kafka_err2str(error))))
-                    continue
+                    item.rejected.append((index, String(cString: rd_kafka_err2str(error))))
+                    return
                 }
                 inFlight.append(item)
                 abandonInFlight(producer)
                 try throwIfFatal(producer)
                 throw KafkaError(error, "producing to \(configuration.topic(for: category))")
+            }
+        }
+        if !batch.encoded.isEmpty {
+            guard let renderer else { throw FatalSinkError("encoded records without their log's directory") }
+            try batch.encoded.forEach { index, seq, bytes in
+                buffer.removeAll(keepingCapacity: true)
+                switch renderer.renderMessage(seq: seq, bytes: bytes, into: &buffer) {
+                case .success(let message):
+                    let shape = message.shape
+                    let valueEnd = buffer.count
+                    try shape.agentID.withUnsafeBytesIfPresent { key in
+                        try send(
+                            index: index,
+                            seq: seq,
+                            valueEnd: valueEnd,
+                            key: key,
+                            category: shape.category,
+                            typeName: shape.typeName,
+                            timestampNanos: message.timestampNanos
+                        )
+                    }
+                case .failure(let failure):
+                    // As the engine reports a record it cannot decode: passed over, in the dead-letter file.
+                    item.undecodable.append(SkippedEntry(fromSeq: seq, toSeq: seq, reason: failure.description))
+                }
+            }
+        } else {
+            // The records borrowed in place (no copy of each record).
+            try batch.records.withUnsafeBufferPointer { records in
+                for index in records.indices {
+                    buffer.removeAll(keepingCapacity: true)
+                    if let renderer {
+                        renderer.render(records[index], into: &buffer)
+                    } else {
+                        Envelope.render(records[index], logID: logID, sourceService: sourceService, into: &buffer)
+                    }
+                    let valueEnd = buffer.count
+                    try withUTF8IfPresent(records[index].agentID) { key in
+                        try send(
+                            index: index,
+                            seq: records[index].seq,
+                            valueEnd: valueEnd,
+                            key: key,
+                            category: records[index].category,
+                            typeName: records[index].type.description.utf8,
+                            timestampNanos: records[index].timestampNanos
+                        )
+                    }
+                }
             }
         }
         inFlight.append(item)
@@ -453,41 +524,6 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         return stream
     }
 
-    /// `RDKafkaClient.produce` with the scratch buffer and the header slices.
-    private func produce(
-        _ producer: RDKafkaClient,
-        topic: [CChar],
-        key: String?,
-        value: Range<Int>,
-        timestampMilliseconds: Int64,
-        index: Int
-    ) -> rd_kafka_resp_err_t {
-        func send(_ key: UnsafeRawBufferPointer?) -> rd_kafka_resp_err_t {
-            topic.withUnsafeBufferPointer { topicName in
-                guard let topicPointer = topicName.baseAddress else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
-                return scratch.withUnsafeBytes { bytes in
-                    headerSlices.withUnsafeBufferPointer { headers in
-                        producer.produce(
-                            topic: topicPointer,
-                            key: key,
-                            bytes: bytes,
-                            value: value,
-                            headers: headers,
-                            timestampMilliseconds: timestampMilliseconds,
-                            index: index
-                        )
-                    }
-                }
-            }
-        }
-        guard let key else { return send(nil) }
-        if let result = key.utf8.withContiguousStorageIfAvailable({ send(UnsafeRawBufferPointer($0)) }) {
-            return result
-        }
-        var copy = key
-        return copy.withUTF8 { send(UnsafeRawBufferPointer($0)) }
-    }
-
     /// Appends `bytes` and returns where they went.
     private static func append(_ bytes: some Collection<UInt8>, to buffer: inout [UInt8]) -> Range<Int> {
         let start = buffer.count
@@ -498,12 +534,18 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     /// Appends the decimal digits of `value` and returns where they went.
     private static func appendDecimal(_ value: UInt64, to buffer: inout [UInt8]) -> Range<Int> {
         let start = buffer.count
+        var digits = 1
         var rest = value
-        repeat {
-            buffer.append(0x30 + UInt8(rest % 10))
+        while rest >= 10 {
             rest /= 10
-        } while rest > 0
-        buffer[start..<buffer.count].reverse()
+            digits += 1
+        }
+        buffer.append(contentsOf: repeatElement(0x30, count: digits))
+        rest = value
+        for index in (start..<buffer.count).reversed() {
+            buffer[index] = 0x30 + UInt8(rest % 10)
+            rest /= 10
+        }
         return start..<buffer.count
     }
 
@@ -533,7 +575,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             }
             let failures = producer.retireOldestBatch()
             var item = inFlight.removeFirst()
-            for failure in failures where failure.index < item.batch.records.count {
+            for failure in failures where failure.index < item.batch.recordCount {
                 guard Self.isPermanent(failure.error) else {
                     abandonInFlight(producer)
                     try throwIfFatal(producer)
@@ -542,9 +584,9 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
                 }
                 item.rejected.append((failure.index, String(cString: rd_kafka_err2str(failure.error))))
             }
-            try keepDeadLetters(item.batch, rejected: item.rejected)
+            try keepDeadLetters(item.batch, rejected: item.rejected, undecodable: item.undecodable)
             let refused = UInt64(item.rejected.count)
-            let acknowledged = UInt64(item.batch.records.count) - refused
+            let acknowledged = UInt64(item.batch.recordCount - item.undecodable.count) - refused
             counters.withLock {
                 $0.messagesDelivered += acknowledged
                 $0.deadLettered += refused
@@ -657,8 +699,36 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         error == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || error == RD_KAFKA_RESP_ERR_INVALID_RECORD
     }
 
-    private func keepDeadLetters(_ batch: ShipBatch, rejected: [(index: Int, reason: String)]) throws {
-        guard !rejected.isEmpty || !batch.skipped.isEmpty else { return }
+    /// The sequence number, category and envelope of the record at `index` of `batch`.
+    private func deadLetter(
+        _ batch: ShipBatch,
+        index: Int
+    ) -> (seq: UInt64, category: MetricCategory, envelope: [UInt8]) {
+        var envelope: [UInt8] = []
+        let sourceService = batch.sourceService ?? configuration.sourceService
+        guard !batch.encoded.isEmpty else {
+            let record = batch.records[index]
+            Envelope.render(record, logID: batch.logID, sourceService: sourceService, into: &envelope)
+            return (record.seq, record.category, envelope)
+        }
+        let seq = batch.encoded.seqs[index]
+        let renderer = envelopeStream(
+            logID: batch.logID,
+            directory: batch.directory ?? "",
+            sourceService: sourceService
+        )
+        let rendered = batch.encoded.withBytes(at: index) {
+            renderer.renderMessage(seq: seq, bytes: $0, into: &envelope)
+        }
+        return (seq, (try? rendered.get())?.shape.category ?? .custom, envelope)
+    }
+
+    private func keepDeadLetters(
+        _ batch: ShipBatch,
+        rejected: [(index: Int, reason: String)],
+        undecodable: [SkippedEntry] = []
+    ) throws {
+        guard !rejected.isEmpty || !batch.skipped.isEmpty || !undecodable.isEmpty else { return }
         // A sink shipping many logs keeps each log's dead letters beside it (no file configured).
         let file =
             configuration.deadLetterFile.isEmpty && batch.directory != nil
@@ -667,8 +737,8 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             ) : deadLetters
         let now = Int64(bitPattern: wallClockNanos())
         var lines: [[UInt8]] = []
-        for entry in rejected.sorted(by: { $0.index < $1.index }) where entry.index < batch.records.count {
-            let record = batch.records[entry.index]
+        for entry in rejected.sorted(by: { $0.index < $1.index }) where entry.index < batch.recordCount {
+            let record = deadLetter(batch, index: entry.index)
             var line: [UInt8] = []
             line.append(contentsOf: #"{"log_id":""#.utf8)
             line.append(contentsOf: batch.logID.description.utf8)
@@ -679,12 +749,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             line.append(contentsOf: #","at":""#.utf8)
             Envelope.appendTimestamp(now, into: &line)
             line.append(contentsOf: #"","envelope":"#.utf8)
-            Envelope.render(
-                record,
-                logID: batch.logID,
-                sourceService: batch.sourceService ?? configuration.sourceService,
-                into: &line
-            )
+            line.append(contentsOf: record.envelope)
             line.append(0x7D)
             lines.append(line)
             logger.error(
@@ -692,7 +757,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
                 metadata: ["wal_seq": "\(record.seq)", "reason": "\(entry.reason)", "file": "\(file.path)"]
             )
         }
-        for skipped in batch.skipped {
+        for skipped in (batch.skipped + undecodable).sorted(by: { $0.fromSeq < $1.fromSeq }) {
             var line: [UInt8] = []
             line.append(contentsOf: #"{"log_id":""#.utf8)
             line.append(contentsOf: batch.logID.description.utf8)
@@ -709,4 +774,26 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
 
 extension MetricRecord {
     var category: MetricCategory { MetricCategory(metricName: name) }
+}
+
+/// Calls `body` with the UTF-8 bytes of `text`, or with nil when there is none (a copy only for a string without
+/// contiguous storage).
+private func withUTF8IfPresent<Result>(
+    _ text: String?,
+    _ body: (UnsafeRawBufferPointer?) throws -> Result
+) rethrows -> Result {
+    guard let text else { return try body(nil) }
+    if let result = try text.utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) {
+        return result
+    }
+    var copy = text
+    return try copy.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+}
+
+extension Optional where Wrapped == [UInt8] {
+    /// Calls `body` with the bytes, or with nil when there are none.
+    func withUnsafeBytesIfPresent<Result>(_ body: (UnsafeRawBufferPointer?) throws -> Result) rethrows -> Result {
+        guard let bytes = self else { return try body(nil) }
+        return try bytes.withUnsafeBytes { try body($0) }
+    }
 }

@@ -16,6 +16,13 @@ public struct ShipBatch: Sendable {
     /// The log's directory, for sinks that keep something beside the log (the Kafka sink's dead-letter file when
     /// one sink ships many logs); nil leaves it to the sink's configuration.
     public var directory: String?
+    /// The records as the log holds them, undecoded, for a sink that takes them so
+    /// (`MetricSink.takesEncodedRecords`): then `records` is empty and the sink decodes what it needs (undecodable
+    /// records are the sink's to report). Empty otherwise.
+    public var encoded = EncodedRecords()
+
+    /// The number of records the batch carries, decoded or encoded.
+    public var recordCount: Int { records.count + encoded.count }
 
     public init(
         logID: LogID,
@@ -90,6 +97,11 @@ public protocol MetricSink: AnyObject, Sendable {
     /// Records this sink refused for good and dead-lettered since it was made (thread-safe; 0 by default).
     var deadLetteredRecords: UInt64 { get }
 
+    /// True when the sink renders records straight from their bytes in the log: the engine then hands it
+    /// `ShipBatch.encoded` instead of decoding each record into a `MetricRecord` (`records` stays empty). The
+    /// default: false.
+    var takesEncodedRecords: Bool { get }
+
     // MARK: Replay
 
     /// Writes the batch's records idempotently and commits no cursor (`Replayer`, `walctl replay`): sending the
@@ -134,6 +146,8 @@ extension MetricSink {
     public func interruptDelivery() {}
 
     public var deadLetteredRecords: UInt64 { 0 }
+
+    public var takesEncodedRecords: Bool { false }
 
     public func commitDeferred() throws {}
 

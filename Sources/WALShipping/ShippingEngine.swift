@@ -115,6 +115,9 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var sentThrough: UInt64 = 0
         var positionRetryAt: UInt64 = 0
         var pending: [MetricRecord] = []
+        /// The records waiting, undecoded, for a sink that takes them so (`MetricSink.takesEncodedRecords`); then
+        /// `pending` stays empty and `pendingHead` counts into this.
+        var pendingEncoded = EncodedRecords()
         /// The encoded size of each record in `pending` (for the bytes-shipped counter).
         var pendingSizes: [UInt32] = []
         var pendingHead = 0
@@ -139,7 +142,11 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             self.probeInterval = probe
         }
 
-        var pendingCount: Int { pending.count - pendingHead }
+        var pendingCount: Int { pending.count + pendingEncoded.count - pendingHead }
+        /// The emit time of the oldest record waiting (`pendingCount > 0`).
+        var oldestPendingNanos: Int64 {
+            pending.isEmpty ? pendingEncoded.timestamps[pendingHead] : pending[pendingHead].timestampNanos
+        }
         var hasWaiting: Bool { committed != nil && pendingThrough > sentThrough }
 
         func resetToSink() {
@@ -147,6 +154,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             reader = nil
             decoder = nil
             pending.removeAll()
+            pendingEncoded = EncodedRecords()
             pendingSizes.removeAll()
             pendingHead = 0
             pendingSkipped.removeAll()
@@ -400,6 +408,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         let maxProbe = millis(configuration.idleProbeMaxMilliseconds)
         let basePoll = millis(configuration.pollMilliseconds)
         var open = sources.values.count(where: { $0.reader.map { !$0.isSuspended } ?? false })
+        let encoded = sink.takesEncodedRecords
         for directory in order {
             guard let source = sources[directory], source.committed != nil else { continue }
             guard source.nextPollAt <= now else { continue }
@@ -419,6 +428,11 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             do {
                 delivered = try reader.poll(maxEntries: room) { entry in
                     switch entry {
+                    case .record(let seq, let bytes) where encoded:
+                        let timestamp = MetricsDecoder.timestampNanos(encoded: bytes) ?? 0
+                        source.pendingEncoded.append(seq: seq, timestampNanos: timestamp, bytes: bytes)
+                        source.pendingSizes.append(UInt32(truncatingIfNeeded: bytes.count))
+                        through = seq
                     case .record(let seq, let bytes):
                         switch decoder.decode(seq: seq, bytes: bytes) {
                         case .success(let record):
@@ -525,28 +539,32 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         for (index, source) in candidates.enumerated() {
             let take = takes[index]
             guard take > 0 || (source.pendingCount == 0 && !source.pendingSkipped.isEmpty) else { continue }
-            let records = Array(source.pending[source.pendingHead..<source.pendingHead + take])
+            let taken = source.pendingHead..<source.pendingHead + take
+            let records = source.pending.isEmpty ? [] : Array(source.pending[taken])
+            let encoded = source.pendingEncoded.isEmpty ? EncodedRecords() : source.pendingEncoded[taken]
             let through: UInt64
             let skipped: [SkippedEntry]
             if take < source.pendingCount {
                 // Cut after the last record taken: the skipped entries before it go along.
-                through = records.last?.seq ?? source.pendingThrough
+                through = records.last?.seq ?? encoded.seqs.last ?? source.pendingThrough
                 skipped = source.pendingSkipped.filter { $0.toSeq <= through }
             } else {
                 through = source.pendingThrough
                 skipped = source.pendingSkipped
             }
+            var batch = ShipBatch(
+                logID: source.logID,
+                records: records,
+                throughSeq: through,
+                skipped: skipped,
+                sourceService: source.decoder?.sourceService,
+                directory: source.directory
+            )
+            batch.encoded = encoded
             planned.append(
                 Planned(
                     source: source,
-                    batch: ShipBatch(
-                        logID: source.logID,
-                        records: records,
-                        throughSeq: through,
-                        skipped: skipped,
-                        sourceService: source.decoder?.sourceService,
-                        directory: source.directory
-                    ),
+                    batch: batch,
                     recordCount: take,
                     bytes: source.pendingSizes[source.pendingHead..<source.pendingHead + take].reduce(0) {
                         $0 + UInt64($1)
@@ -564,8 +582,12 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             let source = item.source
             source.sentThrough = item.batch.throughSeq
             source.pendingHead += item.recordCount
-            if source.pendingHead == source.pending.count || source.pendingHead >= 4096 {
-                source.pending.removeFirst(source.pendingHead)
+            if source.pendingCount == 0 || source.pendingHead >= 4096 {
+                if source.pending.isEmpty {
+                    source.pendingEncoded.removeFirst(source.pendingHead)
+                } else {
+                    source.pending.removeFirst(source.pendingHead)
+                }
                 source.pendingSizes.removeFirst(source.pendingHead)
                 source.pendingHead = 0
             }
@@ -664,7 +686,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             let behind = sealed > position ? sealed - position : 0
             let oldest =
                 source.pendingCount > 0
-                ? max(0, Double(wallClockNow() - source.pending[source.pendingHead].timestampNanos) / 1e9) : 0
+                ? max(0, Double(wallClockNow() - source.oldestPendingNanos) / 1e9) : 0
             updates.append((source.directory, behind, oldest))
             // Records wait for this shipper (not for another one holding the log in the sink).
             if (source.committed != nil || source.knownCommitted > 0) && behind > 0 { waiting = true }

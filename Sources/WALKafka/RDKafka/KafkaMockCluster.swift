@@ -58,6 +58,15 @@ public final class KafkaMockCluster {
         }
     }
 
+    /// Makes the cluster answer every metadata request for `topic` with Kafka error `code` (17:
+    /// `TOPIC_EXCEPTION`, an invalid topic, which the client takes as permanent); 0 clears it. The mock still
+    /// reports the topic's partitions with any error but `UNKNOWN_TOPIC_OR_PART` (3).
+    ///
+    /// The corresponding C function is `rd_kafka_mock_topic_set_error`.
+    public func setTopicError(_ topic: String, code: Int32) {
+        rd_kafka_mock_topic_set_error(cluster, topic, rd_kafka_resp_err_t(rawValue: code))
+    }
+
     /// Takes a broker down (connections refused) or brings it back.
     public func setBroker(_ id: Int32, up: Bool) throws {
         let error = up ? rd_kafka_mock_broker_set_up(cluster, id) : rd_kafka_mock_broker_set_down(cluster, id)

@@ -96,33 +96,40 @@ extension RDKafkaClient {
             slices.append(RDKafkaHeaderSlice(name: header.name, value: start..<bytes.count))
         }
         var keyText = key ?? ""
-        return topic.withUnsafeBufferPointer { topicName in
-            guard let topicPointer = topicName.baseAddress else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
-            return bytes.withUnsafeBytes { buffer in
-                slices.withUnsafeBufferPointer { headerSlices in
-                    keyText.withUTF8 { keyBytes in
-                        produce(
-                            topic: topicPointer,
-                            key: key == nil ? nil : UnsafeRawBufferPointer(keyBytes),
-                            bytes: buffer,
-                            value: 0..<value.count,
-                            headers: headerSlices,
-                            timestampMilliseconds: timestampMilliseconds,
-                            index: index
-                        )
-                    }
+        let name = topic.withUnsafeBufferPointer { $0.baseAddress.map { String(cString: $0) } } ?? ""
+        guard let topicHandle = topicHandle(name) else { return RD_KAFKA_RESP_ERR__INVALID_ARG }
+        return bytes.withUnsafeBytes { buffer in
+            slices.withUnsafeBufferPointer { headerSlices in
+                keyText.withUTF8 { keyBytes in
+                    produce(
+                        topic: topicHandle,
+                        key: key == nil ? nil : UnsafeRawBufferPointer(keyBytes),
+                        bytes: buffer,
+                        value: 0..<value.count,
+                        headers: headerSlices,
+                        timestampMilliseconds: timestampMilliseconds,
+                        index: index
+                    )
                 }
             }
         }
     }
 
-    /// Enqueues one message (copied) of the newest batch, tagged with `index`: its value and its headers' values
-    /// are ranges of `bytes`. Waits (serving delivery reports) while librdkafka's queue is full; returns the error
-    /// when librdkafka refuses the message outright. Allocates nothing in Swift.
+    /// Enqueues one message (copied) of the newest batch, tagged with `index`, on the topic handle `topic`
+    /// (`topicHandle(_:)`): its value and its headers' values are ranges of `bytes`. Waits (serving delivery
+    /// reports) while librdkafka's queue is full; returns the error when librdkafka refuses the message outright.
+    /// Allocates nothing in Swift.
+    ///
+    /// The headers go to librdkafka as one list of our own (`RD_KAFKA_VTYPE_HEADERS`), never header by header
+    /// (`RD_KAFKA_VTYPE_HEADER`): librdkafka 2.0.2's `rd_kafka_produceva` frees a list it built from single
+    /// headers twice when the partitioner refuses the message (a topic known not to exist, or in an error state
+    /// such as an authorization failure: librdkafka issue 4627), and the process crashes. A list of our own stays
+    /// ours on every error path (and is reused when the queue is full), and is librdkafka's once the message is
+    /// enqueued.
     ///
     /// The corresponding C function is `rd_kafka_produceva`.
     func produce(
-        topic: UnsafePointer<CChar>,
+        topic: OpaquePointer,
         key: UnsafeRawBufferPointer?,
         bytes: UnsafeRawBufferPointer,
         value: Range<Int>,
@@ -131,10 +138,27 @@ extension RDKafkaClient {
         index: Int
     ) -> rd_kafka_resp_err_t {
         let batch = context.firstBatch &+ UInt32(truncatingIfNeeded: max(0, context.batches.count - 1))
-        return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6 + headers.count) { vus in
+        var headerList: OpaquePointer?
+        if !headers.isEmpty {
+            headerList = rd_kafka_headers_new(headers.count)
+            for header in headers {
+                let error = rd_kafka_header_add(
+                    headerList,
+                    UnsafeRawPointer(header.name.utf8Start).assumingMemoryBound(to: CChar.self),
+                    -1,
+                    bytes.baseAddress.map { UnsafeRawPointer($0 + header.value.lowerBound) },
+                    header.value.count
+                )
+                guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                    rd_kafka_headers_destroy(headerList)
+                    return error
+                }
+            }
+        }
+        return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { vus in
             vus.initialize(repeating: rd_kafka_vu_t())
-            vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
-            vus[0].u.cstr = topic
+            vus[0].vtype = RD_KAFKA_VTYPE_RKT
+            vus[0].u.rkt = topic
             vus[1].vtype = RD_KAFKA_VTYPE_VALUE
             vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: bytes.baseAddress.map { $0 + value.lowerBound })
             vus[1].u.mem.size = value.count
@@ -147,22 +171,26 @@ extension RDKafkaClient {
             vus[4].u.ptr = messageOpaque(batch: batch, index: index)
             vus[5].vtype = RD_KAFKA_VTYPE_TIMESTAMP
             vus[5].u.i64 = timestampMilliseconds
-            for (position, header) in headers.enumerated() {
-                let slot = 6 + position
-                vus[slot].vtype = RD_KAFKA_VTYPE_HEADER
-                vus[slot].u.header.name = UnsafeRawPointer(header.name.utf8Start).assumingMemoryBound(to: CChar.self)
-                vus[slot].u.header.val = bytes.baseAddress.map { UnsafeRawPointer($0 + header.value.lowerBound) }
-                vus[slot].u.header.size = header.value.count
+            var count = 6
+            if let headerList {
+                vus[6].vtype = RD_KAFKA_VTYPE_HEADERS
+                vus[6].u.headers = headerList
+                count = 7
             }
             while true {
-                let error = rd_kafka_produceva(handle, UnsafePointer(vus.baseAddress), vus.count)
+                let error = rd_kafka_produceva(handle, UnsafePointer(vus.baseAddress), count)
                 guard let error else {
+                    // Enqueued: the message owns the header list now.
                     if !context.batches.isEmpty { context.batches[context.batches.count - 1].outstanding += 1 }
                     return RD_KAFKA_RESP_ERR_NO_ERROR
                 }
                 let code = rd_kafka_error_code(error)
                 rd_kafka_error_destroy(error)
-                guard code == RD_KAFKA_RESP_ERR__QUEUE_FULL else { return code }
+                guard code == RD_KAFKA_RESP_ERR__QUEUE_FULL else {
+                    // Refused: the header list is still ours.
+                    if let headerList { rd_kafka_headers_destroy(headerList) }
+                    return code
+                }
                 rd_kafka_poll(handle, 10)
             }
         }

@@ -100,6 +100,8 @@ final class RDKafkaClient {
     let handle: OpaquePointer
     let context: RDKafkaContext
     let kind: rd_kafka_type_t
+    /// Topic handles by name (`topicHandle(_:)`), destroyed before the client.
+    private var topicHandles: [String: OpaquePointer] = [:]
 
     private init(handle: OpaquePointer, context: RDKafkaContext, kind: rd_kafka_type_t) {
         self.handle = handle
@@ -138,7 +140,20 @@ final class RDKafkaClient {
         return KafkaError(code: error.rawValue, message: "fatal Kafka error: \(bufferText(text))")
     }
 
+    /// The client's handle of topic `name`, made once and kept as long as the client: producing through it spares
+    /// librdkafka a lookup of the topic by name (under its client lock) for every message. Nil when librdkafka
+    /// refuses the name.
+    ///
+    /// The corresponding C function is `rd_kafka_topic_new`.
+    func topicHandle(_ name: String) -> OpaquePointer? {
+        if let known = topicHandles[name] { return known }
+        guard let made = rd_kafka_topic_new(handle, name, nil) else { return nil }
+        topicHandles[name] = made
+        return made
+    }
+
     deinit {
+        for topic in topicHandles.values { rd_kafka_topic_destroy(topic) }
         if kind == RD_KAFKA_PRODUCER {
             // Whatever is still queued belongs to a batch that was never committed: it is sent again on restart.
             rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))

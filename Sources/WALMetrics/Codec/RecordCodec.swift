@@ -151,6 +151,16 @@ enum RecordCodec {
         case malformed(String)
     }
 
+    /// The emit time of an encoded metric record, read without decoding the rest; nil when the bytes are not one.
+    static func timestampNanos(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        var reader = ByteReader(bytes)
+        guard reader.byte() == kindMetric, let flags = reader.byte(), flags & 0xC0 == 0,
+            reader.varint() != nil, reader.varint() != nil
+        else { return nil }
+        if flags & 0x20 != 0 { guard reader.varint() != nil else { return nil } }
+        return reader.bigEndian64().map { Int64(bitPattern: $0) }
+    }
+
     static func decode(_ bytes: UnsafeRawBufferPointer) -> Result<Fields, DecodeFailure> {
         var reader = ByteReader(bytes)
         guard let kind = reader.byte() else { return .failure(.malformed("empty record")) }

@@ -11,18 +11,41 @@ import WALCore
 /// Not thread-safe: one thread at a time (it may move between threads, as `EnvelopeReader` moves it).
 public final class EnvelopeStream: @unchecked Sendable {
     /// What the envelope shares with every record of the same metric, tag set and agent.
-    final class Shape {
+    package final class Shape {
         let matches: Bool
         /// From `,"payload":{"metric_id":` to `"value":`.
         let head: [UInt8]
         /// From `,"unit":` to `"correlation_id":` (inside the payload).
         let tail: [UInt8]
+        /// The agent id's UTF-8 bytes (nil for none): the Kafka message's key.
+        package let agentID: [UInt8]?
+        /// The metric's category (its topic).
+        package let category: MetricCategory
+        /// The metric type's name (`gauge`), UTF-8.
+        package let typeName: [UInt8]
 
-        init(matches: Bool, head: [UInt8], tail: [UInt8]) {
+        init(
+            matches: Bool,
+            head: [UInt8],
+            tail: [UInt8],
+            agentID: [UInt8]?,
+            category: MetricCategory,
+            typeName: [UInt8]
+        ) {
             self.matches = matches
             self.head = head
             self.tail = tail
+            self.agentID = agentID
+            self.category = category
+            self.typeName = typeName
         }
+    }
+
+    /// A record rendered by `renderMessage`: its shape (what it shares with records of the same metric, tag set and
+    /// agent) and its emit time.
+    package struct RenderedMessage {
+        package let shape: Shape
+        package let timestampNanos: Int64
     }
 
     struct ShapeKey: Hashable {
@@ -90,6 +113,31 @@ public final class EnvelopeStream: @unchecked Sendable {
             appendCorrelation(fields, into: &$0)
         }
         return .rendered
+    }
+
+    /// Appends the envelope of the record (and no newline) to `output`, ignoring the filter, and returns what a
+    /// Kafka message of it needs besides: the record's shape (agent id, category, type) and emit time. The same
+    /// bytes as `render(seq:bytes:into:)`; the Kafka shipper's path from the log's bytes, without `MetricRecord`.
+    package func renderMessage(
+        seq: UInt64,
+        bytes: UnsafeRawBufferPointer,
+        into output: inout [UInt8]
+    ) -> Result<RenderedMessage, MetricsDecoder.Failure> {
+        let fields: RecordCodec.Fields
+        switch RecordCodec.decode(bytes) {
+        case .success(let value): fields = value
+        case .failure(.notAMetricRecord(let kind)): return .failure(.notAMetricRecord("kind byte \(kind)"))
+        case .failure(.malformed(let why)): return .failure(.notAMetricRecord(why))
+        }
+        let shape: Shape
+        switch self.shape(ShapeKey(metric: fields.metric, tagSet: fields.tagSet, agent: fields.agent)) {
+        case .success(let found): shape = found
+        case .failure(let failure): return .failure(failure)
+        }
+        append(seq: seq, timestampNanos: fields.timestampNanos, value: fields.value, shape: shape, into: &output) {
+            appendCorrelation(fields, into: &$0)
+        }
+        return .success(RenderedMessage(shape: shape, timestampNanos: fields.timestampNanos))
     }
 
     /// Appends the envelope of `record`, decoded from this stream's log, ignoring the filter: what the record's
@@ -198,6 +246,15 @@ public final class EnvelopeStream: @unchecked Sendable {
         tail.append(contentsOf: #"},"agent_id":"#.utf8)
         Envelope.appendOptional(agent, into: &tail)
         tail.append(contentsOf: #","correlation_id":"#.utf8)
-        return .success(Shape(matches: matches, head: head, tail: tail))
+        return .success(
+            Shape(
+                matches: matches,
+                head: head,
+                tail: tail,
+                agentID: agent.map { Array($0.utf8) },
+                category: MetricCategory(metricName: metric.name),
+                typeName: Array(metric.type.description.utf8)
+            )
+        )
     }
 }

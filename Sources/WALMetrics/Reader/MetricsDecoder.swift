@@ -34,6 +34,12 @@ public final class MetricsDecoder {
     /// default until the file exists, and any record decoded since then has it).
     public var sourceService: String { symbols.sourceService }
 
+    /// The emit time (nanoseconds since the Unix epoch) of a record as the log holds it, read without decoding the
+    /// rest (no symbol lookups); nil when the bytes are not a metric record.
+    package static func timestampNanos(encoded bytes: UnsafeRawBufferPointer) -> Int64? {
+        RecordCodec.timestampNanos(bytes)
+    }
+
     /// Decodes one record.
     public func decode(seq: UInt64, bytes: UnsafeRawBufferPointer) -> Result<MetricRecord, Failure> {
         let fields: RecordCodec.Fields
