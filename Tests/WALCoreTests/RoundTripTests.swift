@@ -73,6 +73,28 @@ import WALTraffic
         }
     }
 
+    /// The appender that closes a block wakes the sealer (after releasing the append lock): with a seal delay of
+    /// 10 s the sealer's own timer would first look after 2.5 s, so only that wake-up seals within 2 s, and lets
+    /// appenders fill staging many times over without waiting for the timer.
+    @Test func anAppenderThatClosesABlockWakesTheSealer() throws {
+        try withTemporaryDirectory { directory in
+            var configuration = WALConfiguration()
+            configuration.blockSize = 4096
+            configuration.blockCount = 4
+            configuration.sealDelayMilliseconds = 10_000
+            let wal = try WAL.open(path: directory.file("log"), configuration: configuration)
+            // Four records of 1,016 staged bytes fill a 4 KiB block; the fifth closes it.
+            try appendRecords(wal, 1...5, size: 1000)
+            #expect(eventually(within: 2) { wal.statistics.sealedSeq >= 4 }, "the closed block was sealed at once")
+            // 60 blocks through 4: each closing appender wakes the sealer, none waits for its timer.
+            let started = Date()
+            try appendRecords(wal, 6...240, size: 1000)
+            #expect(Date().timeIntervalSince(started) < 2)
+            try wal.close()
+            #expect(try LogContents.read(directory.file("log")).seqs == Array(1...240))
+        }
+    }
+
     @Test func recordsCompressInFrames() throws {
         try withTemporaryDirectory { directory in
             let wal = try WAL.open(path: directory.file("log"), configuration: smallConfiguration())

@@ -63,6 +63,33 @@ final class ConditionLock: @unchecked Sendable {
     func broadcast() { pthread_cond_broadcast(condition) }
 }
 
+/// A wake-up for one waiting thread that is never lost: `wake()` before `wait` makes the next `wait` return at once.
+///
+/// It has its own mutex, so that a thread can be woken without holding (or waiting for) any other lock: the writer's
+/// appenders wake the sealer after releasing the append lock, and the sealer sleeps without holding it.
+final class WakeSignal: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var pending = false
+
+    /// Makes the current or next `wait` return. A system call (futex wake) only when a thread is waiting.
+    func wake() {
+        lock.lock()
+        pending = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Returns when woken (since the last return) or at the monotonic deadline, whichever is first.
+    func wait(untilMonotonicNanos deadline: UInt64) {
+        lock.lock()
+        while !pending {
+            if !lock.wait(untilMonotonicNanos: deadline) && monotonicNanos() >= deadline { break }
+        }
+        pending = false
+        lock.unlock()
+    }
+}
+
 /// Starts a detached-from-the-cooperative-pool OS thread running `body`; returns a handle to join it.
 package final class OSThread: @unchecked Sendable {
     private var thread = pthread_t()

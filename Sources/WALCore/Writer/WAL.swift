@@ -31,6 +31,11 @@ public final class WAL: @unchecked Sendable {
     private let blockCount: Int
     private let synchronous: Bool
 
+    /// Wakes the sealer. Appenders wake it after releasing `lock` (a full block to seal), so that neither the wake-up
+    /// system call nor the sealer being scheduled happens while they hold the append lock; the sealer sleeps on it
+    /// without holding `lock`.
+    private let sealerWake = WakeSignal()
+
     // Sealer-side state: `segments` is touched by the sealer thread, and by `sync()` under `ioLock`.
     private let ioLock = ConditionLock()
     private let segments: SegmentWriter
@@ -165,6 +170,7 @@ public final class WAL: @unchecked Sendable {
         self.directoryLock = directoryLock
         self.synchronous = configuration.durability == .synchronous
         self.closedLengths = [Int](repeating: 0, count: staging.blockCount)
+        self.sealLengths = [Int](repeating: 0, count: staging.blockCount)
         state = .allocate(capacity: 1)
         state.initialize(to: WriterState(nextSeq: sealedSeq + 1))
         state.pointee.sealedSeq = sealedSeq
@@ -480,6 +486,9 @@ public final class WAL: @unchecked Sendable {
     private func appendSlowPath(_ bytes: UnsafeRawBufferPointer, crc: UInt32, need: Int) throws(WALError) -> UInt64 {
         let s = state
         var deadline: UInt64?
+        // A block closed here is sealed once the sealer is woken: after `lock` is released (every exit below).
+        var rotated = false
+        defer { if rotated { sealerWake.wake() } }
         while true {
             if s.pointee.closed {
                 lock.unlock()
@@ -503,9 +512,20 @@ public final class WAL: @unchecked Sendable {
                 lock.unlock()
                 return seq
             }
-            if s.pointee.writeOffset > 0 && rotate() { continue }
+            if s.pointee.writeOffset > 0 && rotate() {
+                rotated = true
+                continue
+            }
             // Staging is full. A healthy sealer that is merely behind frees a block within one frame's work: wait.
             // A stalled one (size limit, no space, I/O error) will not: apply the whenFull policy.
+            if rotated {
+                // Wake the sealer for what this call closed before sleeping, not when the call returns.
+                rotated = false
+                lock.unlock()
+                sealerWake.wake()
+                lock.lock()
+                continue
+            }
             if s.pointee.stallReason == nil && s.pointee.lastError == nil {
                 lock.wait(untilMonotonicNanos: monotonicNanos() + 10_000_000)
                 continue
@@ -572,7 +592,8 @@ public final class WAL: @unchecked Sendable {
         s.pointee.hasPendingGap = false
     }
 
-    /// Closes the current block for the sealer and moves to the next free one. Lock held.
+    /// Closes the current block for the sealer and moves to the next free one. Lock held. Does not wake the sealer:
+    /// an appender does that after releasing the lock.
     private func rotate() -> Bool {
         let s = state
         guard s.pointee.closedCount + 1 < blockCount else { return false }
@@ -580,12 +601,13 @@ public final class WAL: @unchecked Sendable {
         s.pointee.closedCount += 1
         s.pointee.writeBlock = (s.pointee.writeBlock + 1) % blockCount
         s.pointee.writeOffset = 0
-        lock.broadcast()
         return true
     }
 
     /// Used length of each closed block, indexed by block. Guarded by `lock`.
     private var closedLengths: [Int]
+    /// The sealer's copy of the lengths of the blocks it seals, in sealing order (no allocation under `lock`).
+    private var sealLengths: [Int]
 
     // MARK: - Durability
 
@@ -674,7 +696,9 @@ public final class WAL: @unchecked Sendable {
             }
             if s.pointee.abandoned { break }
             if s.pointee.sealingPaused {
-                lock.wait(untilMonotonicNanos: monotonicNanos() + tick)
+                lock.unlock()
+                sealerWake.wait(untilMonotonicNanos: monotonicNanos() + tick)
+                lock.lock()
                 continue
             }
             if s.pointee.closedCount > 0 && now >= stalledUntil {
@@ -686,9 +710,9 @@ public final class WAL: @unchecked Sendable {
                 }
                 let first = s.pointee.sealBlock
                 let count = s.pointee.closedCount
-                let lengths = (0..<count).map { closedLengths[(first + $0) % blockCount] }
+                for index in 0..<count { sealLengths[index] = closedLengths[(first + index) % blockCount] }
                 lock.unlock()
-                let (sealed, error) = sealBlocks(first: first, lengths: lengths)
+                let (sealed, error) = sealBlocks(first: first, lengths: sealLengths.prefix(count))
                 lock.lock()
                 s.pointee.sealedSeq = segments.sealedSeq
                 s.pointee.segmentBytes = segments.segmentBytes
@@ -735,7 +759,10 @@ public final class WAL: @unchecked Sendable {
                 lock.lock()
                 continue
             }
-            lock.wait(untilMonotonicNanos: monotonicNanos() + tick)
+            // Sleep without the append lock: appenders wake the sealer (`sealerWake`) when they close a block.
+            lock.unlock()
+            sealerWake.wait(untilMonotonicNanos: monotonicNanos() + tick)
+            lock.lock()
         }
         lock.unlock()
     }
@@ -744,7 +771,7 @@ public final class WAL: @unchecked Sendable {
     private func drainDeadlinePassed() -> Bool { monotonicNanos() - drainStarted > 1_000_000_000 }
 
     /// Seals closed blocks in order; returns how many were fully sealed, and the I/O error that stopped it.
-    private func sealBlocks(first: Int, lengths: [Int]) -> (Int, WALError?) {
+    private func sealBlocks(first: Int, lengths: ArraySlice<Int>) -> (Int, WALError?) {
         var sealed = 0
         for (index, length) in lengths.enumerated() {
             let blockIndex = (first + index) % blockCount
@@ -845,6 +872,7 @@ public final class WAL: @unchecked Sendable {
         drainStarted = monotonicNanos()
         lock.broadcast()
         lock.unlock()
+        sealerWake.wake()
         sealer?.join()
         sealer = nil
         try? staging.sync()
@@ -867,6 +895,7 @@ public final class WAL: @unchecked Sendable {
             state.pointee.sealingPaused = false
             lock.broadcast()
         }
+        sealerWake.wake()
     }
 
     /// Runs retention now, on the calling thread, as the sealer does every `retentionIntervalMilliseconds`.
@@ -882,6 +911,7 @@ public final class WAL: @unchecked Sendable {
             state.pointee.abandoned = true
             lock.broadcast()
         }
+        sealerWake.wake()
         sealer?.join()
         sealer = nil
         directoryLock = nil
@@ -915,7 +945,7 @@ public final class WAL: @unchecked Sendable {
         defer { lock.unlock() }
         let target = state.pointee.nextSeq - 1
         state.pointee.sealRequested = true
-        lock.broadcast()
+        sealerWake.wake()
         while state.pointee.sealedSeq < target {
             if monotonicNanos() >= deadline { return false }
             lock.wait(untilMonotonicNanos: min(deadline, monotonicNanos() + 5_000_000))
