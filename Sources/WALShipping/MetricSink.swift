@@ -34,6 +34,15 @@ public struct ShipBatch: Sendable {
     }
 }
 
+extension ShipBatch {
+    /// The position each log reaches once `batches` are committed (the highest `throughSeq` of its batches).
+    package static func positions(_ batches: some Sequence<ShipBatch>) -> [LogID: UInt64] {
+        var positions: [LogID: UInt64] = [:]
+        for batch in batches { positions[batch.logID] = max(positions[batch.logID] ?? 0, batch.throughSeq) }
+        return positions
+    }
+}
+
 /// Something in the log that is not a deliverable record (a gap, a damaged region, an undecodable record): a range
 /// of sequence numbers and the reason, as the log reports gaps.
 public typealias SkippedEntry = GapMarker
@@ -149,9 +158,7 @@ extension MetricSink {
 
     public func send(_ batches: [ShipBatch]) throws -> [LogID: UInt64] {
         try deliver(batches)
-        var positions: [LogID: UInt64] = [:]
-        for batch in batches { positions[batch.logID] = max(positions[batch.logID] ?? 0, batch.throughSeq) }
-        return positions
+        return ShipBatch.positions(batches)
     }
 
     public var hasBatchesInFlight: Bool { false }
