@@ -292,13 +292,19 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             "SELECT log_id, wal_seq FROM walctl_cursors WHERE shipper = $1 AND log_id = ANY($2::uuid[])",
             [name, Self.arrayLiteral(held.map(\.description), quoted: false)]
         )
+        let found = Self.seqsByLogID(result)
+        var positions: [LogID: UInt64] = [:]
+        for logID in held { positions[logID] = found[logID.description] ?? 0 }
+        return positions
+    }
+
+    /// The rows of `SELECT log_id, wal_seq ...` by log id.
+    static func seqsByLogID(_ result: PGResult) -> [String: UInt64] {
         var found: [String: UInt64] = [:]
         for row in 0..<result.rowCount {
             if let id = result.value(row, 0), let seq = result.value(row, 1).flatMap({ UInt64($0) }) { found[id] = seq }
         }
-        var positions: [LogID: UInt64] = [:]
-        for logID in held { positions[logID] = found[logID.description] ?? 0 }
-        return positions
+        return found
     }
 
     /// A PostgreSQL array literal of `values` (log ids and lock keys: no quotes or backslashes in them).
@@ -366,6 +372,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private func deliverWhole(_ batches: [ShipBatch], _ connection: PGConnection) throws(PGError) -> PGError? {
         do throws(PGError) {
             try connection.execute("BEGIN")
+            try checkContinuity(batches, connection: connection)
             try copyAll(batches, connection: connection)
             for batch in batches { try recordSkipped(batch, connection: connection) }
             try advanceCursors(batches, connection: connection)
@@ -457,6 +464,30 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    /// Refuses batches planned past a failure, before anything is written: a batch that says where it continues
+    /// from (`afterSeq`, the engine's committed position plus what it handed over before) must find its log's
+    /// cursor exactly there. The cursor rows stay locked until the commit (`FOR UPDATE`), so nothing moves them
+    /// between this check and the cursor update. A refusal is a transient conflict (40001): the engine reads the
+    /// positions again and plans from them.
+    private func checkContinuity(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
+        let checked = batches.filter { $0.afterSeq != nil }
+        guard !checked.isEmpty else { return }
+        let result = try connection.execute(
+            "SELECT log_id, wal_seq FROM walctl_cursors WHERE shipper = $1 AND log_id = ANY($2::uuid[]) FOR UPDATE",
+            [name, Self.arrayLiteral(checked.map(\.logID.description), quoted: false)]
+        )
+        let cursors = Self.seqsByLogID(result)
+        for batch in checked {
+            let cursor = cursors[batch.logID.description] ?? 0
+            guard let after = batch.afterSeq, after != cursor else { continue }
+            throw PGError(
+                message: "the cursor of log \(batch.logID) is at \(cursor) but the batch continues from \(after) "
+                    + "(planned past a failed commit, or the cursor was moved): nothing written, positions read again",
+                sqlState: "40001"
+            )
+        }
+    }
+
     /// Moves the cursors of several logs forward in one statement (never back).
     private func advanceCursors(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
         guard batches.count > 1 else {
@@ -496,6 +527,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         let sourceService = batch.sourceService ?? Envelope.defaultSourceService
         do {
             try connection.execute("BEGIN")
+            try checkContinuity([batch], connection: connection)
             let outcome = try insertBisecting(
                 batch.records[...],
                 logID: batch.logID,

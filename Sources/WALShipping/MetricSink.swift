@@ -16,6 +16,10 @@ public struct ShipBatch: Sendable {
     /// The log's directory, for sinks that keep something beside the log (the Kafka sink's dead-letter file when
     /// one sink ships many logs); nil leaves it to the sink's configuration.
     public var directory: String?
+    /// The position this batch continues from (the shipping engine's: the sink's committed position plus the
+    /// batches handed over before it). An exactly-once sink refuses the batch, writing nothing, when its committed
+    /// cursor is elsewhere (a batch planned past a failure); nil: not checked.
+    public var afterSeq: UInt64?
 
     public init(
         logID: LogID,

@@ -536,17 +536,19 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 through = source.pendingThrough
                 skipped = source.pendingSkipped
             }
+            var batch = ShipBatch(
+                logID: source.logID,
+                records: records,
+                throughSeq: through,
+                skipped: skipped,
+                sourceService: source.decoder?.sourceService,
+                directory: source.directory
+            )
+            batch.afterSeq = source.sentThrough
             planned.append(
                 Planned(
                     source: source,
-                    batch: ShipBatch(
-                        logID: source.logID,
-                        records: records,
-                        throughSeq: through,
-                        skipped: skipped,
-                        sourceService: source.decoder?.sourceService,
-                        directory: source.directory
-                    ),
+                    batch: batch,
                     recordCount: take,
                     bytes: source.pendingSizes[source.pendingHead..<source.pendingHead + take].reduce(0) {
                         $0 + UInt64($1)

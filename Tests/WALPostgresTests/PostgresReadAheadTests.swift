@@ -121,5 +121,46 @@ extension PostgresTests {
             #expect(shipper.statistics.lastProgressNanos != nil)
             try expectExactlyOnce(path, database)
         }
+
+        /// The database itself refuses a batch that does not start right after the committed cursor (one planned
+        /// past a failed commit), before anything is written; the batch that does continue it commits.
+        @Test func aBatchThatDoesNotContinueTheCommittedCursorIsRefusedAndWritesNothing() throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let database = try TestDatabase()
+            let path = directory.file("log")
+            #expect(try walctl(["emit", "--dir", path, "--count", "3000"]).status == 0)
+            let records = try logRecords(path)
+            let logID = try LogDirectory(path: path).readMeta().logID
+            let sink = PostgresSink(configuration: PostgresSinkConfiguration(conninfo: database.conninfo))
+            #expect(try sink.committedSeqs(logIDs: [logID]) == [logID: 0])
+            func batch(_ range: Range<Int>, after: UInt64?) -> ShipBatch {
+                var batch = ShipBatch(
+                    logID: logID,
+                    records: Array(records[range]),
+                    throughSeq: records[range.upperBound - 1].seq,
+                    skipped: []
+                )
+                batch.afterSeq = after
+                return batch
+            }
+            try sink.deliver(batch(0..<1000, after: 0))
+            // Planned on the assumption that 1001...2000 committed, which it did not.
+            let refusal = #expect(throws: PGError.self) { try sink.deliver(batch(2000..<3000, after: 2000)) }
+            #expect(refusal?.sqlState == "40001" && refusal?.isTransient == true)
+            #expect(try database.scalar("SELECT wal_seq FROM walctl_cursors") == "1000")
+            #expect(try database.allRows().count == 1000)
+            // Through read-ahead too: the refusal is thrown by the call after the hand-over.
+            let late = #expect(throws: PGError.self) {
+                _ = try sink.send([batch(1000..<2000, after: 500)])
+                _ = try sink.awaitBatchesInFlight(milliseconds: 60_000)
+            }
+            #expect(late?.sqlState == "40001")
+            sink.disconnect()
+            #expect(try sink.committedSeqs(logIDs: [logID]) == [logID: 1000])
+            _ = try sink.send([batch(1000..<2000, after: 1000)])
+            try sink.deliver(batch(2000..<3000, after: 2000))
+            try expectExactlyOnce(path, database)
+        }
     }
 }
