@@ -6,7 +6,9 @@
 #        tools/bench-postgres.sh --benchmark      (the package-benchmark target WALPostgresBenchmarks: the same
 #                                                  comparison in one process, with allocations per shipped row)
 # WALCTL_BIN: the walctl to measure (otherwise a release build is made). WALCTL_BEFORE_BIN: another walctl (an
-# earlier commit) whose ship --drain is timed too, into a database of its own schema, in the same runs.
+# earlier commit) whose ship --drain is timed too, into a database of its own schema, in the same runs. To measure
+# what read-ahead gains with one binary, WALCTL_BEFORE_BIN may be a script that runs it with WALCTL_PG_READ_AHEAD=0:
+#   printf '#!/bin/sh\nWALCTL_PG_READ_AHEAD=0 exec /path/to/walctl "$@"\n' > /tmp/walctl-off; chmod +x /tmp/walctl-off
 #
 # Each run: three fresh databases, made by `walctl pg init` and `walctl pg maintain` (schema and daily partitions,
 # not timed); then, each holding the machine's build lock, the wall clock of `walctl ship --drain` (start-up,

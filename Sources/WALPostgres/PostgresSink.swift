@@ -18,6 +18,10 @@ public struct PostgresSinkConfiguration: Sendable {
     public var maintenanceIntervalSeconds = 3600
     /// `statement_timeout` of the shipper's session, in milliseconds (0: none).
     public var statementTimeoutMilliseconds = 60_000
+    /// Read-ahead: each transaction of `send` commits on the sink's own thread while the shipper reads the next
+    /// batch, and one more batch may wait ready (memory: up to two batches beside the shipper's). Off: `send`
+    /// commits on the caller's thread before it returns (the shipper and PostgreSQL take turns). Default on.
+    public var readAhead = true
 
     public init(conninfo: String) { self.conninfo = conninfo }
 }
@@ -43,7 +47,12 @@ public struct PostgresSinkConfiguration: Sendable {
 /// can ship); a missing or older schema is migrated when the role may, and is otherwise a fatal error that says
 /// to run `walctl pg init`.
 ///
-/// Blocking: the shipper calls it from its own thread. Not thread-safe, except `interruptDelivery`.
+/// Read-ahead: `send` (the shipping engine's way in) runs each transaction on a thread of the sink's own, in order,
+/// while the engine reads and decodes the next batch; a transaction that fails drops the batches handed over after
+/// it unrun, so no batch is ever written that does not start right after the committed cursor (`DeliveryPipeline`).
+///
+/// Blocking: the shipper calls it from its own thread. Not thread-safe, except `interruptDelivery`; every method
+/// other than `send` first waits for the transactions handed over to end.
 public final class PostgresSink: MetricSink, @unchecked Sendable {
     public let configuration: PostgresSinkConfiguration
     public var name: String { configuration.shipperName }
@@ -59,11 +68,25 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private let interrupted = Atomic<Bool>(false)
     /// Where binary COPY input is encoded, a chunk at a time (kept between batches).
     private var copyBuffer: [UInt8] = []
+    /// Runs the transactions of `send` on a thread of its own, so the engine reads the next batch meanwhile.
+    private var pipeline: DeliveryPipeline!
+    /// For tests: called on the pipeline's thread inside each shipping transaction, just before its `COMMIT`.
+    package var beforeCommit: (@Sendable ([ShipBatch]) throws(PGError) -> Void)?
 
     public init(configuration: PostgresSinkConfiguration, logger: Logger = Logger(label: "walctl.postgres")) {
         self.configuration = configuration
         self.logger = logger
+        pipeline = DeliveryPipeline(name: "ship-pg-commit") { [weak self] batches in
+            try self?.deliverNow(batches)
+        }
     }
+
+    deinit {
+        pipeline.close()
+    }
+
+    /// The read-ahead's counts: transactions run by `send`, batches waiting ready now, and the most that waited.
+    package var pipelineCounts: (runs: Int, running: Bool, waiting: Int, mostWaiting: Int) { pipeline.counts }
 
     /// Records written to `walctl_dead_letters` by this sink since it started.
     public var deadLetterCount: UInt64 { deadLetters.load(ordering: .relaxed) }
@@ -73,7 +96,30 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     public func interruptDelivery() {
         interrupted.store(true, ordering: .relaxed)
+        pipeline.interrupt()
     }
+
+    // MARK: - Read-ahead
+
+    /// Hands the batches to the sink's thread, which commits them (COPY, skipped ranges, cursors, `COMMIT`) in
+    /// order while the engine reads the next ones; returns the positions committed since the last call. A failed
+    /// transaction drops the batches handed over after it unrun and is thrown by the next call (`DeliveryPipeline`).
+    public func send(_ batches: [ShipBatch]) throws -> [LogID: UInt64] {
+        guard configuration.readAhead else {
+            try deliverNow(batches)
+            return ShipBatch.positions(batches)
+        }
+        return try pipeline.send(batches)
+    }
+
+    public var hasBatchesInFlight: Bool { pipeline.hasBatchesInFlight }
+
+    public func awaitBatchesInFlight(milliseconds: Int) throws -> [LogID: UInt64] {
+        try pipeline.awaitBatchesInFlight(milliseconds: milliseconds)
+    }
+
+    /// Waits for the transactions handed over by `send` (the engine calls it when it stops or has drained).
+    public func commitDeferred() throws { pipeline.quiesce() }
 
     // MARK: - Connection and schema
 
@@ -215,6 +261,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     // MARK: - MetricSink
 
     public func committedSeq(logID: LogID) throws -> UInt64 {
+        pipeline.quiesce()
         let connection = try connected()
         try holdLock(of: logID, connection)
         return try cursorPosition(logID: logID, connection)
@@ -225,6 +272,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// Takes the advisory locks of the logs not held yet without waiting (one statement), and reads the positions
     /// of those held: a log another shipper holds is left out, and asked for again later by the engine.
     public func committedSeqs(logIDs: [LogID]) throws -> [LogID: UInt64] {
+        pipeline.quiesce()
         let connection = try connected()
         let toLock = logIDs.filter { !lockedLogs.contains($0) }
         if !toLock.isEmpty {
@@ -244,13 +292,19 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
             "SELECT log_id, wal_seq FROM walctl_cursors WHERE shipper = $1 AND log_id = ANY($2::uuid[])",
             [name, Self.arrayLiteral(held.map(\.description), quoted: false)]
         )
+        let found = Self.seqsByLogID(result)
+        var positions: [LogID: UInt64] = [:]
+        for logID in held { positions[logID] = found[logID.description] ?? 0 }
+        return positions
+    }
+
+    /// The rows of `SELECT log_id, wal_seq ...` by log id.
+    static func seqsByLogID(_ result: PGResult) -> [String: UInt64] {
         var found: [String: UInt64] = [:]
         for row in 0..<result.rowCount {
             if let id = result.value(row, 0), let seq = result.value(row, 1).flatMap({ UInt64($0) }) { found[id] = seq }
         }
-        var positions: [LogID: UInt64] = [:]
-        for logID in held { positions[logID] = found[logID.description] ?? 0 }
-        return positions
+        return found
     }
 
     /// A PostgreSQL array literal of `values` (log ids and lock keys: no quotes or backslashes in them).
@@ -262,8 +316,14 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// logs), their skipped ranges, and every log's cursor row. A refusal that is not transient falls back to
     /// one transaction per log, each with its own bisection and cursor, so exactly-once holds per log either way.
     public func deliver(_ batches: [ShipBatch]) throws {
+        pipeline.quiesce()
+        try deliverNow(batches)
+    }
+
+    /// `deliver`, on the thread that owns the connection now (the pipeline's, or the caller's after `quiesce`).
+    private func deliverNow(_ batches: [ShipBatch]) throws {
         guard batches.count > 1 else {
-            if let batch = batches.first { try deliver(batch) }
+            if let batch = batches.first { try deliverOne(batch) }
             return
         }
         let connection = try connected()
@@ -271,7 +331,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         try maintainIfDue(connection)
         guard let refusal = try deliverWhole(batches, connection) else { return }
         try refuseIfSchemaDiffers(refusal, connection)
-        for batch in batches { try deliver(batch) }
+        for batch in batches { try deliverOne(batch) }
     }
 
     private func cursorPosition(logID: LogID, _ connection: PGConnection) throws(PGError) -> UInt64 {
@@ -283,6 +343,11 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     }
 
     public func deliver(_ batch: ShipBatch) throws {
+        pipeline.quiesce()
+        try deliverOne(batch)
+    }
+
+    private func deliverOne(_ batch: ShipBatch) throws {
         let connection = try connected()
         try holdLock(of: batch.logID, connection)
         try maintainIfDue(connection)
@@ -307,9 +372,11 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     private func deliverWhole(_ batches: [ShipBatch], _ connection: PGConnection) throws(PGError) -> PGError? {
         do throws(PGError) {
             try connection.execute("BEGIN")
+            try checkContinuity(batches, connection: connection)
             try copyAll(batches, connection: connection)
             for batch in batches { try recordSkipped(batch, connection: connection) }
             try advanceCursors(batches, connection: connection)
+            try beforeCommit?(batches)
             try connection.execute("COMMIT")
         } catch {
             if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
@@ -336,6 +403,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     }
 
     public func disconnect() {
+        pipeline.quiesce()
         connection = nil
         lockedLogs.removeAll()
     }
@@ -396,6 +464,30 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    /// Refuses batches planned past a failure, before anything is written: a batch that says where it continues
+    /// from (`afterSeq`, the engine's committed position plus what it handed over before) must find its log's
+    /// cursor exactly there. The cursor rows stay locked until the commit (`FOR UPDATE`), so nothing moves them
+    /// between this check and the cursor update. A refusal is a transient conflict (40001): the engine reads the
+    /// positions again and plans from them.
+    private func checkContinuity(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
+        let checked = batches.filter { $0.afterSeq != nil }
+        guard !checked.isEmpty else { return }
+        let result = try connection.execute(
+            "SELECT log_id, wal_seq FROM walctl_cursors WHERE shipper = $1 AND log_id = ANY($2::uuid[]) FOR UPDATE",
+            [name, Self.arrayLiteral(checked.map(\.logID.description), quoted: false)]
+        )
+        let cursors = Self.seqsByLogID(result)
+        for batch in checked {
+            let cursor = cursors[batch.logID.description] ?? 0
+            guard let after = batch.afterSeq, after != cursor else { continue }
+            throw PGError(
+                message: "the cursor of log \(batch.logID) is at \(cursor) but the batch continues from \(after) "
+                    + "(planned past a failed commit, or the cursor was moved): nothing written, positions read again",
+                sqlState: "40001"
+            )
+        }
+    }
+
     /// Moves the cursors of several logs forward in one statement (never back).
     private func advanceCursors(_ batches: [ShipBatch], connection: PGConnection) throws(PGError) {
         guard batches.count > 1 else {
@@ -435,6 +527,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
         let sourceService = batch.sourceService ?? Envelope.defaultSourceService
         do {
             try connection.execute("BEGIN")
+            try checkContinuity([batch], connection: connection)
             let outcome = try insertBisecting(
                 batch.records[...],
                 logID: batch.logID,
@@ -553,6 +646,7 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// shipper of the same log.
     public func replay(_ batch: ShipBatch) throws -> ReplayOutcome {
         guard !batch.records.isEmpty else { return ReplayOutcome() }
+        pipeline.quiesce()
         let connection = try connected()
         do throws(PGError) {
             try connection.execute("BEGIN")
@@ -612,12 +706,14 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
     /// This shipper's committed position for `logID`, read without taking the log's lock (for replay and
     /// inspect, which run beside a shipper).
     public func peekCommittedSeq(logID: LogID) throws -> UInt64 {
-        try cursorPosition(logID: logID, try connected())
+        pipeline.quiesce()
+        return try cursorPosition(logID: logID, try connected())
     }
 
     /// Moves this shipper's cursor for `logID` forward to `seq` (never back): `walctl replay --advance-cursor`.
     /// Returns the cursor after the call.
     public func advanceCursor(logID: LogID, to seq: UInt64) throws -> UInt64 {
+        pipeline.quiesce()
         let connection = try connected()
         let result = try connection.execute(
             """

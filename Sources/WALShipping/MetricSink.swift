@@ -24,6 +24,11 @@ public struct ShipBatch: Sendable {
     /// The number of records the batch carries, decoded or encoded.
     public var recordCount: Int { records.count + encoded.count }
 
+    /// The position this batch continues from (the shipping engine's: the sink's committed position plus the
+    /// batches handed over before it). An exactly-once sink refuses the batch, writing nothing, when its committed
+    /// cursor is elsewhere (a batch planned past a failure); nil: not checked.
+    public var afterSeq: UInt64?
+
     public init(
         logID: LogID,
         records: [MetricRecord],
@@ -38,6 +43,15 @@ public struct ShipBatch: Sendable {
         self.skipped = skipped
         self.sourceService = sourceService
         self.directory = directory
+    }
+}
+
+extension ShipBatch {
+    /// The position each log reaches once `batches` are committed (the highest `throughSeq` of its batches).
+    package static func positions(_ batches: some Sequence<ShipBatch>) -> [LogID: UInt64] {
+        var positions: [LogID: UInt64] = [:]
+        for batch in batches { positions[batch.logID] = max(positions[batch.logID] ?? 0, batch.throughSeq) }
+        return positions
     }
 }
 
@@ -163,9 +177,7 @@ extension MetricSink {
 
     public func send(_ batches: [ShipBatch]) throws -> [LogID: UInt64] {
         try deliver(batches)
-        var positions: [LogID: UInt64] = [:]
-        for batch in batches { positions[batch.logID] = max(positions[batch.logID] ?? 0, batch.throughSeq) }
-        return positions
+        return ShipBatch.positions(batches)
     }
 
     public var hasBatchesInFlight: Bool { false }

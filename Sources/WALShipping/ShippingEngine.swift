@@ -561,6 +561,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 directory: source.directory
             )
             batch.encoded = encoded
+            batch.afterSeq = source.sentThrough
             planned.append(
                 Planned(
                     source: source,

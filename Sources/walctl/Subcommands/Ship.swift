@@ -390,7 +390,10 @@ struct Ship: AsyncParsableCommand {
         }
         var sinks: [any MetricSink] = []
         if let conninfo {
-            sinks.append(PostgresSink(configuration: PostgresSinkConfiguration(conninfo: conninfo), logger: logger))
+            var postgresSettings = PostgresSinkConfiguration(conninfo: conninfo)
+            // Off only to measure what read-ahead gains (tools/bench-postgres.sh).
+            postgresSettings.readAhead = environment["WALCTL_PG_READ_AHEAD"] != "0"
+            sinks.append(PostgresSink(configuration: postgresSettings, logger: logger))
         }
         if let bootstrap {
             // Many logs: each keeps its dead letters beside it (an empty path tells the sink so).
