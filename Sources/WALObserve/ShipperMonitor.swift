@@ -72,8 +72,9 @@ public final class ShipperMonitor: Sendable {
 
     // MARK: - Health
 
-    /// Unhealthy when a shipper stopped on a fatal error, when records have waited for a sink that committed
-    /// nothing for `stalledAfterSeconds`, or when every attempt to reach a sink failed for that long. The report
+    /// Unhealthy when a shipper stopped on a fatal error, when a call into a sink has not returned for
+    /// `stalledAfterSeconds`, when records have waited for a sink that committed nothing for that long, or when
+    /// every attempt to reach a sink failed for that long. The report
     /// says which sink and why, one line each (errors are the shippers' redacted texts: no secrets).
     public func health() -> (healthy: Bool, report: String) {
         let now = monotonicNanos()
@@ -107,6 +108,11 @@ public final class ShipperMonitor: Sendable {
         let limit = UInt64(max(0, stalledAfter) * 1e9)
         let lastError = statistics.lastError.map { "; last error: \($0)" } ?? ""
         if statistics.stoppedByError { return "stopped\(lastError)" }
+        // A call that does not return freezes what the shipper publishes (its lag stays where it was): it is told
+        // by itself.
+        if let since = statistics.sinkCallSinceNanos, now > since, now - since >= limit {
+            return "a call to the sink has not returned for \(seconds(Double(now - since) / 1e9))\(lastError)"
+        }
         if let since = statistics.waitingSinceNanos {
             let reference = max(since, statistics.lastProgressNanos ?? startedAt)
             if now > reference, now - reference >= limit {

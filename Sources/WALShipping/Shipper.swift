@@ -73,6 +73,8 @@ public struct ShipperStatistics: Sendable, Equatable {
     public var failingSinceNanos: UInt64?
     /// True once a `FatalSinkError` stopped the shipper.
     public var stoppedByError = false
+    /// When the call into the sink now running began (monotonic nanoseconds), if one runs.
+    public var sinkCallSinceNanos: UInt64?
 
     public init() {}
 }

@@ -50,6 +50,10 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     private let forgetRequests = Mutex<Set<String>>([])
     private let firstScanDone = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(false)
+    /// When the call into the sink now running began (monotonic nanoseconds), 0 when none runs. Read by monitors
+    /// from other threads: a call that never returns (a lock wait in PostgreSQL, a network black hole) freezes
+    /// everything this engine publishes from its own thread, but not this.
+    private let sinkCallSince = Atomic<UInt64>(0)
 
     public init(
         selection: LogSelection,
@@ -68,7 +72,19 @@ public final class ShippingEngine: Service, @unchecked Sendable {
 
     /// The sum over logs (committedSeq: the lowest committed position of a log; recordsBehind, retries and errors
     /// summed; lastError: the latest).
-    public var statistics: ShipperStatistics { totals.withLock { $0 } }
+    public var statistics: ShipperStatistics {
+        var statistics = totals.withLock { $0 }
+        let since = sinkCallSince.load(ordering: .relaxed)
+        statistics.sinkCallSinceNanos = since == 0 ? nil : since
+        return statistics
+    }
+
+    /// Runs a call into the sink, marked as running for `statistics.sinkCallSinceNanos`.
+    private func callingSink<T>(_ body: () throws -> T) rethrows -> T {
+        sinkCallSince.store(max(monotonicNow(), 1), ordering: .relaxed)
+        defer { sinkCallSince.store(0, ordering: .relaxed) }
+        return try body()
+    }
 
     /// True once the loop returned (drained, stopped or failed).
     public var isFinished: Bool { finished.load(ordering: .acquiring) }
@@ -193,7 +209,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 try readPositions(now: now)
                 firstScanDone.store(true, ordering: .releasing)
                 if drained() {
-                    try sink.commitDeferred()
+                    try callingSink { try sink.commitDeferred() }
                     return
                 }
                 readAvailable(now: monotonicNow(), batchCap: batchCap)
@@ -201,13 +217,14 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 publishStatus()
                 guard !batch.isEmpty else {
                     if sink.hasBatchesInFlight {
-                        acknowledged(try sink.awaitBatchesInFlight(milliseconds: idleMilliseconds()))
+                        let idleFor = idleMilliseconds()
+                        acknowledged(try callingSink { try sink.awaitBatchesInFlight(milliseconds: idleFor) })
                     } else {
                         idle()
                     }
                     continue
                 }
-                let positions = try sink.send(batch.map(\.batch))
+                let positions = try callingSink { try sink.send(batch.map(\.batch)) }
                 attempt = 0
                 sent(batch)
                 acknowledged(positions)
@@ -245,7 +262,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             }
         }
         do {
-            try sink.commitDeferred()
+            try callingSink { try sink.commitDeferred() }
         } catch {
             logger.warning(
                 "stopping with cursors not committed; what follows them is sent again",
@@ -330,7 +347,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         let unknown = order.compactMap { sources[$0] }.filter { $0.committed == nil && $0.positionRetryAt <= now }
         guard !unknown.isEmpty else { return }
         for chunk in stride(from: 0, to: unknown.count, by: 500).map({ unknown[$0..<min($0 + 500, unknown.count)] }) {
-            let positions = try sink.committedSeqs(logIDs: chunk.map(\.logID))
+            let positions = try callingSink { try sink.committedSeqs(logIDs: chunk.map(\.logID)) }
             totals.withLock {
                 $0.connected = true
                 $0.failingSinceNanos = nil

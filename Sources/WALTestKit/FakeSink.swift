@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import WALCore
 import WALMetrics
@@ -49,7 +50,14 @@ public final class FakeSink: MetricSink, @unchecked Sendable {
         }
     }
 
+    /// While held, `deliver` does not return (a call hung in the sink: a lock wait, a network black hole) until
+    /// released.
+    public func hold() { gate.withLock { $0 = true } }
+    public func release() { gate.withLock { $0 = false } }
+    private let gate = Mutex(false)
+
     public func deliver(_ batch: ShipBatch) throws {
+        while gate.withLock({ $0 }) { usleep(1000) }
         try state.withLock { state in
             if state.unreachable { throw InjectedFailure() }
             if state.failures > 0 {

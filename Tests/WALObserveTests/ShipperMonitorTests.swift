@@ -128,6 +128,36 @@ import WALTestKit
         #expect(waitFor { running.engine.statistics.recordsShipped == 150 })
     }
 
+    /// A call into the sink that does not return (a lock wait in PostgreSQL): the shipper's thread is stuck in it,
+    /// so the lag it publishes froze and /healthz said healthy for as long as the call hung (found by a hostile
+    /// tester). The hung call is told by itself, and health returns when it does.
+    @Test func aCallHungInTheSinkTurnsHealthUnhealthy() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let running = try Running(records: 100, in: directory)
+        defer {
+            running.sink.release()
+            running.stop()
+        }
+        let monitor = ShipperMonitor(engines: [running.engine], stalledAfterSeconds: 0.5)
+        #expect(waitFor { running.engine.statistics.recordsShipped == 100 })
+        #expect(monitor.health().healthy)
+        running.sink.hold()
+        #expect(try walctl(["emit", "--dir", running.path, "--count", "50"]).status == 0)
+        var report = ""
+        #expect(
+            waitFor {
+                let health = monitor.health()
+                report = health.report
+                return !health.healthy
+            }
+        )
+        #expect(report.contains("fake: a call to the sink has not returned for"), "\(report)")
+        running.sink.release()
+        #expect(waitFor { running.engine.statistics.recordsShipped == 150 })
+        #expect(waitFor { monitor.health().healthy }, "\(monitor.health().report)")
+    }
+
     @Test func lagCountsRecordsWrittenWhileTheSinkIsUnreachable() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -207,6 +237,15 @@ import WALTestKit
             ShipperMonitor.problem(statistics, now: start + 61 * second, startedAt: start, stalledAfter: 60)
                 == "every attempt failed for 61 s; last error: connection refused"
         )
+        // A call into the sink that has not returned for the limit.
+        statistics = ShipperStatistics()
+        statistics.sinkCallSinceNanos = start
+        #expect(ShipperMonitor.problem(statistics, now: start + 59 * second, startedAt: start, stalledAfter: 60) == nil)
+        #expect(
+            ShipperMonitor.problem(statistics, now: start + 61 * second, startedAt: start, stalledAfter: 60)
+                == "a call to the sink has not returned for 61 s"
+        )
+        statistics.lastError = "connection refused"
         statistics.stoppedByError = true
         #expect(
             ShipperMonitor.problem(statistics, now: start, startedAt: start, stalledAfter: 60)
