@@ -252,10 +252,15 @@ public enum LivePage {
           const unreachable = logs.filter((l) => l.state === "unreachable");
           const reading = logs.filter((l) => l.state === "reading").length;
           const skipped = logs.reduce((x, l) => x + (l.skipped || 0), 0);
+          const lost = logs.reduce((x, l) => x + (l.lost || 0), 0);
+          const damaged = logs.filter((l) => (l.damaged || 0) > 0);
           $("#logs-summary").textContent = data.log_count + (data.log_count === 1 ? " log" : " logs") + ", " +
             reading + " active · " + fmt(data.records_per_second) + " records/s" +
-            (skipped > 0 ? " · " + fmt(skipped) + " skipped to keep up" : "");
-          $("#logs-detail").textContent = unreachable.map((l) => l.dir + ": " + (l.error || "unreachable")).join("; ");
+            (skipped > 0 ? " · " + fmt(skipped) + " skipped to keep up" : "") +
+            (lost > 0 ? " · " + fmt(lost) + " records lost in the logs (walctl verify)" : "");
+          $("#logs-detail").textContent = unreachable.map((l) => l.dir + ": " + (l.error || "unreachable"))
+            .concat(damaged.map((l) => l.dir + ": " + l.damaged + " damaged region" + (l.damaged === 1 ? "" : "s") +
+              " (run walctl verify " + l.dir + ")")).join("; ");
           $("#last-refresh").textContent = new Date().toISOString().replace("T", " ").slice(0, 19) + " UTC";
           if (data.log_count === 0 || unreachable.length === data.log_count) {
             setStatus("unreachable", data.log_count === 0 ? "no log found" : "log unreachable");

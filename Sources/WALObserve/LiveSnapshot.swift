@@ -79,6 +79,10 @@ public struct LiveSnapshot: Sendable {
         public var lastSeq: UInt64
         /// Records skipped to keep up (the view jumps ahead rather than fall minutes behind a fast writer).
         public var skipped: UInt64
+        /// Records the log itself does not hold (its gap markers, and damaged regions met while reading), and the
+        /// damaged regions met: shown on the page, not passed over in silence.
+        public var lost: UInt64 = 0
+        public var damaged = 0
     }
 
     /// One alert of a journal.
@@ -224,6 +228,8 @@ extension LiveSnapshot {
                         out.field("error", log.error)
                         out.field("last_seq", Double(log.lastSeq))
                         out.field("skipped", Double(log.skipped))
+                        out.field("lost", Double(log.lost))
+                        out.field("damaged", Double(log.damaged))
                     }
                 }
             }

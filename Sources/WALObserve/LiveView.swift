@@ -133,6 +133,8 @@ public final class LiveView: Service, @unchecked Sendable {
         var decoder: MetricsDecoder?
         var lastSeq: UInt64 = 0
         var skipped: UInt64 = 0
+        var lost: UInt64 = 0
+        var damaged = 0
         var error: String?
         var retryAt: UInt64 = 0
         var nextPollAt: UInt64 = 0
@@ -207,7 +209,9 @@ public final class LiveView: Service, @unchecked Sendable {
                     state: source.state,
                     error: source.error,
                     lastSeq: source.lastSeq,
-                    skipped: source.skipped
+                    skipped: source.skipped,
+                    lost: source.lost,
+                    damaged: source.damaged
                 )
             }
             let alerts = alertsChanged ? order.compactMap { sources[$0] }.flatMap(\.alerts) : nil
@@ -324,16 +328,27 @@ public final class LiveView: Service, @unchecked Sendable {
         while delivered < configuration.recordsPerPass {
             batch.removeAll(keepingCapacity: true)
             var last = source.lastSeq
+            var lost: UInt64 = 0
+            var damaged = 0
             let count = try reader.poll(maxEntries: min(4096, configuration.recordsPerPass - delivered)) { entry in
                 switch entry {
                 case .record(let seq, let bytes):
                     if case .success(let record) = decoder.decode(seq: seq, bytes: bytes) { batch.append(record) }
                     last = seq
-                case .gap(let gap): last = max(last, gap.toSeq)
-                case .damage(let damage): last = max(last, damage.lostToSeq ?? last)
+                case .gap(let gap):
+                    lost += gap.toSeq >= gap.fromSeq ? gap.toSeq - gap.fromSeq + 1 : 0
+                    last = max(last, gap.toSeq)
+                case .damage(let damage):
+                    damaged += 1
+                    if let to = damage.lostToSeq, to > last { lost += to - max(last, (damage.lostFromSeq ?? 1) - 1) }
+                    last = max(last, damage.lostToSeq ?? last)
                 }
             }
             source.lastSeq = last
+            source.lost += lost
+            source.damaged += damaged
+            lost = 0
+            damaged = 0
             if !batch.isEmpty {
                 let wallNow = clock()
                 aggregates.withLock { aggregates in

@@ -356,7 +356,12 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost).
-    public var isLoopback: Bool { host == "localhost" || host == "::1" || host.hasPrefix("127.") }
+    public var isLoopback: Bool {
+        if host == "localhost" || host == "::1" { return true }
+        // 127.x.y.z in numbers only: a host name such as 127.0.0.1.example.com is not loopback.
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
 
     public var description: String { "\(ObserveServer.displayHost(host)):\(port)" }
 }

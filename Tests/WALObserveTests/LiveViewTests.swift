@@ -114,6 +114,29 @@ import WALTraffic
         for collector in collectors { try collector.close() }
     }
 
+    /// A damaged segment: the records lost in it are counted and shown (the page said nothing of them before, found
+    /// by a hostile tester), and the records after it are read.
+    @Test func damageInALogIsCountedNotPassedOverInSilence() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        #expect(try walctl(["emit", "--dir", path, "--count", "60000"]).status == 0)
+        let last = try LogInspector.lastSealedSeqCheap(path: path)
+        let segment = try #require(try LogDirectory(path: path).segments().first).path
+        let handle = try #require(FileHandle(forUpdatingAtPath: segment))
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: size / 3)
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: 200))
+        try handle.close()
+        let view = LiveView(selection: .single(path))
+        #expect(passes(view) { view.snapshot().logs.first?.lastSeq == last })
+        let state = try #require(view.snapshot().logs.first)
+        #expect(state.damaged >= 1)
+        #expect(state.lost > 0 && state.lost < last, "\(state)")
+        let json = String(decoding: view.snapshot().json(), as: UTF8.self)
+        #expect(json.contains("\"damaged\":\(state.damaged)"), "\(json.prefix(400))")
+    }
+
     @Test func aMissingLogIsUnreachableAndTheOthersAreRead() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

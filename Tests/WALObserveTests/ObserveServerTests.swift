@@ -241,5 +241,7 @@ import WALTestKit
         for bad in ["", "host:", "host:99999", "::1:80", "[::1]80", "a:b", "host:-1"] {
             #expect(ListenAddress(bad) == nil, "\(bad)")
         }
+        #expect(ListenAddress("127.0.0.1.example.com:9464")?.isLoopback == false)
+        #expect(ListenAddress("127.1.2.3:9464")?.isLoopback == true)
     }
 }
