@@ -105,7 +105,9 @@ import WALTraffic
         let view = LiveView(selection: LogSelection(roots: [root.path]), configuration: configuration)
         #expect(passes(view) { view.snapshot().workflow.successRatePercent == 100 && view.snapshot().logCount == 20 })
         #expect(passes(view) { view.snapshot().logs.allSatisfy { $0.state == "idle" } })
-        #expect(view.snapshot().recordsInWindow == 20)
+        // The panels end at the last complete second: records of the second still running count once it ends
+        // (making 20 collectors can take over a second on a loaded machine).
+        #expect(passes(view) { view.snapshot().recordsInWindow == 20 })
 
         collectors[7].record(MetricCatalog.workflowSuccessRate, value: 0)
         collectors[7].flush()

@@ -254,9 +254,18 @@ extension Inspect {
         var start = seq
         for _ in 0..<4 {
             var found: Int64?
+            // Up to `seq` and no further: a live writer appends faster than a debug build reads, and reading on to
+            // the end chased it for as long as it wrote (inspect never returned).
             try? MetricsReader(path: dir, from: start).read { entry in
-                if case .metric(let record) = entry { found = record.timestampNanos }
-                return true
+                switch entry {
+                case .metric(let record):
+                    guard record.seq <= seq else { return false }
+                    found = record.timestampNanos
+                    return record.seq < seq
+                case .gap(let gap): return gap.toSeq < seq
+                case .undecodable(let at, _): return at < seq
+                case .damage: return true
+                }
             }
             if let found { return found }
             guard start > 1 else { return nil }
