@@ -165,7 +165,7 @@ final class ChannelWorker: @unchecked Sendable {
             // The alert due first (new alerts are due when queued, retries after their backoff).
             let freshDue = freshHead < fresh.count ? fresh[freshHead].dueAt : nil
             let retryDue = retries.last?.dueAt
-            guard let due = [freshDue, retryDue].compactMap({ $0 }).min() else {
+            guard let due = freshDue.map({ min($0, retryDue ?? $0) }) ?? retryDue else {
                 condition.wait()
                 continue
             }

@@ -22,6 +22,26 @@ import WALTestKit
         }
     }
 
+    /// A worker for `channel` (3 attempts, a fixed retry delay), started and given `alerts`, journaled as fired.
+    func startWorker(
+        _ channel: any AlertChannel,
+        _ journal: AlertJournal,
+        retryMilliseconds: Int,
+        delivering alerts: [Alert]
+    ) throws -> ChannelWorker {
+        let worker = ChannelWorker(
+            channel: channel,
+            journal: journal,
+            retry: RetryPolicy(initialMilliseconds: retryMilliseconds, maximumMilliseconds: retryMilliseconds),
+            maxAttempts: 3,
+            logger: Logger(label: "test")
+        )
+        try journal.fired(alerts)
+        worker.start()
+        worker.enqueue(alerts)
+        return worker
+    }
+
     /// A TCP port whose connections the kernel accepts (the listen backlog) and nobody ever answers.
     final class SilentEndpoint {
         let socket: Int32
@@ -99,17 +119,8 @@ import WALTestKit
         let journal = AlertJournal(logDirectory: directory.path)
         let alerts = try alerts(4)
         let channel = OneFailingChannel(failing: alerts[0].id)
-        let worker = ChannelWorker(
-            channel: channel,
-            journal: journal,
-            retry: RetryPolicy(initialMilliseconds: 100, maximumMilliseconds: 100),
-            maxAttempts: 3,
-            logger: Logger(label: "test")
-        )
-        try journal.fired(alerts)
-        worker.start()
+        let worker = try startWorker(channel, journal, retryMilliseconds: 100, delivering: alerts)
         defer { worker.stop() }
-        worker.enqueue(alerts)
         #expect(waitFor(seconds: 30) { worker.isIdle })
         #expect(channel.delivered.withLock { $0 } == alerts[1...].map(\.id))
         // In the journal, every later alert was delivered before the first one was given up.
@@ -121,6 +132,7 @@ import WALTestKit
         }
         #expect(AlertJournal.read(logDirectory: directory.path).entries.first?.deadLettered["flaky"] == "refused")
     }
+
     /// Fails the first attempt of some alerts; records every delivery in order.
     final class FailingOnceChannel: AlertChannel, @unchecked Sendable {
         let name = "storm"
@@ -147,17 +159,8 @@ import WALTestKit
         let alerts = try alerts(50_000)
         let failing = Set(alerts.enumerated().filter { $0.offset % 997 == 5 }.map(\.element.id))
         let channel = FailingOnceChannel(failOnce: failing)
-        let worker = ChannelWorker(
-            channel: channel,
-            journal: journal,
-            retry: RetryPolicy(initialMilliseconds: 1, maximumMilliseconds: 1),
-            maxAttempts: 3,
-            logger: Logger(label: "test")
-        )
-        try journal.fired(alerts)
-        worker.start()
+        let worker = try startWorker(channel, journal, retryMilliseconds: 1, delivering: alerts)
         defer { worker.stop() }
-        worker.enqueue(alerts)
         // Seconds now; the quadratic queue took over ten minutes of CPU.
         #expect(waitFor(seconds: 300) { worker.isIdle })
         let delivered = channel.delivered.withLock { $0 }

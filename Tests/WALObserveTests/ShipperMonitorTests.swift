@@ -50,6 +50,17 @@ import WALTestKit
         }
     }
 
+    /// Waits until `monitor` reports unhealthy: whether it did, and the last report read.
+    func awaitUnhealthy(_ monitor: ShipperMonitor) -> (Bool, String) {
+        var report = ""
+        let turned = waitFor {
+            let health = monitor.health()
+            report = health.report
+            return !health.healthy
+        }
+        return (turned, report)
+    }
+
     @Test func seriesCarryTheEngineCountsAndPassPromtool() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -101,14 +112,8 @@ import WALTestKit
         // The sink fails from now on while new records arrive.
         running.sink.failNext(Int.max)
         #expect(try walctl(["emit", "--dir", path, "--count", "50"]).status == 0)
-        var report = ""
-        #expect(
-            waitFor {
-                let health = monitor.health()
-                report = health.report
-                return !health.healthy
-            }
-        )
+        let (turned, report) = awaitUnhealthy(monitor)
+        #expect(turned)
         #expect(report.hasPrefix("unhealthy\nfake: "), "\(report)")
         #expect(report.contains("records wait") || report.contains("every attempt failed"), "\(report)")
         #expect(report.contains("injected failure"), "\(report)")
@@ -144,14 +149,8 @@ import WALTestKit
         #expect(monitor.health().healthy)
         running.sink.hold()
         #expect(try walctl(["emit", "--dir", running.path, "--count", "50"]).status == 0)
-        var report = ""
-        #expect(
-            waitFor {
-                let health = monitor.health()
-                report = health.report
-                return !health.healthy
-            }
-        )
+        let (turned, report) = awaitUnhealthy(monitor)
+        #expect(turned)
         #expect(report.contains("fake: a call to the sink has not returned for"), "\(report)")
         running.sink.release()
         #expect(waitFor { running.engine.statistics.recordsShipped == 150 })
