@@ -114,6 +114,8 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     public var hasBatchesInFlight: Bool { pipeline.hasBatchesInFlight }
 
+    public var callRunningSinceNanos: UInt64? { pipeline.runningSinceNanos }
+
     public func awaitBatchesInFlight(milliseconds: Int) throws -> [LogID: UInt64] {
         try pipeline.awaitBatchesInFlight(milliseconds: milliseconds)
     }

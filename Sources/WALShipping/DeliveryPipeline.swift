@@ -49,6 +49,8 @@ package final class DeliveryPipeline: @unchecked Sendable {
     private let depth: Int
     private let deliver: @Sendable ([ShipBatch]) throws -> Void
     private let state = Mutex(State())
+    /// When the running transaction began (monotonic nanoseconds), 0 while none runs.
+    private let runningSince = Atomic<UInt64>(0)
     /// One signal per hand-over queued (and one to close); a signal for a dropped hand-over finds the queue empty.
     private let work = DispatchSemaphore(value: 0)
     /// One signal per transaction finished (or hand-overs dropped): wakes the engine's thread where it waits.
@@ -148,6 +150,13 @@ package final class DeliveryPipeline: @unchecked Sendable {
         progress.signal()
     }
 
+    /// When the transaction running now began (monotonic nanoseconds), nil while none runs: a transaction that
+    /// hangs (a lock wait) is told by it, while the engine's own calls keep returning.
+    package var runningSinceNanos: UInt64? {
+        let since = runningSince.load(ordering: .relaxed)
+        return since == 0 ? nil : since
+    }
+
     /// Transactions run so far, hand-overs waiting now, and the most that waited behind a running one (for tests).
     package var counts: (runs: Int, running: Bool, waiting: Int, mostWaiting: Int) {
         state.withLock { ($0.runs, $0.running, $0.queue.count, $0.mostWaiting) }
@@ -168,11 +177,13 @@ package final class DeliveryPipeline: @unchecked Sendable {
             guard let job = next else { continue }
             guard let batches = job else { return }
             var failure: (any Error)?
+            runningSince.store(max(monotonicNow(), 1), ordering: .relaxed)
             do {
                 try deliver(batches)
             } catch {
                 failure = error
             }
+            runningSince.store(0, ordering: .relaxed)
             state.withLock { state in
                 state.running = false
                 if let failure {

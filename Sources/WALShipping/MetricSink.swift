@@ -111,6 +111,11 @@ public protocol MetricSink: AnyObject, Sendable {
     /// Records this sink refused for good and dead-lettered since it was made (thread-safe; 0 by default).
     var deadLetteredRecords: UInt64 { get }
 
+    /// When a call the sink runs on a thread of its own began (PostgreSQL's read-ahead transaction), on the
+    /// monotonic clock; nil while none runs (thread-safe; nil by default). The engine's hung-call mark covers the
+    /// calls it makes itself; this covers the work those calls hand over and return from.
+    var callRunningSinceNanos: UInt64? { get }
+
     /// True when the sink renders records straight from their bytes in the log: the engine then hands it
     /// `ShipBatch.encoded` instead of decoding each record into a `MetricRecord` (`records` stays empty). The
     /// default: false.
@@ -160,6 +165,8 @@ extension MetricSink {
     public func interruptDelivery() {}
 
     public var deadLetteredRecords: UInt64 { 0 }
+
+    public var callRunningSinceNanos: UInt64? { nil }
 
     public var takesEncodedRecords: Bool { false }
 

@@ -74,8 +74,9 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     /// summed; lastError: the latest).
     public var statistics: ShipperStatistics {
         var statistics = totals.withLock { $0 }
+        // The earliest of the engine's own call and the sink's transaction running on its thread (read-ahead).
         let since = sinkCallSince.load(ordering: .relaxed)
-        statistics.sinkCallSinceNanos = since == 0 ? nil : since
+        statistics.sinkCallSinceNanos = [since == 0 ? nil : since, sink.callRunningSinceNanos].compactMap { $0 }.min()
         return statistics
     }
 

@@ -122,6 +122,60 @@ extension PostgresTests {
             try expectExactlyOnce(path, database)
         }
 
+        /// A transaction that hangs on the sink's own thread (a lock wait inside PostgreSQL) while the engine's
+        /// calls keep returning is still marked as a call in progress: /healthz reads that mark (before, only calls
+        /// made by the engine's thread were, and a hung read-ahead transaction went unseen by it). The mark starts
+        /// no later than the hang and clears when the transaction ends.
+        @Test func aTransactionHungOnTheSinksThreadIsMarkedAsACallInProgress() throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let database = try TestDatabase()
+            let path = directory.file("log")
+            #expect(try walctl(["emit", "--dir", path, "--count", "3000"]).status == 0)
+            let sink = PostgresSink(configuration: PostgresSinkConfiguration(conninfo: database.conninfo))
+            let hung = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let hangs = Atomic<Int>(0)
+            sink.beforeCommit = { _ throws(PGError) in
+                guard hangs.wrappingAdd(1, ordering: .relaxed).oldValue == 1 else { return }
+                hung.signal()
+                release.wait()
+            }
+            var settings = ShipperConfiguration()
+            settings.catchUpBatchSize = 1000
+            settings.drainThroughSeq = try LogInspector.lastSealedSeqCheap(path: path)
+            let shipper = Shipper(directory: path, sink: sink, configuration: settings, logger: Logger(label: "test"))
+            let done = DispatchSemaphore(value: 0)
+            let outcome = Mutex<(any Error)?>(nil)
+            Thread {
+                do { try shipper.runBlocking() } catch { outcome.withLock { $0 = error } }
+                done.signal()
+            }.start()
+            #expect(hung.wait(timeout: .now() + 60) == .success, "the second transaction reached its commit")
+            let hungAt = monotonicNanos()
+            // The engine's own calls come and go meanwhile (the last batch is handed over; it waits in bounded
+            // calls): for a second of samples, the mark stays at the sink's transaction, begun before the hang.
+            var samples = 0
+            var unmarked: [String] = []
+            let until = hungAt + 1_000_000_000
+            while monotonicNanos() < until {
+                let since = shipper.statistics.sinkCallSinceNanos
+                if since == nil || since! > hungAt { unmarked.append(since.map { "from \($0 - hungAt) ns after" } ?? "none") }
+                samples += 1
+                usleep(2000)
+            }
+            #expect(samples > 10)
+            #expect(unmarked.count == 0, "\(unmarked.count) of \(samples) samples: \(unmarked.prefix(5))")
+            #expect(sink.callRunningSinceNanos != nil)
+            release.signal()
+            #expect(done.wait(timeout: .now() + 60) == .success)
+            #expect(outcome.withLock { $0 } == nil)
+            #expect(sink.callRunningSinceNanos == nil)
+            #expect(shipper.statistics.sinkCallSinceNanos == nil)
+            #expect(shipper.statistics.committedSeq == 3000)
+            try expectExactlyOnce(path, database)
+        }
+
         /// The database itself refuses a batch that does not start right after the committed cursor (one planned
         /// past a failed commit), before anything is written; the batch that does continue it commits.
         @Test func aBatchThatDoesNotContinueTheCommittedCursorIsRefusedAndWritesNothing() throws {
