@@ -160,7 +160,9 @@ extension PostgresTests {
             let until = hungAt + 1_000_000_000
             while monotonicNanos() < until {
                 let since = shipper.statistics.sinkCallSinceNanos
-                if since == nil || since! > hungAt { unmarked.append(since.map { "from \($0 - hungAt) ns after" } ?? "none") }
+                if since == nil || since! > hungAt {
+                    unmarked.append(since.map { "from \($0 - hungAt) ns after" } ?? "none")
+                }
                 samples += 1
                 usleep(2000)
             }
