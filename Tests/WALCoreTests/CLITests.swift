@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WALCore
 import WALTestKit
@@ -107,6 +108,58 @@ import WALTestKit
                 #expect(last >= previous)
                 previous = last
                 #expect(try walctl(["verify", path]).status == 0)
+            }
+        }
+    }
+
+    /// The end where readers stop is only taken from a last segment whose frame headers chain cleanly: past a
+    /// damaged header they read on (resynchronising) and show what follows the damage.
+    @Test func aDamagedFrameHeaderInTheLastSegmentDoesNotEndTheRead() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            #expect(try walctl(["emit", "--dir", path, "--count", "20000"]).status == 0)
+            #expect(try LogInspector.sealedEnd(path: path) == 20000)
+            let segment = try #require(try LogDirectory(path: path).segments().last).path
+            let handle = try #require(FileHandle(forUpdatingAtPath: segment))
+            try handle.seek(toOffset: 64)  // the first frame's header
+            handle.write(Data(repeating: 0xA5, count: 16))
+            try handle.close()
+            #expect(try LogInspector.sealedEnd(path: path) == nil)
+            let result = try walctl(["inspect", path, "--records", "--json"])
+            #expect(result.err.contains("damage"))
+            let lines = result.out.split(separator: "\n").count
+            #expect(lines > 10000 && lines < 20000, "\(lines) records after the damaged first frame")
+        }
+    }
+
+    /// `stats`, `replay --to stdout` and `inspect --records` of a log being written read the log as it stood when
+    /// they started. Before, they read on for as long as the writer kept ahead of them: beside a writer at full
+    /// speed they did not return until it stopped (each command here starts when the log holds about 10,000 records,
+    /// which it reads in a few seconds).
+    @Test(arguments: [["stats"], ["replay", "--to", "stdout"], ["inspect", "--records", "--json"]])
+    func aReaderOfALogBeingWrittenStopsAtItsEndAsOfItsStart(command: [String]) throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let writer = try ChildProcess(walctlPath, ["emit", "--dir", path, "--count", "1000000000"])
+            defer { writer.kill() }
+            #expect(writer.readLine()?.hasPrefix("acked") == true)
+            let before = try #require(try LogInspector.sealedEnd(path: path))
+            let reader = try ChildProcess(walctlPath, [command[0], path] + command.dropFirst())
+            let lines = Mutex(0)
+            let ended = DispatchSemaphore(value: 0)
+            Thread {
+                while reader.readLine() != nil { lines.withLock { $0 += 1 } }
+                ended.signal()
+            }.start()
+            let finished = ended.wait(timeout: .now() + 60) == .success
+            #expect(finished, "walctl \(command[0]) still reading after 60 s beside the writer")
+            if !finished { reader.kill() }
+            #expect(reader.wait() == 0, "\(reader.standardError())")
+            let after = try #require(try LogInspector.sealedEnd(path: path))
+            if command[0] != "stats" {
+                // One line per record, up to the log's end at the start (which lies in between).
+                let count = UInt64(lines.withLock { $0 })
+                #expect(count >= before && count <= after, "\(count) lines, log end \(before) then \(after)")
             }
         }
     }

@@ -331,15 +331,29 @@ extension LogInspector {
     /// The last sequence number sealed in the log, found by hopping over frame headers of the last segment (header
     /// checksums only; payloads are not read). For lag reporting; `examine` is the thorough check.
     public static func lastSealedSeqCheap(path: String) throws(WALError) -> UInt64 {
+        try lastSegmentEnd(path: path).lastSeq
+    }
+
+    /// Where a reader of the log as it stands now can stop: the last sequence number sealed, when the last
+    /// segment's frame headers chain cleanly to the end of what was written (the end of the file, or the zeros a
+    /// writer preallocated); nil when the chain stops at bytes that are not a frame header (damage, a torn frame)
+    /// or cannot be read, past which a reader resynchronises and may find more. Commands that read a log being
+    /// written stop there instead of chasing the writer.
+    public static func sealedEnd(path: String) throws(WALError) -> UInt64? {
+        let end = try lastSegmentEnd(path: path)
+        return end.hop == .notAFrame ? nil : end.lastSeq
+    }
+
+    private static func lastSegmentEnd(path: String) throws(WALError) -> (lastSeq: UInt64, hop: HopEnd) {
         let files = try LogDirectory(path: path).segments()
-        guard let last = files.last else { return 0 }
+        guard let last = files.last else { return (0, .endOfWritten) }
         let reader = try SegmentFileReader(path: last.path)
         var lastSeq = reader.header.firstSeq - 1
-        hopFrameHeaders(reader) { frame in
+        let hop = hopFrameHeaders(reader) { frame in
             lastSeq = frame.lastSeq
             return true
         }
-        return lastSeq
+        return (lastSeq, hop)
     }
 }
 
@@ -365,20 +379,32 @@ extension LogInspector {
 }
 
 extension LogInspector {
+    /// Why `hopFrameHeaders` stopped.
+    enum HopEnd: Equatable {
+        /// The end of the file, or zeros (the rest a writer preallocated): nothing more was written.
+        case endOfWritten
+        /// `body` returned false.
+        case stopped
+        /// Bytes that are not a valid frame header (damage, a torn frame), or that cannot be read.
+        case notAFrame
+    }
+
     /// Calls `body` with each frame header of a segment, hopping by frame lengths (header checksums only; payloads
     /// are not read), until the first invalid header or until `body` returns false.
-    static func hopFrameHeaders(_ reader: SegmentFileReader, _ body: (FrameHeader) -> Bool) {
+    @discardableResult
+    static func hopFrameHeaders(_ reader: SegmentFileReader, _ body: (FrameHeader) -> Bool) -> HopEnd {
         var offset = Int64(LogFormat.segmentHeaderSize)
         var header = [UInt8](repeating: 0, count: LogFormat.frameHeaderSize)
         while true {
-            let n =
-                (try? header.withMutableBytes { buffer throws(Errno) in
-                    try reader.fd.readFully(at: offset, into: buffer)
-                }) ?? 0
-            guard n == LogFormat.frameHeaderSize,
-                case .success(let frame) = header.withUnsafeBytes({ FrameHeader.decode($0) }),
-                body(frame)
-            else { return }
+            let read = try? header.withMutableBytes { buffer throws(Errno) in
+                try reader.fd.readFully(at: offset, into: buffer)
+            }
+            guard let n = read else { return .notAFrame }
+            guard n == LogFormat.frameHeaderSize else { return .endOfWritten }
+            guard case .success(let frame) = header.withUnsafeBytes({ FrameHeader.decode($0) }) else {
+                return header.allSatisfy { $0 == 0 } ? .endOfWritten : .notAFrame
+            }
+            guard body(frame) else { return .stopped }
             offset += Int64(frame.frameLength)
         }
     }

@@ -456,7 +456,7 @@ extension Inspect {
 extension Inspect {
     func printRecords() throws {
         let meta = try readMeta(dir, command: "inspect")
-        let filter = try filters.filter()
+        let filter = try filters.filter().endingAtTheLastSealedRecord(of: dir)
         var output = OutputBuffer()
         if !json { output.line(Report.recordHeader) }
         var counts = RecordScan.Counts()

@@ -209,7 +209,9 @@ struct Replay: AsyncParsableCommand {
         settings.recordsPerSecond = rateLimit
         settings.attempts = retries
         settings.advancesCursor = advanceCursor
-        let end = min((try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0, filter.toSeq)
+        // The log as it stands now: a writer appending meanwhile does not keep the replay going.
+        settings.filter = filter.endingAtTheLastSealedRecord(of: dir)
+        let end = settings.filter.toSeq == .max ? 0 : settings.filter.toSeq
         let progress = ProgressReporter(from: filter.fromSeq, to: end)
         let replayer = Replayer(directory: dir, sink: sink, configuration: settings)
         var failure: String?

@@ -147,7 +147,8 @@ struct Stats: AsyncParsableCommand {
         var last: Int64 = .min
         let key = groupKey
         do {
-            try RecordScan(report: { _ in }).run(directory: dir, filter: filter, counts: &counts) { record in
+            let scope = filter.endingAtTheLastSealedRecord(of: dir)
+            try RecordScan(report: { _ in }).run(directory: dir, filter: scope, counts: &counts) { record in
                 first = Swift.min(first, record.timestampNanos)
                 last = Swift.max(last, record.timestampNanos)
                 var tagValue: String?
