@@ -397,12 +397,12 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     /// the log's bytes by the log's `EnvelopeStream`; decoded ones (`walctl replay --to kafka`) from their fields.
     private func enqueue(_ batch: ShipBatch, commits: Bool, _ producer: RDKafkaClient) throws {
         // The topic handles by category (`MetricCategory.ordinal`).
-        var topics: [OpaquePointer] = []
+        var topics = [OpaquePointer?](repeating: nil, count: MetricCategory.allCases.count)
         for category in MetricCategory.allCases {
             guard let topic = producer.topicHandle(configuration.topic(for: category)) else {
                 throw FatalSinkError("librdkafka refuses the topic name \(configuration.topic(for: category))")
             }
-            topics.append(topic)
+            topics[category.ordinal] = topic
         }
         producer.openBatch()
         var item = InFlight(
@@ -418,7 +418,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         // The buffer and the header slices move into the writer for the loop, and back.
         var writer = MessageWriter(
             producer: producer,
-            topics: topics,
+            topics: topics.compactMap { $0 },
             logID: Array(logID.description.utf8),
             buffer: scratch,
             slices: headerSlices
@@ -841,7 +841,7 @@ extension MetricRecord {
 }
 
 extension MetricCategory {
-    /// The category's position in `allCases`.
+    /// A dense index of the category (0 to 5).
     var ordinal: Int {
         switch self {
         case .routing: 0

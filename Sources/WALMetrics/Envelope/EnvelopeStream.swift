@@ -188,7 +188,9 @@ public final class EnvelopeStream: @unchecked Sendable {
         append(seq: seq, timestampNanos: fields.timestampNanos, value: fields.value, parts: parts, into: &output) {
             appendCorrelation(fields, into: &$0)
         }
-        return .success(RenderedMessage(metric: parts.metric, agent: parts.agent, timestampNanos: fields.timestampNanos))
+        return .success(
+            RenderedMessage(metric: parts.metric, agent: parts.agent, timestampNanos: fields.timestampNanos)
+        )
     }
 
     /// Appends the envelope of `record`, decoded from this stream's log, ignoring the filter: what the record's
@@ -248,7 +250,9 @@ public final class EnvelopeStream: @unchecked Sendable {
         guard let metricPart = metrics.find(metric) ?? makeMetricPart(metric) else {
             return .failure(.unknownSymbol(metric))
         }
-        guard let tagsPart = tagSets.find(tagSet) ?? makeTagsPart(tagSet) else { return .failure(.unknownSymbol(tagSet)) }
+        guard let tagsPart = tagSets.find(tagSet) ?? makeTagsPart(tagSet) else {
+            return .failure(.unknownSymbol(tagSet))
+        }
         guard let agentPart = agents.find(agent) ?? makeAgentPart(agent) else { return .failure(.unknownSymbol(agent)) }
         return .success(Parts(metric: metricPart, tags: tagsPart, agent: agentPart))
     }
