@@ -59,10 +59,10 @@ ship() { # ship DIR PREFIX
 declare -a kcat_rate kcat_user kcath_rate kcath_user ship_rate ship_user startup
 for run in $(seq 1 "$runs"); do
     prefix="$run_id-$run"
-    # Start-up: the 10-record log, which also creates the run's topics (3 partitions each).
+    # Start-up: the 10-record log, which also creates the run's topics (the mock auto-creates them: 4 partitions).
     read -r wall _ _ < <(ship "$work/small" "$prefix")
     startup+=("$wall")
-    # kcat into one of those topics (3 partitions): the same envelopes, keys and producer settings.
+    # kcat into one of those topics (4 partitions): the same envelopes, keys and producer settings.
     read -r wall user _ < <(timed kcat -P -b "$servers" -t "$prefix.routing.v1" -K $'\t' -l \
         -X compression.type=lz4 -X enable.idempotence=true -X acks=all -X linger.ms=5 "$work/keyed.txt")
     kcat_rate+=("$(python3 -c "print(round($records / $wall))")")

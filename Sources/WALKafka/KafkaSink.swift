@@ -396,6 +396,14 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     /// `event_id` header's value. Encoded records (`ShipBatch.encoded`, from the engine) are rendered straight from
     /// the log's bytes by the log's `EnvelopeStream`; decoded ones (`walctl replay --to kafka`) from their fields.
     private func enqueue(_ batch: ShipBatch, commits: Bool, _ producer: RDKafkaClient) throws {
+        // The topic handles by category (`MetricCategory.ordinal`).
+        var topics = [OpaquePointer?](repeating: nil, count: MetricCategory.allCases.count)
+        for category in MetricCategory.allCases {
+            guard let topic = producer.topicHandle(configuration.topic(for: category)) else {
+                throw FatalSinkError("librdkafka refuses the topic name \(configuration.topic(for: category))")
+            }
+            topics[category.ordinal] = topic
+        }
         producer.openBatch()
         var item = InFlight(
             batch: batch,
@@ -405,82 +413,40 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             deadline: monotonicNanos() + UInt64(configuration.messageTimeoutMilliseconds + 10_000) * 1_000_000
         )
         let logID = batch.logID
-        let logIDBytes = Array(logID.description.utf8)
         let sourceService = batch.sourceService ?? configuration.sourceService
         let renderer = batch.directory.map { envelopeStream(logID: logID, directory: $0, sourceService: sourceService) }
-        var topics: [MetricCategory: OpaquePointer] = [:]
-        for category in MetricCategory.allCases {
-            topics[category] = producer.topicHandle(configuration.topic(for: category))
-        }
-        // The buffer and the header slices as locals for the loop (no exclusivity checks on the sink's properties
-        // per record).
-        var buffer = scratch
-        var slices = headerSlices
+        // The buffer and the header slices move into the writer for the loop, and back.
+        var writer = MessageWriter(
+            producer: producer,
+            topics: topics.compactMap { $0 },
+            logID: Array(logID.description.utf8),
+            buffer: scratch,
+            slices: headerSlices
+        )
         scratch = []
         defer {
-            scratch = buffer
-            headerSlices = slices
-        }
-        /// Produces the message whose envelope is `buffer[0..<valueEnd]`, after appending its header values.
-        func send(
-            index: Int,
-            seq: UInt64,
-            valueEnd: Int,
-            key: UnsafeRawBufferPointer?,
-            category: MetricCategory,
-            typeName: some Collection<UInt8>,
-            timestampNanos: Int64
-        ) throws {
-            slices[0].value = Self.append(logIDBytes, to: &buffer)
-            slices[1].value = Self.appendDecimal(seq, to: &buffer)
-            slices[2].value = Envelope.eventIDRange
-            slices[3].value = Self.append(typeName, to: &buffer)
-            guard let topic = topics[category] else {
-                throw FatalSinkError("librdkafka refuses the topic name \(configuration.topic(for: category))")
-            }
-            let error = buffer.withUnsafeBytes { bytes in
-                slices.withUnsafeBufferPointer { headers in
-                    producer.produce(
-                        topic: topic,
-                        key: key,
-                        bytes: bytes,
-                        value: 0..<valueEnd,
-                        headers: headers,
-                        timestampMilliseconds: timestampNanos / 1_000_000,
-                        index: index
-                    )
-                }
-            }
-            guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                if Self.isPermanent(error) {
-                    item.rejected.append((index, String(cString: rd_kafka_err2str(error))))
-                    return
-                }
-                inFlight.append(item)
-                abandonInFlight(producer)
-                try throwIfFatal(producer)
-                throw KafkaError(error, "producing to \(configuration.topic(for: category))")
-            }
+            scratch = writer.buffer
+            headerSlices = writer.slices
         }
         if !batch.encoded.isEmpty {
             guard let renderer else { throw FatalSinkError("encoded records without their log's directory") }
             try batch.encoded.forEach { index, seq, bytes in
-                buffer.removeAll(keepingCapacity: true)
-                switch renderer.renderMessage(seq: seq, bytes: bytes, into: &buffer) {
+                writer.buffer.removeAll(keepingCapacity: true)
+                switch renderer.renderMessage(seq: seq, bytes: bytes, into: &writer.buffer) {
                 case .success(let message):
-                    let shape = message.shape
-                    let valueEnd = buffer.count
-                    try shape.agentID.withUnsafeBytesIfPresent { key in
-                        try send(
+                    let valueEnd = writer.buffer.count
+                    let error = message.agent.agentID.withUnsafeBytesIfPresent { key in
+                        writer.produce(
                             index: index,
                             seq: seq,
                             valueEnd: valueEnd,
                             key: key,
-                            category: shape.category,
-                            typeName: shape.typeName,
+                            category: message.metric.category,
+                            typeName: message.metric.typeName,
                             timestampNanos: message.timestampNanos
                         )
                     }
+                    try refused(error, index: index, category: message.metric.category, item: &item, producer)
                 case .failure(let failure):
                     // As the engine reports a record it cannot decode: passed over, in the dead-letter file.
                     item.undecodable.append(SkippedEntry(fromSeq: seq, toSeq: seq, reason: failure.description))
@@ -490,15 +456,20 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
             // The records borrowed in place (no copy of each record).
             try batch.records.withUnsafeBufferPointer { records in
                 for index in records.indices {
-                    buffer.removeAll(keepingCapacity: true)
+                    writer.buffer.removeAll(keepingCapacity: true)
                     if let renderer {
-                        renderer.render(records[index], into: &buffer)
+                        renderer.render(records[index], into: &writer.buffer)
                     } else {
-                        Envelope.render(records[index], logID: logID, sourceService: sourceService, into: &buffer)
+                        Envelope.render(
+                            records[index],
+                            logID: logID,
+                            sourceService: sourceService,
+                            into: &writer.buffer
+                        )
                     }
-                    let valueEnd = buffer.count
-                    try withUTF8IfPresent(records[index].agentID) { key in
-                        try send(
+                    let valueEnd = writer.buffer.count
+                    let error = withUTF8IfPresent(records[index].agentID) { key in
+                        writer.produce(
                             index: index,
                             seq: records[index].seq,
                             valueEnd: valueEnd,
@@ -508,11 +479,36 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
                             timestampNanos: records[index].timestampNanos
                         )
                     }
+                    try refused(error, index: index, category: records[index].category, item: &item, producer)
                 }
             }
         }
         inFlight.append(item)
     }
+
+    /// What librdkafka's answer to a message means: nothing when it took it; a record refused for good is noted
+    /// (dead-lettered when the batch retires); anything else abandons every batch in flight, this one included,
+    /// and throws.
+    private func refused(
+        _ error: rd_kafka_resp_err_t,
+        index: Int,
+        category: MetricCategory,
+        item: inout InFlight,
+        _ producer: RDKafkaClient
+    ) throws {
+        guard error != RD_KAFKA_RESP_ERR_NO_ERROR else { return }
+        if Self.isPermanent(error) {
+            item.rejected.append((index, String(cString: rd_kafka_err2str(error))))
+            return
+        }
+        inFlight.append(item)
+        abandonInFlight(producer)
+        try throwIfFatal(producer)
+        throw KafkaError(error, "producing to \(configuration.topic(for: category))")
+    }
+
+    /// How many messages `enqueue` produces between two servings of the delivery reports.
+    static let messagesBetweenServing = 256
 
     /// The envelope renderer of a log (`EnvelopeStream`, as `walctl replay` uses), made once per log and source
     /// service; at most 64 are kept (each holds the log's symbols and what it rendered from them).
@@ -522,31 +518,6 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         let stream = EnvelopeStream(directory: directory, logID: logID, sourceService: sourceService)
         renderers[logID] = (sourceService, stream)
         return stream
-    }
-
-    /// Appends `bytes` and returns where they went.
-    private static func append(_ bytes: some Collection<UInt8>, to buffer: inout [UInt8]) -> Range<Int> {
-        let start = buffer.count
-        buffer.append(contentsOf: bytes)
-        return start..<buffer.count
-    }
-
-    /// Appends the decimal digits of `value` and returns where they went.
-    private static func appendDecimal(_ value: UInt64, to buffer: inout [UInt8]) -> Range<Int> {
-        let start = buffer.count
-        var digits = 1
-        var rest = value
-        while rest >= 10 {
-            rest /= 10
-            digits += 1
-        }
-        buffer.append(contentsOf: repeatElement(0x30, count: digits))
-        rest = value
-        for index in (start..<buffer.count).reversed() {
-            buffer[index] = 0x30 + UInt8(rest % 10)
-            rest /= 10
-        }
-        return start..<buffer.count
     }
 
     /// Retires the oldest batches in flight whose every message has a delivery report, waiting (serving reports)
@@ -720,7 +691,7 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
         let rendered = batch.encoded.withBytes(at: index) {
             renderer.renderMessage(seq: seq, bytes: $0, into: &envelope)
         }
-        return (seq, (try? rendered.get())?.shape.category ?? .custom, envelope)
+        return (seq, (try? rendered.get())?.metric.category ?? .custom, envelope)
     }
 
     private func keepDeadLetters(
@@ -772,8 +743,115 @@ public final class KafkaSink: MetricSink, @unchecked Sendable {
     }
 }
 
+/// What `KafkaSink` needs to produce one batch's messages: one reused buffer for each message's envelope and header
+/// values, the header slices, the topic handles by category. Allocates nothing per message in Swift.
+private struct MessageWriter {
+    let producer: RDKafkaClient
+    /// By `MetricCategory.ordinal`.
+    let topics: [OpaquePointer]
+    /// The `log_id` header's value.
+    let logID: [UInt8]
+    var buffer: [UInt8]
+    var slices: [RDKafkaHeaderSlice]
+    var producedSinceServing = 0
+
+    init(
+        producer: RDKafkaClient,
+        topics: [OpaquePointer],
+        logID: [UInt8],
+        buffer: [UInt8],
+        slices: [RDKafkaHeaderSlice]
+    ) {
+        self.producer = producer
+        self.topics = topics
+        self.logID = logID
+        self.buffer = buffer
+        self.slices = slices
+    }
+
+    /// Produces the message whose envelope is `buffer[0..<valueEnd]`, after appending its header values (the
+    /// event id is the envelope's own); returns librdkafka's error when it refuses the message.
+    mutating func produce(
+        index: Int,
+        seq: UInt64,
+        valueEnd: Int,
+        key: UnsafeRawBufferPointer?,
+        category: MetricCategory,
+        typeName: some Collection<UInt8>,
+        timestampNanos: Int64
+    ) -> rd_kafka_resp_err_t {
+        slices[0].value = Self.append(logID, to: &buffer)
+        slices[1].value = Self.appendDecimal(seq, to: &buffer)
+        slices[2].value = Envelope.eventIDRange
+        slices[3].value = Self.append(typeName, to: &buffer)
+        let topic = topics[category.ordinal]
+        let producer = producer
+        let error = buffer.withUnsafeBytes { bytes in
+            slices.withUnsafeBufferPointer { headers in
+                producer.produce(
+                    topic: topic,
+                    key: key,
+                    bytes: bytes,
+                    value: 0..<valueEnd,
+                    headers: headers,
+                    timestampMilliseconds: timestampNanos / 1_000_000,
+                    index: index
+                )
+            }
+        }
+        // Serves the reports that arrived every so many messages (without waiting): librdkafka frees the
+        // acknowledged messages then, and their memory is reused by the next ones while it is still in the
+        // allocator's caches (not 40,000 messages later, in a burst).
+        producedSinceServing += 1
+        if producedSinceServing == KafkaSink.messagesBetweenServing {
+            producedSinceServing = 0
+            producer.serveDeliveryReports()
+        }
+        return error
+    }
+
+    /// Appends `bytes` and returns where they went.
+    private static func append(_ bytes: some Collection<UInt8>, to buffer: inout [UInt8]) -> Range<Int> {
+        let start = buffer.count
+        buffer.append(contentsOf: bytes)
+        return start..<buffer.count
+    }
+
+    /// Appends the decimal digits of `value` and returns where they went.
+    private static func appendDecimal(_ value: UInt64, to buffer: inout [UInt8]) -> Range<Int> {
+        let start = buffer.count
+        var digits = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        buffer.append(contentsOf: repeatElement(0x30, count: digits))
+        rest = value
+        for index in (start..<buffer.count).reversed() {
+            buffer[index] = 0x30 + UInt8(rest % 10)
+            rest /= 10
+        }
+        return start..<buffer.count
+    }
+}
+
 extension MetricRecord {
     var category: MetricCategory { MetricCategory(metricName: name) }
+}
+
+extension MetricCategory {
+    /// A dense index of the category (0 to 5).
+    var ordinal: Int {
+        switch self {
+        case .routing: 0
+        case .state: 1
+        case .coordination: 2
+        case .workflow: 3
+        case .quorum: 4
+        case .custom: 5
+        }
+    }
 }
 
 /// Calls `body` with the UTF-8 bytes of `text`, or with nil when there is none (a copy only for a string without

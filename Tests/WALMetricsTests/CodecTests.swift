@@ -174,6 +174,18 @@ import WALTestKit
         #expect(Envelope.eventID(logID: logID, seq: seq) == expected)
     }
 
+    /// Names whose SHA-1 input (namespace and name) spans the padding's edge cases and two blocks, against Python's
+    /// `uuid.uuid5(UUID("00112233-4455-6677-8899-aabbccddeeff"), name)`.
+    @Test(arguments: [
+        (String(repeating: "a", count: 40), "0e775beb-1d15-5d07-b5d3-db215d6323c8"),
+        (String(repeating: "b", count: 47), "8e68ca44-233d-536a-9aa2-bcd1dcc11142"),
+        (String(repeating: "c", count: 48), "74cd9742-c2cd-59c0-b2ae-5d8be6f32dc5"),
+        ("alert:" + String(repeating: "x", count: 100), "6aa6cf34-7ffe-5ce2-9072-a34f368ab44e"),
+    ])
+    func uuid5OfLongerNamesMatchesPython(name: String, expected: String) {
+        #expect(Envelope.uuid5(logID: logID, name: name) == expected)
+    }
+
     @Test(arguments: [
         (Int64(0), "1970-01-01T00:00:00.000000000Z"),
         (Int64(951_782_400_123_456_789), "2000-02-29T00:00:00.123456789Z"),

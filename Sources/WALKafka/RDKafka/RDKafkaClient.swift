@@ -16,8 +16,10 @@ final class RDKafkaContext: @unchecked Sendable {
     }
     /// The batches in flight, oldest first; `firstBatch` is the number of `batches[0]`. Reports of a batch no longer
     /// here (retired, or abandoned after a purge) are ignored.
-    var batches: [Batch] = []
-    var firstBatch: UInt32 = 1
+    /// Unchecked exclusivity: touched once per message (`produce`, the delivery report), only on the shipper's
+    /// thread, never with an access in progress.
+    @exclusivity(unchecked) var batches: [Batch] = []
+    @exclusivity(unchecked) var firstBatch: UInt32 = 1
     let lastError = Mutex<String?>(nil)
     /// Client errors logged and suppressed since (at most one warning per `errorLogInterval`).
     private let errorLog = Mutex<(lastAt: UInt64, suppressed: Int)>((0, 0))
@@ -62,13 +64,16 @@ private let deliveryReport:
         handle,
         message,
         _ in
-        guard let context = RDKafkaContext.from(handle), let message else { return }
-        let tag = UInt(bitPattern: message.pointee._private)
-        let slot = Int(UInt32(truncatingIfNeeded: tag >> 32) &- context.firstBatch)
-        guard slot < context.batches.count else { return }
-        context.batches[slot].outstanding -= 1
-        if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            context.batches[slot].failures.append((Int(UInt32(truncatingIfNeeded: tag)), message.pointee.err))
+        guard let handle, let message, let opaque = rd_kafka_opaque(handle) else { return }
+        // The client keeps its context alive as long as the handle: no retain per report.
+        Unmanaged<RDKafkaContext>.fromOpaque(opaque)._withUnsafeGuaranteedRef { context in
+            let tag = UInt(bitPattern: message.pointee._private)
+            let slot = Int(UInt32(truncatingIfNeeded: tag >> 32) &- context.firstBatch)
+            guard slot < context.batches.count else { return }
+            context.batches[slot].outstanding -= 1
+            if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                context.batches[slot].failures.append((Int(UInt32(truncatingIfNeeded: tag)), message.pointee.err))
+            }
         }
     }
 
