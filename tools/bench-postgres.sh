@@ -15,7 +15,7 @@
 # connection, maintenance check, reading, decoding, COPY, cursor, 10k rows per transaction) and of psql's `\copy`
 # of the same rows (exported once from the first run, binary, one COPY per table). Prints every run, then median,
 # spread (min to max) and the ratio ship / COPY of the medians. After each measurement the database is vacuumed
-# (untimed), so deferred index work of one measurement never runs during the next.
+# and checkpointed (untimed), so deferred index work of one measurement never runs during the next.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -76,8 +76,10 @@ if done.returncode != 0:
 print(f"{time.monotonic() - start:.3f}")' "$work/out" "$@"
 }
 settle() {  # DATABASE: what autovacuum would do later to the rows just written (GIN pending lists, BRIN ranges,
-    # statistics) is done now, untimed, so that it does not run during the next measurement
-    flock -o /tmp/walctl-build.lock psql -q "$(db "$1")" -c "VACUUM ANALYZE" >/dev/null
+    # statistics) is done now, untimed, and so is the checkpoint their WAL would set off (a checkpoint writing the
+    # previous measurement's pages during the next one made single runs of either side 1.5x slower), so that neither
+    # runs during the next measurement
+    flock -o /tmp/walctl-build.lock psql -q "$(db "$1")" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
 }
 ship() {  # BIN DATABASE
     rm -rf "$work/log/cursors"
