@@ -334,26 +334,40 @@ extension LogInspector {
         try lastSegmentEnd(path: path).lastSeq
     }
 
-    /// Where a reader of the log as it stands now can stop: the last sequence number sealed, when the last
+    /// Where a reader of the log as it stands now can stop: the highest sequence number sealed, when the last
     /// segment's frame headers chain cleanly to the end of what was written (the end of the file, or the zeros a
-    /// writer preallocated); nil when the chain stops at bytes that are not a frame header (damage, a torn frame)
-    /// or cannot be read, past which a reader resynchronises and may find more. Commands that read a log being
-    /// written stop there instead of chasing the writer.
+    /// writer preallocated); nil when the chain stops at bytes that are not a frame header (damage, a torn frame) or
+    /// cannot be read, or at zeros with valid frames after them (a page lost to a power failure), past which a
+    /// reader resynchronises and finds more. Commands that read a log being written stop there instead of chasing
+    /// the writer.
     public static func sealedEnd(path: String) throws(WALError) -> UInt64? {
         let end = try lastSegmentEnd(path: path)
-        return end.hop == .notAFrame ? nil : end.lastSeq
+        switch end.hop {
+        case .notAFrame: return nil
+        case .zeros(let offset):
+            guard let reader = end.reader, reader.resynchronize(after: offset).next != nil else { return end.lastSeq }
+            // Valid frames after the zeros: a hole, unless the writer appended at `offset` meanwhile (it writes
+            // frames in order, so a frame it wrote past `offset` while we looked means one at `offset` too).
+            var scratch: [UInt8] = []
+            if case .frame = reader.probe(at: offset, payload: &scratch) { return end.lastSeq }
+            return nil
+        case .endOfFile, .stopped: return end.lastSeq
+        }
     }
 
-    private static func lastSegmentEnd(path: String) throws(WALError) -> (lastSeq: UInt64, hop: HopEnd) {
+    private static func lastSegmentEnd(
+        path: String
+    ) throws(WALError) -> (lastSeq: UInt64, hop: HopEnd, reader: SegmentFileReader?) {
         let files = try LogDirectory(path: path).segments()
-        guard let last = files.last else { return (0, .endOfWritten) }
+        guard let last = files.last else { return (0, .endOfFile, nil) }
         let reader = try SegmentFileReader(path: last.path)
         var lastSeq = reader.header.firstSeq - 1
         let hop = hopFrameHeaders(reader) { frame in
-            lastSeq = frame.lastSeq
+            // The highest, as the writer's recovery takes it (a damaged frame may go backwards).
+            lastSeq = max(lastSeq, frame.lastSeq)
             return true
         }
-        return (lastSeq, hop)
+        return (lastSeq, hop, reader)
     }
 }
 
@@ -381,8 +395,10 @@ extension LogInspector {
 extension LogInspector {
     /// Why `hopFrameHeaders` stopped.
     enum HopEnd: Equatable {
-        /// The end of the file, or zeros (the rest a writer preallocated): nothing more was written.
-        case endOfWritten
+        /// The end of the file.
+        case endOfFile
+        /// Zeros at this offset where a header was due: the rest a writer preallocated, or a hole.
+        case zeros(at: Int64)
         /// `body` returned false.
         case stopped
         /// Bytes that are not a valid frame header (damage, a torn frame), or that cannot be read.
@@ -400,9 +416,9 @@ extension LogInspector {
                 try reader.fd.readFully(at: offset, into: buffer)
             }
             guard let n = read else { return .notAFrame }
-            guard n == LogFormat.frameHeaderSize else { return .endOfWritten }
+            guard n == LogFormat.frameHeaderSize else { return .endOfFile }
             guard case .success(let frame) = header.withUnsafeBytes({ FrameHeader.decode($0) }) else {
-                return header.allSatisfy { $0 == 0 } ? .endOfWritten : .notAFrame
+                return header.allSatisfy { $0 == 0 } ? .zeros(at: offset) : .notAFrame
             }
             guard body(frame) else { return .stopped }
             offset += Int64(frame.frameLength)

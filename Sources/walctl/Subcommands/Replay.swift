@@ -211,7 +211,9 @@ struct Replay: AsyncParsableCommand {
         settings.advancesCursor = advanceCursor
         // The log as it stands now: a writer appending meanwhile does not keep the replay going.
         settings.filter = filter.endingAtTheLastSealedRecord(of: dir)
-        let end = settings.filter.toSeq == .max ? 0 : settings.filter.toSeq
+        let end =
+            settings.filter.toSeq != .max
+            ? settings.filter.toSeq : (try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0
         let progress = ProgressReporter(from: filter.fromSeq, to: end)
         let replayer = Replayer(directory: dir, sink: sink, configuration: settings)
         var failure: String?
