@@ -150,6 +150,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var cursorStoredSeq: UInt64 = 0
         var lastSealedSeq: UInt64 = 0
         var lastSealedCheckedAt: UInt64 = 0
+        /// The first record after the position when nothing of it is read, and when its frame was sealed.
+        var unreadAge: (seq: UInt64, sealedAtNanos: Int64?)?
         var waitingAnnounced = false
 
         init(directory: String, logID: LogID, now: UInt64, probe: UInt64) {
@@ -703,9 +705,24 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             }
             let sealed = max(source.lastSealedSeq, source.pendingThrough)
             let behind = sealed > position ? sealed - position : 0
-            let oldest =
-                source.pendingCount > 0
-                ? max(0, Double(wallClockNow() - source.oldestPendingNanos) / 1e9) : 0
+            var oldest = 0.0
+            if source.pendingCount > 0 {
+                oldest = max(0, Double(wallClockNow() - source.oldestPendingNanos) / 1e9)
+            } else if behind > 0 {
+                // Records wait that were not read (the position is unknown while the sink cannot be reached, or the
+                // log waits its turn): their age is that of the frame holding the first of them, read once per
+                // position. Before, it showed as 0 s however long they had waited.
+                if source.unreadAge?.seq != position + 1 {
+                    let sealedAt = try? LogInspector.sealedAtNanos(
+                        ofFirstRecordFrom: position + 1,
+                        path: source.directory
+                    )
+                    source.unreadAge = (position + 1, (sealedAt ?? nil).map { Int64(bitPattern: $0) })
+                }
+                if let sealedAt = source.unreadAge?.sealedAtNanos {
+                    oldest = max(0, Double(wallClockNow() - sealedAt) / 1e9)
+                }
+            }
             updates.append((source.directory, behind, oldest))
             // Records wait for this shipper (not for another one holding the log in the sink).
             if (source.committed != nil || source.knownCommitted > 0) && behind > 0 { waiting = true }

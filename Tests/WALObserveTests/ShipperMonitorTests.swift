@@ -19,8 +19,10 @@ import WALTestKit
         let logID: String
         private let thread: Thread
 
-        init(path: String) throws {
+        /// With `unreachable`, the sink cannot be reached from the start.
+        init(path: String, unreachable: Bool = false) throws {
             self.path = path
+            sink.setUnreachable(unreachable)
             logID = try LogDirectory(path: path).readMeta().logID.description
             var settings = ShipperConfiguration()
             settings.pollMilliseconds = 5
@@ -155,6 +157,34 @@ import WALTestKit
         running.sink.release()
         #expect(waitFor { running.engine.statistics.recordsShipped == 150 })
         #expect(waitFor { monitor.health().healthy }, "\(monitor.health().report)")
+    }
+
+    /// A shipper started while its sink is down reads nothing (it cannot learn where to read from), yet the records
+    /// waiting age: the lag in seconds grows from their emit time (it stayed at 0 s for as long as the sink was down,
+    /// so an alert on it never fired), and it ends when they ship.
+    @Test func theLagInSecondsGrowsWhileTheSinkIsDownFromTheStart() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("log")
+        let emitting = Date()
+        #expect(try walctl(["emit", "--dir", path, "--count", "500"]).status == 0)
+        let running = try Running(path: path, unreachable: true)
+        defer { running.stop() }
+        let monitor = ShipperMonitor(engines: [running.engine], stalledAfterSeconds: 60)
+        var lag: Double?
+        #expect(
+            waitFor {
+                let text = String(decoding: monitor.metricsText(), as: UTF8.self)
+                lag = sample(text, "walctl_ship_lag_seconds", ["dir": path])
+                return (lag ?? 0) >= 1
+            },
+            "lag \(String(describing: lag))"
+        )
+        #expect(running.engine.statistics.recordsShipped == 0)
+        #expect((lag ?? 0) <= Date().timeIntervalSince(emitting) + 1, "no older than the records")
+        running.sink.setUnreachable(false)
+        #expect(waitFor { running.engine.statistics.recordsShipped == 500 })
+        #expect(waitFor { running.engine.statistics.oldestUnshippedAgeSeconds == 0 })
     }
 
     @Test func lagCountsRecordsWrittenWhileTheSinkIsUnreachable() throws {

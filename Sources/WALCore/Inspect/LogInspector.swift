@@ -372,6 +372,28 @@ extension LogInspector {
 }
 
 extension LogInspector {
+    /// When the first frame holding a record at or after `seq` was sealed (wall clock, nanoseconds), found by
+    /// hopping over frame headers from the segment that holds `seq` (header checksums only); nil when no frame
+    /// holds one yet. A record is sealed after it was emitted, so an age measured from it falls short by at most the
+    /// seal delay: how a shipper tells the age of records it has not read (its sink cannot be reached to learn where
+    /// to read from).
+    public static func sealedAtNanos(ofFirstRecordFrom seq: UInt64, path: String) throws(WALError) -> UInt64? {
+        let files = try LogDirectory(path: path).segments()
+        let start = files.lastIndex { $0.firstSeq <= seq } ?? 0
+        for file in files[start...] {
+            guard let reader = try? SegmentFileReader(path: file.path) else { continue }
+            var found: UInt64?
+            hopFrameHeaders(reader) { frame in
+                if frame.lastSeq >= seq { found = frame.sealedAtNanos }
+                return found == nil
+            }
+            if let found { return found }
+        }
+        return nil
+    }
+}
+
+extension LogInspector {
     /// The first sequence number of the first frame sealed at or after `nanos` (wall clock), found by hopping over
     /// frame headers (header checksums only); 0 when every frame was sealed before. A record emitted at or after
     /// `nanos` is in such a frame (a frame is sealed after its records were appended), so reading from here sees
