@@ -150,8 +150,12 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var cursorStoredSeq: UInt64 = 0
         var lastSealedSeq: UInt64 = 0
         var lastSealedCheckedAt: UInt64 = 0
-        /// The first record after the position when nothing of it is read, and when its frame was sealed.
-        var unreadAge: (seq: UInt64, sealedAtNanos: Int64?)?
+        /// While the position is unknown: the first record after it, when its frame was sealed, and when that was
+        /// looked up.
+        var unreadAge: (seq: UInt64, sealedAtNanos: Int64?, at: UInt64)?
+        /// The local copy of the position (`cursors/{sink}`), read once: it only follows the sink's, so it is a floor
+        /// for the position while the sink cannot be reached.
+        var localCursor: UInt64?
         var waitingAnnounced = false
 
         init(directory: String, logID: LogID, now: UInt64, probe: UInt64) {
@@ -694,7 +698,15 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var updates: [(String, UInt64, Double)] = []
         var waiting = false
         for source in sources.values {
-            let position = source.committed ?? source.knownCommitted
+            var position = source.committed ?? source.knownCommitted
+            if source.committed == nil {
+                // Unknown while the sink cannot be reached: at least where the local copy says (a log shipped
+                // before the outage is not counted as waiting).
+                if source.localCursor == nil {
+                    source.localCursor = ((try? CursorStore(path: source.directory).load(sink.name)) ?? nil)?.seq ?? 0
+                }
+                position = max(position, source.localCursor ?? 0)
+            }
             // Only a log read no further than its share, or not read at all while its position is unknown (the sink
             // cannot be reached), may have more sealed than read.
             if source.pendingCount >= configuration.batchSize || source.committed == nil,
@@ -708,16 +720,19 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             var oldest = 0.0
             if source.pendingCount > 0 {
                 oldest = max(0, Double(wallClockNow() - source.oldestPendingNanos) / 1e9)
-            } else if behind > 0 {
-                // Records wait that were not read (the position is unknown while the sink cannot be reached, or the
-                // log waits its turn): their age is that of the frame holding the first of them, read once per
-                // position. Before, it showed as 0 s however long they had waited.
-                if source.unreadAge?.seq != position + 1 {
+            } else if behind > 0 && source.committed == nil {
+                // Records wait unread while the sink cannot be reached (nothing is read before the position is
+                // known): their age is that of the frame holding the first of them, looked up once per position
+                // (again after 10 s when not found). Before, it showed as 0 s however long they had waited.
+                let fresh = source.unreadAge.map {
+                    $0.seq == position + 1 && ($0.sealedAtNanos != nil || now - $0.at < 10_000_000_000)
+                }
+                if fresh != true {
                     let sealedAt = try? LogInspector.sealedAtNanos(
                         ofFirstRecordFrom: position + 1,
                         path: source.directory
                     )
-                    source.unreadAge = (position + 1, (sealedAt ?? nil).map { Int64(bitPattern: $0) })
+                    source.unreadAge = (position + 1, (sealedAt ?? nil).map { Int64(bitPattern: $0) }, now)
                 }
                 if let sealedAt = source.unreadAge?.sealedAtNanos {
                     oldest = max(0, Double(wallClockNow() - sealedAt) / 1e9)

@@ -187,6 +187,24 @@ import WALTestKit
         #expect(waitFor { running.engine.statistics.oldestUnshippedAgeSeconds == 0 })
     }
 
+    /// A log shipped before the sink went down is not waiting when a shipper restarts during the outage: the local
+    /// copy of the position is its floor (a reviewer found every record of such a log counted as waiting, and the
+    /// lag in seconds taken from its first record, which would fire alerts for logs with nothing to ship).
+    @Test func aLogShippedBeforeTheOutageShowsNoLagWhenTheShipperRestartsDuringIt() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let first = try Running(records: 500, in: directory)
+        #expect(waitFor { first.engine.statistics.recordsShipped == 500 })
+        first.stop()
+        let second = try Running(path: first.path, unreachable: true)
+        defer { second.stop() }
+        let monitor = ShipperMonitor(engines: [second.engine], stalledAfterSeconds: 60)
+        #expect(waitFor { second.engine.statistics.retries > 0 })
+        let text = String(decoding: monitor.metricsText(), as: UTF8.self)
+        #expect(sample(text, "walctl_ship_lag_records", ["dir": first.path]) == 0, "\(text)")
+        #expect(sample(text, "walctl_ship_lag_seconds", ["dir": first.path]) == 0)
+    }
+
     @Test func lagCountsRecordsWrittenWhileTheSinkIsUnreachable() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

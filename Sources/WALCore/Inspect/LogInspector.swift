@@ -334,56 +334,49 @@ extension LogInspector {
         try lastSegmentEnd(path: path).lastSeq
     }
 
-    /// Where a reader of the log as it stands now can stop: the highest sequence number sealed, when the last
-    /// segment's frame headers chain cleanly to the end of what was written (the end of the file, or the zeros a
-    /// writer preallocated); nil when the chain stops at bytes that are not a frame header (damage, a torn frame) or
-    /// cannot be read, or at zeros with valid frames after them (a page lost to a power failure), past which a
-    /// reader resynchronises and finds more. Commands that read a log being written stop there instead of chasing
-    /// the writer.
+    /// Where a reader of the log as it stands now can stop: the highest sequence number sealed in the last segment,
+    /// hopping over its frame headers and past damage (zeros or bytes that are not a frame header, as a page lost to
+    /// a power failure leaves) on from the next valid frame, as a reader resynchronises; nil when a read fails.
+    /// Commands that read a log being written stop there instead of chasing the writer.
     public static func sealedEnd(path: String) throws(WALError) -> UInt64? {
-        let end = try lastSegmentEnd(path: path)
-        switch end.hop {
-        case .notAFrame: return nil
-        case .zeros(let offset):
-            guard let reader = end.reader, reader.resynchronize(after: offset).next != nil else { return end.lastSeq }
-            // Valid frames after the zeros: a hole, unless the writer appended at `offset` meanwhile (it writes
-            // frames in order, so a frame it wrote past `offset` while we looked means one at `offset` too).
-            var scratch: [UInt8] = []
-            if case .frame = reader.probe(at: offset, payload: &scratch) { return end.lastSeq }
-            return nil
-        case .endOfFile, .stopped: return end.lastSeq
-        }
-    }
-
-    private static func lastSegmentEnd(
-        path: String
-    ) throws(WALError) -> (lastSeq: UInt64, hop: HopEnd, reader: SegmentFileReader?) {
         let files = try LogDirectory(path: path).segments()
-        guard let last = files.last else { return (0, .endOfFile, nil) }
+        guard let last = files.last else { return 0 }
         let reader = try SegmentFileReader(path: last.path)
         var lastSeq = reader.header.firstSeq - 1
-        let hop = hopFrameHeaders(reader) { frame in
+        let end = hopFrameHeadersAcrossHoles(reader) { frame in
             // The highest, as the writer's recovery takes it (a damaged frame may go backwards).
             lastSeq = max(lastSeq, frame.lastSeq)
             return true
         }
-        return (lastSeq, hop, reader)
+        return end == .unreadable ? nil : lastSeq
+    }
+
+    private static func lastSegmentEnd(path: String) throws(WALError) -> (lastSeq: UInt64, hop: HopEnd) {
+        let files = try LogDirectory(path: path).segments()
+        guard let last = files.last else { return (0, .endOfFile) }
+        let reader = try SegmentFileReader(path: last.path)
+        var lastSeq = reader.header.firstSeq - 1
+        let hop = hopFrameHeaders(reader) { frame in
+            lastSeq = max(lastSeq, frame.lastSeq)
+            return true
+        }
+        return (lastSeq, hop)
     }
 }
 
 extension LogInspector {
     /// When the first frame holding a record at or after `seq` was sealed (wall clock, nanoseconds), found by
-    /// hopping over frame headers from the segment that holds `seq` (header checksums only); nil when no frame
-    /// holds one yet. A record is sealed after it was emitted, so an age measured from it falls short by at most the
-    /// seal delay: how a shipper tells the age of records it has not read (its sink cannot be reached to learn where
-    /// to read from).
+    /// hopping over frame headers (across holes) from the segment that holds `seq`; nil when no frame holds one
+    /// yet. A record is sealed after it was emitted, so an age measured from it falls short by at most the seal
+    /// delay: how a shipper tells the age of records it has not read (its sink cannot be reached to learn where to
+    /// read from).
     public static func sealedAtNanos(ofFirstRecordFrom seq: UInt64, path: String) throws(WALError) -> UInt64? {
         let files = try LogDirectory(path: path).segments()
         let start = files.lastIndex { $0.firstSeq <= seq } ?? 0
         for file in files[start...] {
             guard let reader = try? SegmentFileReader(path: file.path) else { continue }
             var found: UInt64?
-            hopFrameHeaders(reader) { frame in
+            hopFrameHeadersAcrossHoles(reader) { frame in
                 if frame.lastSeq >= seq { found = frame.sealedAtNanos }
                 return found == nil
             }
@@ -423,27 +416,55 @@ extension LogInspector {
         case zeros(at: Int64)
         /// `body` returned false.
         case stopped
-        /// Bytes that are not a valid frame header (damage, a torn frame), or that cannot be read.
-        case notAFrame
+        /// Bytes at this offset that are not a valid frame header (damage, a torn frame).
+        case notAFrame(at: Int64)
+        /// A read failed.
+        case unreadable
     }
 
-    /// Calls `body` with each frame header of a segment, hopping by frame lengths (header checksums only; payloads
-    /// are not read), until the first invalid header or until `body` returns false.
+    /// Calls `body` with each frame header of a segment from `offset` (the first frame by default), hopping by frame
+    /// lengths (header checksums only; payloads are not read), until the first invalid header or until `body`
+    /// returns false.
     @discardableResult
-    static func hopFrameHeaders(_ reader: SegmentFileReader, _ body: (FrameHeader) -> Bool) -> HopEnd {
-        var offset = Int64(LogFormat.segmentHeaderSize)
+    static func hopFrameHeaders(
+        _ reader: SegmentFileReader,
+        from start: Int64 = Int64(LogFormat.segmentHeaderSize),
+        _ body: (FrameHeader) -> Bool
+    ) -> HopEnd {
+        var offset = start
         var header = [UInt8](repeating: 0, count: LogFormat.frameHeaderSize)
         while true {
             let read = try? header.withMutableBytes { buffer throws(Errno) in
                 try reader.fd.readFully(at: offset, into: buffer)
             }
-            guard let n = read else { return .notAFrame }
+            guard let n = read else { return .unreadable }
             guard n == LogFormat.frameHeaderSize else { return .endOfFile }
             guard case .success(let frame) = header.withUnsafeBytes({ FrameHeader.decode($0) }) else {
-                return header.allSatisfy { $0 == 0 } ? .zeros(at: offset) : .notAFrame
+                return header.allSatisfy { $0 == 0 } ? .zeros(at: offset) : .notAFrame(at: offset)
             }
             guard body(frame) else { return .stopped }
             offset += Int64(frame.frameLength)
+        }
+    }
+
+    /// As `hopFrameHeaders`, and past damage (zeros or bytes that are not a frame header, as a page lost to a power
+    /// failure leaves) on from the next valid frame, as a reader resynchronises. The chain ends where no valid frame
+    /// follows, or where the writer appended a frame meanwhile (it writes frames in order: the chain as it stood
+    /// ends there). Reads the rest of the segment when it meets zeros (a writer's preallocated space).
+    @discardableResult
+    static func hopFrameHeadersAcrossHoles(_ reader: SegmentFileReader, _ body: (FrameHeader) -> Bool) -> HopEnd {
+        var offset = Int64(LogFormat.segmentHeaderSize)
+        while true {
+            let end = hopFrameHeaders(reader, from: offset, body)
+            let at: Int64
+            switch end {
+            case .zeros(let offset), .notAFrame(let offset): at = offset
+            case .endOfFile, .stopped, .unreadable: return end
+            }
+            guard let next = reader.resynchronize(after: at).next else { return end }
+            var scratch: [UInt8] = []
+            if case .frame = reader.probe(at: at, payload: &scratch) { return end }
+            offset = next
         }
     }
 }
