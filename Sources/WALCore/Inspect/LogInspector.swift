@@ -339,27 +339,25 @@ extension LogInspector {
     /// a power failure leaves) on from the next valid frame, as a reader resynchronises; nil when a read fails.
     /// Commands that read a log being written stop there instead of chasing the writer.
     public static func sealedEnd(path: String) throws(WALError) -> UInt64? {
-        let files = try LogDirectory(path: path).segments()
-        guard let last = files.last else { return 0 }
-        let reader = try SegmentFileReader(path: last.path)
-        var lastSeq = reader.header.firstSeq - 1
-        let end = hopFrameHeadersAcrossHoles(reader) { frame in
-            // The highest, as the writer's recovery takes it (a damaged frame may go backwards).
-            lastSeq = max(lastSeq, frame.lastSeq)
-            return true
-        }
-        return end == .unreadable ? nil : lastSeq
+        let end = try lastSegmentEnd(path: path, acrossHoles: true)
+        return end.hop == .unreadable ? nil : end.lastSeq
     }
 
-    private static func lastSegmentEnd(path: String) throws(WALError) -> (lastSeq: UInt64, hop: HopEnd) {
+    /// The highest sequence number in the last segment's frame headers (a damaged frame may go backwards: the writer's
+    /// recovery takes the highest too), and why the hop stopped.
+    private static func lastSegmentEnd(
+        path: String,
+        acrossHoles: Bool = false
+    ) throws(WALError) -> (lastSeq: UInt64, hop: HopEnd) {
         let files = try LogDirectory(path: path).segments()
         guard let last = files.last else { return (0, .endOfFile) }
         let reader = try SegmentFileReader(path: last.path)
         var lastSeq = reader.header.firstSeq - 1
-        let hop = hopFrameHeaders(reader) { frame in
+        let body: (FrameHeader) -> Bool = { frame in
             lastSeq = max(lastSeq, frame.lastSeq)
             return true
         }
+        let hop = acrossHoles ? hopFrameHeadersAcrossHoles(reader, body) : hopFrameHeaders(reader, body)
         return (lastSeq, hop)
     }
 }
@@ -373,13 +371,23 @@ extension LogInspector {
     public static func sealedAtNanos(ofFirstRecordFrom seq: UInt64, path: String) throws(WALError) -> UInt64? {
         let files = try LogDirectory(path: path).segments()
         let start = files.lastIndex { $0.firstSeq <= seq } ?? 0
-        for file in files[start...] {
+        return firstFrame(in: files[start...], acrossHoles: true) { $0.lastSeq >= seq }?.sealedAtNanos
+    }
+
+    /// The first frame header, in sequence order over `files`, that `matches` (unreadable segments are passed over).
+    static func firstFrame(
+        in files: ArraySlice<LogDirectory.SegmentFile>,
+        acrossHoles: Bool,
+        where matches: (FrameHeader) -> Bool
+    ) -> FrameHeader? {
+        for file in files {
             guard let reader = try? SegmentFileReader(path: file.path) else { continue }
-            var found: UInt64?
-            hopFrameHeadersAcrossHoles(reader) { frame in
-                if frame.lastSeq >= seq { found = frame.sealedAtNanos }
+            var found: FrameHeader?
+            let body: (FrameHeader) -> Bool = { frame in
+                if matches(frame) { found = frame }
                 return found == nil
             }
+            if acrossHoles { hopFrameHeadersAcrossHoles(reader, body) } else { hopFrameHeaders(reader, body) }
             if let found { return found }
         }
         return nil
@@ -394,16 +402,7 @@ extension LogInspector {
     public static func firstSeq(sealedAtOrAfter nanos: UInt64, path: String) throws(WALError) -> UInt64 {
         let files = try LogDirectory(path: path).segments()
         // Segments are in seq order, and so are the frames within one: the first match is the answer.
-        for file in files {
-            guard let reader = try? SegmentFileReader(path: file.path) else { continue }
-            var found: UInt64?
-            hopFrameHeaders(reader) { frame in
-                if frame.sealedAtNanos >= nanos { found = frame.firstSeq }
-                return found == nil
-            }
-            if let found { return found }
-        }
-        return 0
+        return firstFrame(in: files[...], acrossHoles: false) { $0.sealedAtNanos >= nanos }?.firstSeq ?? 0
     }
 }
 
