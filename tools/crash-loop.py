@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +43,32 @@ def write_cursor(log, name, seq):
     with open(path + ".tmp", "wb") as f:
         f.write(body + struct.pack("<I", crc32c(body)))
     os.replace(path + ".tmp", path)
+
+
+class AckReader(threading.Thread):
+    """Reads a writer's `acked SEQ` lines until its output ends; keeps the highest."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream, self.acked, self.lines = stream, 0, 0
+        self.changed = threading.Condition()
+        self.start()
+
+    def run(self):
+        for line in self.stream:
+            with self.changed:
+                if line.startswith("acked "):
+                    self.acked = max(self.acked, int(line.split()[1]))
+                self.lines += 1
+                self.changed.notify_all()
+        with self.changed:
+            self.lines = float("inf")
+            self.changed.notify_all()
+
+    def wait_for(self, lines, deadline):
+        with self.changed:
+            while self.lines < lines and time.monotonic() < deadline:
+                self.changed.wait(max(0.0, deadline - time.monotonic()))
 
 
 def run(walctl, *args):
@@ -68,17 +95,14 @@ def main():
                 child = subprocess.Popen(
                     [options.walctl, "emit", "--dir", log, "--count", "100000000", *arguments],
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                acked = 0
-                lines = rng.randint(0, 6)
-                for _ in range(lines):
-                    line = child.stdout.readline()
-                    if not line:
-                        break
-                    if line.startswith("acked "):
-                        acked = int(line.split()[1])
+                reader = AckReader(child.stdout)
+                # Up to 6 acknowledgements, or 2 s: a writer that only drops (log full) prints almost none.
+                reader.wait_for(rng.randint(0, 6), deadline=time.monotonic() + 2)
                 time.sleep(rng.uniform(0, 0.4))
                 child.send_signal(signal.SIGKILL)
                 child.wait()
+                reader.join()
+                acked = reader.acked
                 label = f"{name} kill {kill} (seed {options.seed})"
                 # The next writer: recovery, one record, close.
                 one = run(options.walctl, "emit", "--dir", log, "--metric", "routing_decision_time_ms", "--value",
