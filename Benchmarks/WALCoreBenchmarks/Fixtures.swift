@@ -1,3 +1,4 @@
+import Benchmark
 import Foundation
 import Synchronization
 @_spi(Testing) import WALCore
@@ -132,7 +133,8 @@ func jsonLikeRecord(_ counter: UInt64) -> [UInt8] {
 /// Latency under a fixed offered load (not saturating): `threads` threads each call `operation` at
 /// `rate / threads` calls per second for `seconds`, waiting for each due time with `sched_yield` (so the sealer runs
 /// between calls, as it would beside an agent doing other work). Returns every call's duration in nanoseconds,
-/// sorted, and how many calls started more than 1 ms late (the offered rate was not kept).
+/// sorted, and how many calls started more than 1 ms late (the offered rate was not kept). `operation` receives the
+/// call's index in its thread, with the thread's number above `pacedThreadShift`.
 func pacedLatencies(
     threads: Int,
     rate: Double,
@@ -144,7 +146,7 @@ func pacedLatencies(
     let results = Mutex<(durations: [UInt64], late: Int)>(([], 0))
     let group = DispatchGroup()
     let start = DispatchTime.now().uptimeNanoseconds + 20_000_000
-    for _ in 0..<threads {
+    for thread in 0..<threads {
         group.enter()
         Thread {
             var durations = [UInt64](repeating: 0, count: perThread)
@@ -154,7 +156,7 @@ func pacedLatencies(
                 while DispatchTime.now().uptimeNanoseconds < due { sched_yield() }
                 let began = DispatchTime.now().uptimeNanoseconds
                 if began > due + 1_000_000 { late += 1 }
-                operation(index)
+                operation(index | (thread << pacedThreadShift))
                 durations[index] = DispatchTime.now().uptimeNanoseconds - began
             }
             results.withLock {
@@ -166,6 +168,48 @@ func pacedLatencies(
     }
     group.wait()
     return results.withLock { ($0.durations.sorted(), $0.late) }
+}
+
+let pacedThreadShift = 40
+
+/// CPU time (user and system) of this process's threads named `name`, in nanoseconds (clock ticks of /proc).
+func threadCPUNanos(named name: String) -> UInt64 {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    var total: UInt64 = 0
+    for task in tasks {
+        let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+        guard comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+            let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+            let afterName = stat.range(of: ") ")
+        else { continue }
+        // Fields after the name: state is field 3; utime and stime are fields 14 and 15.
+        let fields = stat[afterName.upperBound...].split(separator: " ")
+        guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { continue }
+        total += (user + system) * 1_000_000_000 / UInt64(sysconf(Int32(_SC_CLK_TCK)))
+    }
+    return total
+}
+
+/// A thread that takes `share` of one CPU in bursts, one every `period` nanoseconds (spinning, then sleeping),
+/// until `stop`: a stand-in for the sealer's CPU use without its I/O or its lock.
+final class CPULoad: @unchecked Sendable {
+    private let flag = RunFlag()
+
+    init(share: Double, period: UInt64) {
+        let flag = self.flag
+        let burst = UInt64(Double(period) * min(max(share, 0), 1))
+        Thread {
+            var state: UInt64 = 1
+            while flag.running.load(ordering: .relaxed) {
+                let until = DispatchTime.now().uptimeNanoseconds + burst
+                while DispatchTime.now().uptimeNanoseconds < until { state = state &* 6_364_136_223_846_793_005 &+ 1 }
+                usleep(UInt32((period - burst) / 1000))
+            }
+            blackHole(state)
+        }.start()
+    }
+
+    func stop() { flag.running.store(false, ordering: .relaxed) }
 }
 
 /// The value at quantile `q` (0...1) of sorted values.

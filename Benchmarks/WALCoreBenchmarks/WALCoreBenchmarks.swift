@@ -67,22 +67,35 @@ let benchmarks: @Sendable () -> Void = {
 
     // Two appending threads at 1M records/s together (not saturating), distinct metric-like records so the sealer
     // compresses for real; every call timed, next to the floor (mutex + memcpy into MAP_SHARED) under the same load.
+    //
+    // Then where the tail comes from: the floor again, twice, beside a thread that takes as much CPU as the sealer
+    // took during the appends (in bursts, as often as blocks closed): once with the two threads sharing one mutex (as
+    // the appenders share the append lock) and once with a mapping and mutex per thread (what an append path
+    // without a shared lock, reserving staging space with an atomic add, would at best be). When the two are alike,
+    // such a path would not remove the tail.
     Benchmark(
         "append ~110 B, 2 threads at 1M records/s offered",
         configuration: .init(
             metrics: [
                 .custom("append p50 ns"), .custom("append p99 ns"), .custom("append p99.9 ns"),
                 .custom("floor p50 ns"), .custom("floor p99 ns"), .custom("floor p99.9 ns"),
-                .custom("calls started over 1 ms late"),
+                .custom("calls started over 1 ms late"), .custom("sealer CPU %"),
+                .custom("floor beside sealer-sized load, shared mutex p99.9 ns"),
+                .custom("floor beside sealer-sized load, mapping per thread p99.9 ns"),
             ],
             warmupIterations: 0,
             maxIterations: 1
         )
     ) { benchmark in
         let log = try BenchLog()
+        let sealerBefore = threadCPUNanos(named: "wal-sealer")
+        let appendsStarted = DispatchTime.now().uptimeNanoseconds
         let appends = pacedLatencies(threads: 2, rate: 1_000_000, seconds: 3) { index in
             mixedRecords[index & 4095].withUnsafeBytes { blackHole(try? log.wal.append($0)) }
         }
+        let sealerShare =
+            Double(threadCPUNanos(named: "wal-sealer") - sealerBefore)
+            / Double(DispatchTime.now().uptimeNanoseconds - appendsStarted)
         let floor = try SharedMappingFloor(size: 64 << 20)
         let floors = pacedLatencies(threads: 2, rate: 1_000_000, seconds: 3) { index in
             mixedRecords[index & 4095].withUnsafeBytes { blackHole(floor.copy($0)) }
@@ -93,6 +106,26 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.measurement(.custom("\(name) p99.9 ns"), quantile(result.sorted, 0.999))
         }
         benchmark.measurement(.custom("calls started over 1 ms late"), appends.late + floors.late)
+        benchmark.measurement(.custom("sealer CPU %"), Int(sealerShare * 100))
+        // A block of 256 KiB holds about 2,000 of these records: the sealer wakes about every 2 ms.
+        let load = CPULoad(share: sealerShare, period: 2_000_000)
+        let shared = pacedLatencies(threads: 2, rate: 1_000_000, seconds: 3) { index in
+            mixedRecords[index & 4095].withUnsafeBytes { blackHole(floor.copy($0)) }
+        }
+        let perThread = [try SharedMappingFloor(size: 64 << 20), try SharedMappingFloor(size: 64 << 20)]
+        let separate = pacedLatencies(threads: 2, rate: 1_000_000, seconds: 3) { index in
+            let thread = index >> pacedThreadShift
+            mixedRecords[index & 4095].withUnsafeBytes { blackHole(perThread[thread].copy($0)) }
+        }
+        load.stop()
+        benchmark.measurement(
+            .custom("floor beside sealer-sized load, shared mutex p99.9 ns"),
+            quantile(shared.sorted, 0.999)
+        )
+        benchmark.measurement(
+            .custom("floor beside sealer-sized load, mapping per thread p99.9 ns"),
+            quantile(separate.sorted, 0.999)
+        )
     }
 
     // MARK: - Sustained throughput with sealing
