@@ -34,6 +34,26 @@ int walsupport_fallocate(int fd, off_t offset, off_t length);
 /// Names the thread (at most 15 characters), for ps/top/gdb. pthread_setname_np is _GNU_SOURCE-only.
 void walsupport_set_thread_name(pthread_t thread, const char *name);
 
+/// A spin-wait hint to the CPU (x86 `pause`): lets a sibling hyperthread run and saves power while spinning.
+static inline void walsupport_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/// Whether `mutex` looks taken, by a plain load of glibc's lock word (no write, so spinning on it does not take the
+/// cache line from the holder). A hint only; elsewhere than glibc it always says free and the caller just tries.
+static inline int walsupport_mutex_looks_locked(pthread_mutex_t *mutex) {
+#if defined(__GLIBC__)
+    return __atomic_load_n(&mutex->__data.__lock, __ATOMIC_RELAXED) != 0;
+#else
+    (void)mutex;
+    return 0;
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -43,6 +43,29 @@ final class ConditionLock: @unchecked Sendable {
     @inline(__always) func lock() { pthread_mutex_lock(mutex) }
     @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
 
+    /// Takes the mutex for a section of tens of nanoseconds (an append): when it is taken, spins (reading the lock
+    /// word, trying when it looks free) for up to 20 µs before sleeping in the kernel. glibc's adaptive mutex gives
+    /// up after about 100 spins; a thread that then sleeps is woken by a futex wake that, on a virtual machine, can
+    /// take tens of microseconds, though the holder let go long before. Measured on 2 virtual CPUs with two threads
+    /// appending at 1M records/s: p99.9 from 11-24 µs to 3.8-6.6 µs, the floor's in the same runs (README).
+    @inline(__always)
+    func lockSpinning() {
+        if pthread_mutex_trylock(mutex) == 0 { return }
+        lockSpinningSlowly()
+    }
+
+    @inline(never)
+    private func lockSpinningSlowly() {
+        let deadline = monotonicNanos() + 20_000
+        repeat {
+            for _ in 0..<64 {
+                walsupport_cpu_relax()
+                if walsupport_mutex_looks_locked(mutex) == 0 && pthread_mutex_trylock(mutex) == 0 { return }
+            }
+        } while monotonicNanos() < deadline
+        pthread_mutex_lock(mutex)
+    }
+
     @inline(__always)
     func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         pthread_mutex_lock(mutex)

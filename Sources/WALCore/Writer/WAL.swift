@@ -451,7 +451,7 @@ public final class WAL: @unchecked Sendable {
         guard bytes.count <= configuration.maxRecordSize else {
             throw WALError(.recordTooLarge, "record of \(bytes.count) bytes exceeds \(configuration.maxRecordSize)")
         }
-        lock.lock()
+        lock.lockSpinning()
         let s = state
         let offset = s.pointee.writeOffset
         if _fastPath(!s.pointee.hasPendingGap && !s.pointee.closed && offset + need <= blockSize) {
