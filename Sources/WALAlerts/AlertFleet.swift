@@ -72,7 +72,7 @@ public final class AlertFleet: Service, @unchecked Sendable {
             for directory in selection.discover() where services.withLock({ $0[directory] == nil }) {
                 var settings = configuration
                 if first && drainsAtStart {
-                    settings.drainThroughSeq = (try? LogInspector.lastSealedSeqCheap(path: directory)) ?? 0
+                    settings.drainThroughSeq = (try? LogInspector.lastSealedSeqAcrossDamage(path: directory)) ?? 0
                 } else {
                     settings.drainThroughSeq = nil
                 }

@@ -311,7 +311,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                 if let target = configuration.drainThroughSeq, selection.isFixed, found.count == 1 {
                     source.drainTarget = target
                 } else if configuration.drainsAtStart {
-                    source.drainTarget = (try? LogInspector.lastSealedSeqCheap(path: directory)) ?? 0
+                    source.drainTarget = (try? LogInspector.lastSealedSeqAcrossDamage(path: directory)) ?? 0
                 }
             }
             sources[directory] = source

@@ -103,7 +103,7 @@ import WALTestKit
     }
 
     enum Tampering: String, CaseIterable {
-        case truncatedToZero, headerZeroed, deleted, truncatedToHalf, truncatedToItsHeader, truncatedInsideItsHeader
+        case truncatedToZero, zeroedWhole, deleted, truncatedToHalf, truncatedToItsHeader, truncatedInsideItsHeader
     }
 
     /// Defect: an empty or zeroed active segment was deleted silently and its seqs reused, so a shipper whose cursor
@@ -124,7 +124,10 @@ import WALTestKit
             let active = segments.last!
             switch tampering {
             case .truncatedToZero: #expect(truncate(active.path, 0) == 0)
-            case .headerZeroed: try Corruptor.zero(active.path, at: 0, length: 64)
+            case .zeroedWhole:
+                // What a crash while creating a segment leaves: a preallocated file of zeros.
+                let size = try FileManager.default.attributesOfItem(atPath: active.path)[.size] as! Int
+                try Corruptor.zero(active.path, at: 0, length: size)
             case .deleted: try FileManager.default.removeItem(atPath: active.path)
             case .truncatedToHalf:
                 let size = try FileManager.default.attributesOfItem(atPath: active.path)[.size] as! Int
@@ -152,6 +155,145 @@ import WALTestKit
             #expect(gap.toSeq == 30_000 && gap.reason.contains("lost"))
             let kept = Dictionary(uniqueKeysWithValues: acked.filter { $0.key < lost.lowerBound }.map { ($0, $1) })
             try expectAckedRecordsExact(path, kept.merging([next: 99]) { old, _ in old })
+        }
+    }
+
+    /// Defect (found by a hostile tester): a zeroed header over an active segment whose frames were intact (a lost
+    /// page) was taken for a segment a crash left unwritten, and the next writer deleted the file: 61,060 records
+    /// gone, the loss recorded as a gap. Now readers report the header as damage, the writer refuses to open and
+    /// keeps every byte, and a repair rebuilds the segment with every record.
+    @Test(arguments: [64, 4096])
+    func aZeroedHeaderOverIntactFramesIsDamageTheWriterKeeps(zeroedBytes: Int) throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            let acked = Dictionary(
+                uniqueKeysWithValues: try appendRecords(wal, 0..<30_000).enumerated().map {
+                    ($0.element, UInt64($0.offset))
+                }
+            )
+            try wal.close()
+            let active = try #require(try LogDirectory(path: path).segments().last)
+            let before = try Data(contentsOf: URL(fileURLWithPath: active.path))
+            try Corruptor.zero(active.path, at: 0, length: zeroedBytes)
+
+            #expect(try LogInspector.examine(path: path).damage.contains { $0.file == active.path })
+            let error = #expect(throws: WALError.self) { try WAL.open(path: path, configuration: smallConfiguration()) }
+            #expect(error?.description.contains("header is zeroed but frames follow it") == true)
+            let after = try Data(contentsOf: URL(fileURLWithPath: active.path))
+            #expect(after.count == before.count && after.dropFirst(zeroedBytes) == before.dropFirst(zeroedBytes))
+
+            _ = try LogRepair.repair(path: path)
+            let reopened = try WAL.open(path: path, configuration: smallConfiguration())
+            let next = try reopened.append(testRecord(99))
+            #expect(next > 30_000)
+            #expect(reopened.waitUntilSealed())
+            try reopened.close()
+            // Every record whose frame lay past the zeroed bytes is back (with 64 bytes, every record).
+            let contents = try LogContents.read(path)
+            let lostInPage = Set(contents.gaps.flatMap { Array($0.fromSeq...$0.toSeq) })
+            if zeroedBytes == 64 { #expect(lostInPage.isEmpty) }
+            let kept = Dictionary(uniqueKeysWithValues: acked.filter { !lostInPage.contains($0.key) }.map { ($0, $1) })
+            #expect(kept.count > acked.count - 2_000)
+            try expectAckedRecordsExact(path, kept.merging([next: 99]) { old, _ in old })
+        }
+    }
+
+    /// Defect (found by a hostile tester): a crashed writer's `staging.wal` copied into another log was recovered
+    /// there, its 30 records stored under that log's seqs (and `verify` said sound). Another log's staging file is
+    /// now kept aside, neither its records nor its high-water mark read.
+    @Test func anotherLogsStagingFileIsKeptAsideNotRecovered() throws {
+        try withTemporaryDirectory { directory in
+            let foreign = directory.file("a")
+            let crashed = try WAL.open(path: foreign, configuration: smallConfiguration())
+            try crashed.append(testRecord(1))
+            #expect(crashed.waitUntilSealed())
+            crashed.pauseSealingForTesting()
+            for value in 2...31 { try crashed.append(testRecord(UInt64(value))) }
+            crashed.abandonForTesting()
+
+            let path = directory.file("b")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            let acked = Dictionary(
+                uniqueKeysWithValues: try appendRecords(wal, 0..<20).enumerated().map {
+                    ($0.element, UInt64($0.offset))
+                }
+            )
+            try wal.close()
+            try FileManager.default.removeItem(atPath: path + "/staging.wal")
+            try FileManager.default.copyItem(atPath: foreign + "/staging.wal", toPath: path + "/staging.wal")
+
+            let reopened = try WAL.open(path: path, configuration: smallConfiguration())
+            #expect(reopened.recovery.quarantined.contains { $0.contains("staging.wal.foreign-") })
+            #expect(reopened.recovery.lostSeqs == nil)
+            let next = try reopened.append(testRecord(99))
+            #expect(next == 21)
+            #expect(reopened.waitUntilSealed())
+            try reopened.close()
+            try expectAckedRecordsExact(path, acked.merging([next: 99]) { old, _ in old })
+            #expect(try LogInvariants.violations(path) == [])
+        }
+    }
+
+    /// Defect (found by a hostile tester): a segment of another log got "sound" from `verify` and its records were
+    /// replayed as this log's. Now `verify` reports it, readers skip it whole as damage, and retention stops there.
+    @Test func anotherLogsSegmentIsDamageReadersSkip() throws {
+        try withTemporaryDirectory { directory in
+            let other = directory.file("a")
+            let foreignWAL = try WAL.open(path: other, configuration: smallConfiguration())
+            try appendRecords(foreignWAL, 100_000..<130_000)
+            try foreignWAL.close()
+            let path = directory.file("b")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            try appendRecords(wal, 0..<30_000)
+            try wal.close()
+            let segments = try LogDirectory(path: path).segments()
+            try #require(segments.count >= 3)
+            // Another log's segment, named and headed as this log's second segment (its first seq patched in).
+            let second = segments[1]
+            // Its frames hold about the seqs this log's second segment holds (the same record sizes).
+            let source = try #require(try LogDirectory(path: other).segments().dropFirst().first)
+            try FileManager.default.removeItem(atPath: second.path)
+            try FileManager.default.copyItem(atPath: source.path, toPath: second.path)
+            var header = Array(try Data(contentsOf: URL(fileURLWithPath: second.path)).prefix(64))
+            withUnsafeBytes(of: second.firstSeq.littleEndian) { header.replaceSubrange(32..<40, with: $0) }
+            let crc = header.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0.prefix(60))) }
+            withUnsafeBytes(of: crc.littleEndian) { header.replaceSubrange(60..<64, with: $0) }
+            try Corruptor.overwrite(second.path, at: 0, with: header)
+
+            let summary = try LogInspector.examine(path: path, decodeRecords: true)
+            #expect(summary.damage.contains { $0.file == second.path && $0.reason.contains("another log") })
+            let contents = try LogContents.read(path)
+            #expect(contents.damage.contains { $0.reason.contains("another log") })
+            let foreignRecords = Set((100_000..<130_000).map { testRecord(UInt64($0)) })
+            #expect(!contents.records.contains { foreignRecords.contains($0.bytes) }, "another log's record read")
+        }
+    }
+
+    /// Defect (found by a hostile tester): retention took where a segment ends from the next segment's file name
+    /// alone. A segment renamed to a lower seq (its header still saying where it starts) made the segment before
+    /// it look consumed: with a cursor at 55,000 retention deleted seqs 1 to 67,292. Now both must be what their
+    /// names say (else nothing is deleted), and `verify` reports the mismatch.
+    @Test func aRenamedSegmentStopsRetentionAndIsReported() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let wal = try WAL.open(path: path, configuration: smallConfiguration())
+            try appendRecords(wal, 0..<30_000)
+            try wal.close()
+            let segments = try LogDirectory(path: path).segments()
+            try #require(segments.count >= 3 && segments[1].firstSeq > 10)
+            let lowered = segments[1].firstSeq / 2
+            try FileManager.default.moveItem(
+                atPath: segments[1].path,
+                toPath: path + "/" + LogFormat.segmentFileName(firstSeq: lowered)
+            )
+            try CursorStore(path: path).store("pg", seq: lowered + 1)
+
+            #expect(try LogInspector.examine(path: path).damage.contains { $0.reason.contains("is named for seq") })
+            let reopened = try WAL.open(path: path, configuration: smallConfiguration())
+            reopened.runRetentionForTesting()
+            try reopened.close()
+            #expect(FileManager.default.fileExists(atPath: segments[0].path), "the first segment was deleted")
         }
     }
 

@@ -1,7 +1,10 @@
 import Foundation
 import Testing
+import WALCore
 import WALMetrics
 import WALTestKit
+
+@testable import WALPostgres
 
 #if canImport(Glibc)
 import Glibc
@@ -63,5 +66,34 @@ import Glibc
         )
         let help = try walctl(["ship", "--help"]).out
         #expect(help.contains("--timeout") && help.contains("exits 3"))
+    }
+}
+
+extension PostgresTests {
+    /// Defect (found by a hostile tester): `ship --drain` took its target from the last segment's frame headers up to
+    /// the first damaged one, so with a damaged frame header in the active segment it committed through the seq
+    /// before it, printed that, and exited 0 with every record after it unshipped (61,060 of 200,000 there). The
+    /// target now reaches past the damage (the highest seq sealed), as readers do.
+    @Suite struct DrainPastDamage {
+        @Test func aDrainShipsEveryRecordPastADamagedFrameHeaderInTheLastSegment() throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let database = try TestDatabase()
+            let path = directory.file("log")
+            #expect(try walctl(["emit", "--dir", path, "--count", "20000"]).status == 0)
+            let segment = try #require(try LogDirectory(path: path).segments().last).path
+            let frames = SegmentScan.scan(try SegmentFileReader(path: segment)).frames
+            try #require(frames.count > 3)
+            try Corruptor.flipBit(segment, at: frames[1].offset + 9)  // the second frame's first seq
+            let end = try #require(try LogInspector.sealedEnd(path: path))
+            #expect(end == frames.last!.header.lastSeq)
+            #expect(try LogInspector.lastSealedSeqCheap(path: path) < end, "the hop over headers stops at the damage")
+
+            let ship = try walctl(["ship", "--dir", path, "--postgres", database.conninfo, "--drain"])
+            #expect(ship.status == 0, "\(ship.err)")
+            #expect((ship.out + ship.err).contains("committed through \(end),"), "\(ship.out)\(ship.err)")
+            let cursor = try database.connect().execute("SELECT max(wal_seq) FROM walctl_cursors").value(0, 0)
+            #expect(cursor == String(end))
+        }
     }
 }

@@ -34,7 +34,7 @@ public enum LogRetirement {
         let directory = LogDirectory(path: path)
         if directory.isWriterActive() { return .writerAlive }
         let meta = try directory.readMeta()
-        let before = try LogInspector.lastSealedSeqCheap(path: path)
+        let before = try LogInspector.lastSealedSeqAcrossDamage(path: path)
         let staged = LogInspector.stagedRecords(directory: directory, after: before)
         if staged.records > 0 || staged.lastSeq != nil || directory.hasUnsealedWriterState(after: before) {
             do {
@@ -43,7 +43,7 @@ public enum LogRetirement {
             } catch  where error.code == .locked {
                 return .writerAlive
             }
-            return .undelivered(lastSeq: try LogInspector.lastSealedSeqCheap(path: path))
+            return .undelivered(lastSeq: try LogInspector.lastSealedSeqAcrossDamage(path: path))
         }
         // Lock as a writer does: the directory, then wal.lock (writers of earlier versions lock only that).
         let directoryFD = try FileSystem.open(path, .readOnly, options: [.directory, .noFollow])
@@ -52,7 +52,7 @@ public enum LogRetirement {
         let lockFD = try? FileSystem.open(directory.lockPath, .readOnly, options: .noFollow)
         defer { try? lockFD?.close() }
         if let lockFD, (try? lockFD.tryLockExclusive()) != true { return .writerAlive }
-        let last = try LogInspector.lastSealedSeqCheap(path: path)
+        let last = try LogInspector.lastSealedSeqAcrossDamage(path: path)
         guard last == before, isDelivered(last) else { return .undelivered(lastSeq: last) }
 
         let (parent, name) = split(path)

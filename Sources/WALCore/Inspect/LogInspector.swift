@@ -141,6 +141,13 @@ public enum LogInspector {
                 summary.damage.append(.init(file: file.path, offset: 0, length: size, reason: error.message))
                 continue
             }
+            if let problem = identityProblem(of: reader, named: file, in: meta) {
+                // Its records are not this log's, or retention and readers would take them for other seqs.
+                summary.corruptFrames += 1
+                let size = FileSystem.size(file.path) ?? 0
+                summary.damage.append(.init(file: file.path, offset: 0, length: size, reason: problem))
+                if reader.header.logID != meta.logID { continue }
+            }
             var info = LogSummary.SegmentInfo(
                 file: file.name,
                 firstSeq: reader.header.firstSeq,
@@ -341,6 +348,34 @@ extension LogInspector {
     public static func sealedEnd(path: String) throws(WALError) -> UInt64? {
         let end = try lastSegmentEnd(path: path, acrossHoles: true)
         return end.hop == .unreadable ? nil : end.lastSeq
+    }
+
+    /// Why the segment `reader` reads cannot be taken for what its file name says it is in this log: it belongs to
+    /// another log (its header's log id), or its header's first seq is not the one its name gives (a renamed or
+    /// copied file: retention and readers go by the name). Nil when it is what its name says.
+    public static func identityProblem(
+        of reader: SegmentFileReader,
+        named file: LogDirectory.SegmentFile,
+        in meta: LogMeta
+    ) -> String? {
+        if reader.header.logID != meta.logID {
+            return "segment belongs to another log (log id \(reader.header.logID), this log is \(meta.logID)); "
+                + "its records are not this log's"
+        }
+        if reader.header.firstSeq != file.firstSeq {
+            return "segment is named for seq \(file.firstSeq) but its header says it starts at seq "
+                + "\(reader.header.firstSeq) (renamed or copied?): retention would take its records for other seqs"
+        }
+        return nil
+    }
+
+    /// The highest sequence number sealed in the log, past damage in the last segment (`sealedEnd`), falling back to
+    /// `lastSealedSeqCheap` when a read across the damage fails: for what must not stop short of records the log
+    /// holds, as a drain target or the check before a log is retired. (A drain target taken at the first damaged
+    /// frame header let `ship --drain` exit 0 with 61,060 records unshipped.)
+    public static func lastSealedSeqAcrossDamage(path: String) throws(WALError) -> UInt64 {
+        if let end = try sealedEnd(path: path) { return end }
+        return try lastSealedSeqCheap(path: path)
     }
 
     /// The highest sequence number in the last segment's frame headers (a damaged frame may go backwards: the writer's

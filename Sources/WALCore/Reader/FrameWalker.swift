@@ -15,6 +15,8 @@ final class FrameWalker {
     private var invalidSince: UInt64?
     /// Set when the walker left a segment: the next one is the first after it.
     private var finishedSegmentFirstSeq: UInt64?
+    /// The log's id from `wal.meta`, read once (nil when it cannot be read: segments are then not checked).
+    private lazy var logID: LogID? = try? directory.readMeta().logID
     /// After this long of an invalid frame at the live end with nothing after it, look for a valid frame beyond.
     var liveDamageGraceNanos: UInt64 = 1_000_000_000
     /// Where a suspended walk resumes: the segment it was in (by first seq) and the offset of its next frame, with the
@@ -141,6 +143,19 @@ final class FrameWalker {
                     // The last segment, never written (a crash while creating it): nothing in it yet.
                     if live || SegmentFileReader.isUnwritten(path: file.path) { return .end(tornTail: 0) }
                     throw error
+                }
+                if let opened = segment, let logID, opened.header.logID != logID {
+                    // Another log's segment: its records are not this log's, whatever seqs they carry.
+                    segment = nil
+                    finishedSegmentFirstSeq = file.firstSeq
+                    return .damage(
+                        SegmentScan.Damage(
+                            path: file.path,
+                            offset: 0,
+                            length: FileSystem.size(file.path) ?? 0,
+                            reason: "segment belongs to another log (log id \(opened.header.logID))"
+                        )
+                    )
                 }
                 finishedSegmentFirstSeq = nil
                 offset = Int64(LogFormat.segmentHeaderSize)

@@ -28,11 +28,36 @@ public final class SegmentFileReader {
         self.fd = fd
     }
 
-    /// True when the file at `path` is shorter than a segment header or its header bytes are all zero: what a crash
-    /// while creating a segment leaves. Such a last segment holds nothing (wal-format.md section 5, step 3).
+    /// True when the file at `path` is shorter than a segment header, or its header bytes are all zero and no valid
+    /// frame follows them: what a crash while creating a segment leaves. Such a last segment holds nothing
+    /// (wal-format.md section 5, step 3). A zeroed header with frames after it (a page lost over the header) is
+    /// damage, not this: its frames are records that only `walctl verify --repair` may move.
     public static func isUnwritten(path: String) -> Bool {
         guard let bytes = try? FileSystem.readAll(path, limit: LogFormat.segmentHeaderSize) else { return false }
-        return bytes.count < LogFormat.segmentHeaderSize || bytes.allSatisfy { $0 == 0 }
+        guard bytes.count < LogFormat.segmentHeaderSize || bytes.allSatisfy({ $0 == 0 }) else { return false }
+        guard bytes.count == LogFormat.segmentHeaderSize else { return true }
+        return !hasFrame(afterZeroedHeaderOf: path)
+    }
+
+    /// Whether a valid frame lies anywhere after the header of the segment at `path` (read failures count as one:
+    /// when in doubt the file is not taken for empty).
+    static func hasFrame(afterZeroedHeaderOf path: String) -> Bool {
+        guard
+            let reader = try? SegmentFileReader(
+                path: path,
+                assumedHeader: SegmentHeader(
+                    logID: LogID(bytes: [UInt8](repeating: 0, count: 16)),
+                    firstSeq: 0,
+                    createdAtNanos: 0
+                )
+            )
+        else { return true }
+        var payload: [UInt8] = []
+        let first = Int64(LogFormat.segmentHeaderSize)
+        switch reader.probe(at: first, payload: &payload) {
+        case .frame: return true
+        case .end, .invalid: return reader.resynchronize(after: first).next != nil
+        }
     }
 
     /// Opens a segment whose header is unreadable, with the header the caller knows (repair salvages its frames).

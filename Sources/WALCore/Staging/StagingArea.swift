@@ -85,6 +85,14 @@ final class StagingArea {
         }
     }
 
+    /// The log id in the header of the staging file at `path`, read with `pread`; nil when the header is unreadable.
+    static func logID(path: String) -> LogID? {
+        guard let bytes = try? FileSystem.readAll(path, limit: StagingGeometry.encodedSize, followLink: false) else {
+            return nil
+        }
+        return bytes.withUnsafeBytes { try? StagingGeometry.decode($0, path: path).logID }
+    }
+
     @inline(__always)
     func block(_ index: Int) -> UnsafeMutableRawPointer {
         base + LogFormat.stagingHeaderSize + index * blockSize

@@ -104,7 +104,9 @@ public final class WAL: @unchecked Sendable {
 
         // What the previous writer recorded before it stopped: its high-water mark and an unstaged gap. Read before
         // anything is changed, whatever state the staging file is in.
-        let prior = WriterStateRecord.read(path: directory.stagingPath)
+        // A staging file of another log (copied in) holds neither records nor a state of this one.
+        let foreignStaging = StagingArea.logID(path: directory.stagingPath).map { $0 != meta.logID } ?? false
+        let prior = foreignStaging ? nil : WriterStateRecord.read(path: directory.stagingPath)
 
         // The active segment: the last one, scanned for its end.
         let (segments, sealedSeq) = try openActiveSegment(
@@ -235,7 +237,19 @@ public final class WAL: @unchecked Sendable {
                 ), firstSeq - 1
             )
         }
-        let reader = try SegmentFileReader(path: last.path)
+        let reader: SegmentFileReader
+        do {
+            reader = try SegmentFileReader(path: last.path)
+        } catch {
+            let head = (try? FileSystem.readAll(last.path, limit: LogFormat.segmentHeaderSize)) ?? []
+            guard !head.isEmpty && head.allSatisfy({ $0 == 0 }) else { throw error }
+            throw WALError(
+                .corrupt,
+                "the last segment's header is zeroed but frames follow it (a lost page, not a segment a crash left "
+                    + "empty); its records are kept: `walctl verify --repair` rebuilds the segment, then writing resumes",
+                path: last.path
+            )
+        }
         guard reader.header.logID == meta.logID else {
             throw WALError(.incompatible, "segment belongs to another log (log id differs)", path: last.path)
         }
@@ -301,6 +315,13 @@ public final class WAL: @unchecked Sendable {
         if FileSystem.exists(path) {
             do {
                 old = try StagingArea.open(path: path)
+                if let staged = old, staged.logID != geometry.logID {
+                    // Another log's staging file: its records would take this log's seqs. Kept aside, not read.
+                    old = nil
+                    let aside = path + ".foreign-\(wallClockNanos())"
+                    try FileSystem.rename(path, aside)
+                    report.quarantined.append(aside)
+                }
             } catch  where error.code == .invalidArgument {
                 throw error  // A symbolic link: not damage, and nothing to move aside.
             } catch {
@@ -838,9 +859,18 @@ public final class WAL: @unchecked Sendable {
         let sealedFiles = Array(files.dropLast())
         var remainingSealedBytes = sealedFiles.reduce(Int64(0)) { $0 + (FileSystem.size($1.path) ?? 0) }
         let now = wallClockNanos()
+        let meta = try? directory.readMeta()
         for (index, file) in sealedFiles.enumerated() {
             let lastSeq = files[index + 1].firstSeq - 1
             guard lastSeq <= minimum else { break }
+            // Where a segment ends is told by the next one's name: both must be what their names say (a renamed
+            // segment made retention delete records no consumer had read). In doubt, nothing is deleted.
+            guard let meta,
+                [file, files[index + 1]].allSatisfy({ candidate in
+                    guard let reader = try? SegmentFileReader(path: candidate.path) else { return false }
+                    return LogInspector.identityProblem(of: reader, named: candidate, in: meta) == nil
+                })
+            else { break }
             let size = FileSystem.size(file.path) ?? 0
             if !underPressure {
                 if let keepBytes = configuration.keepForReplayBytes, remainingSealedBytes - size < keepBytes { break }

@@ -383,7 +383,7 @@ struct Ship: AsyncParsableCommand {
         if let maxBatchSize { settings.catchUpBatchSize = maxBatchSize }
         if drain {
             if let dir {
-                settings.drainThroughSeq = (try? LogInspector.lastSealedSeqCheap(path: dir)) ?? 0
+                settings.drainThroughSeq = (try? LogInspector.lastSealedSeqAcrossDamage(path: dir)) ?? 0
             } else {
                 settings.drainsAtStart = true
             }
