@@ -222,6 +222,12 @@ import WALTestKit
         guard case .damaged(let zeroed) = tail(zeroedLength) else { Issue.record("length 0, entry after"); return }
         #expect(zeroed.firstUnreadableID == 2 && zeroed.entriesAfter == 1)
 
+        for size in [0, 7, 63, 64, end - 3, end + 5] {
+            _ = Array(file.prefix(size)).withUnsafeBytes { SymbolFileFormat.examine($0) }  // no trap on odd sizes
+        }
+        #expect(tail(Array(file.prefix(end - 3))) == .clean, "only the padding of the last entry is cut")
+        #expect(tail(Array(file.prefix(end - 4))) != .clean, "a cut last entry is not the clean end")
+
         var malformed = file
         let forward = entry(.metric(type: .gauge, name: 9, unit: 9))
         malformed.replaceSubrange(end..<end + forward.count, with: forward)

@@ -105,7 +105,8 @@ extension SymbolFileFormat {
     static func examine(_ bytes: UnsafeRawBufferPointer) -> Contents {
         var symbols: [Symbol] = []
         var malformed = false
-        let end = scan(bytes, from: headerSize) { payload in
+        // (An entry's padding may reach past the end of a file whose size is not a multiple of 8.)
+        let scanned = scan(bytes, from: min(headerSize, bytes.count)) { payload in
             guard let symbol = Symbol.decode(payload, limit: UInt32(symbols.count)) else {
                 malformed = true
                 return false
@@ -113,6 +114,7 @@ extension SymbolFileFormat {
             symbols.append(symbol)
             return true
         }
+        let end = min(scanned, bytes.count)
         guard let last = bytes[end...].lastIndex(where: { $0 != 0 }) else {
             return Contents(symbols: symbols, end: end, tail: .clean)
         }
