@@ -1,6 +1,12 @@
 import SystemPackage
 import WALCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The state of a log's `metrics.symbols`, for `walctl verify`: read-only, takes no lock, safe while a writer runs.
 public struct SymbolTableCheck: Sendable, Encodable {
     /// Readable entries (ids 1 through `entries`).
@@ -31,7 +37,36 @@ public struct SymbolTableCheck: Sendable, Encodable {
             throw MetricsError(.io, "cannot open \(path): \(error)")
         }
         defer { try? fd.close() }
-        let bytes: [UInt8]
+        var check = try classify(read(fd, path: path))
+        // A writer may append while the file is read: a copy that takes the length of one entry before the writer
+        // stored it and the next entry after it was complete looks like damage. Damage counts once two reads 100 ms
+        // apart find it the same (an append takes microseconds), as a live reader waits before calling bytes damage.
+        for _ in 0..<5 {
+            guard let damage = check.damage else { break }
+            usleep(100_000)
+            let again = try classify(read(fd, path: path))
+            if again.damage == damage { break }
+            check = again
+        }
+        if let damage = check.damage, countingRecords {
+            var count: UInt64 = 0
+            do {
+                try MetricsReader(path: directory).read { entry in
+                    if case .undecodable(_, .unknownSymbol(let id)) = entry, id >= damage.firstUnreadableID {
+                        count += 1
+                    }
+                    return true
+                }
+            } catch {
+                throw MetricsError(.io, "cannot read the records of \(directory): \(error)")
+            }
+            check.recordsReferringToUnreadableSymbols = count
+        }
+        return check
+    }
+
+    /// The whole file.
+    private static func read(_ fd: FileDescriptor, path: String) throws(MetricsError) -> [UInt8] {
         do {
             let size = Int(try fd.seek(offset: 0, from: .end))
             var buffer = [UInt8](repeating: 0, count: size)
@@ -46,11 +81,14 @@ public struct SymbolTableCheck: Sendable, Encodable {
                 if n == 0 { break }
                 done += n
             }
-            bytes = Array(buffer.prefix(done))
+            return Array(buffer.prefix(done))
         } catch {
             throw MetricsError(.io, "cannot read \(path): \(error)")
         }
-        var check = bytes.withUnsafeBytes { raw -> Self in
+    }
+
+    private static func classify(_ bytes: [UInt8]) -> Self {
+        bytes.withUnsafeBytes { raw -> Self in
             if let problem = SymbolFileFormat.checkHeader(raw, logID: nil) {
                 let damage = SymbolDamage(
                     offset: 0,
@@ -68,20 +106,5 @@ public struct SymbolTableCheck: Sendable, Encodable {
             case .damaged(let damage): return Self(entries: contents.symbols.count, tornTailBytes: 0, damage: damage)
             }
         }
-        if let damage = check.damage, countingRecords {
-            var count: UInt64 = 0
-            do {
-                try MetricsReader(path: directory).read { entry in
-                    if case .undecodable(_, .unknownSymbol(let id)) = entry, id >= damage.firstUnreadableID {
-                        count += 1
-                    }
-                    return true
-                }
-            } catch {
-                throw MetricsError(.io, "cannot read the records of \(directory): \(error)")
-            }
-            check.recordsReferringToUnreadableSymbols = count
-        }
-        return check
     }
 }
