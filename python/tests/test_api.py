@@ -147,6 +147,21 @@ def test_second_writer_of_a_directory_is_refused(log_dir):
             walctl.MetricsCollector(log_dir, use_environment=False)
 
 
+def test_a_log_whose_symbol_table_is_damaged_is_refused_and_left_as_it_is(log_dir):
+    """A flipped bit in an entry of metrics.symbols that later entries follow: the binding opens through the same
+    writer as the CLI, which refuses rather than give the ids of the damaged entries to new strings."""
+    with walctl.MetricsCollector(log_dir, use_environment=False) as collector:
+        for index in range(30):
+            assert collector.record_metric(MetricType.GAUGE, f"custom_probe_{index}_count", 1.0, "count").recorded
+    path = log_dir / "metrics.symbols"
+    data = bytearray(path.read_bytes())
+    data[64 + 9] ^= 0x01  # the first entry's payload; 60-odd valid entries follow it
+    path.write_bytes(bytes(data))
+    with pytest.raises(walctl.MetricsError, match="damaged at byte 64"):
+        walctl.MetricsCollector(log_dir, use_environment=False)
+    assert path.read_bytes() == bytes(data)
+
+
 def test_records_by_name_keep_their_own_tags_through_the_handle_cache(log_dir):
     """By-name records reuse cached handles: many distinct tag sets (evicting each other), tag orders, agents,
     types and units must each land with exactly what the call passed."""

@@ -9,9 +9,11 @@
         }
     }
 
-    /// A symbols file: header check, then every entry decoded in order (section 13.1).
+    /// A symbols file: header check, then every entry decoded in order, and what follows them classified as a
+    /// writer reopening it would (section 13.1).
     public static func symbols(_ bytes: UnsafeRawBufferPointer) -> Int {
         _ = SymbolFileFormat.checkHeader(bytes, logID: nil)
+        _ = SymbolFileFormat.examine(bytes)
         var count: UInt32 = 0
         let start = min(SymbolFileFormat.headerSize, bytes.count)
         _ = SymbolFileFormat.scan(bytes, from: start) { payload in

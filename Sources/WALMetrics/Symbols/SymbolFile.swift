@@ -79,6 +79,131 @@ enum SymbolFileFormat {
     }
 }
 
+extension SymbolFileFormat {
+    /// What a symbols file holds after its header.
+    struct Contents {
+        /// The readable entries, in id order (entry *i* has id *i* + 1).
+        var symbols: [Symbol]
+        /// The end of the last readable entry: where a reader stops.
+        var end: Int
+        var tail: Tail
+    }
+
+    /// What follows the readable entries.
+    enum Tail: Equatable {
+        /// Only zeros: the end of the table.
+        case clean
+        /// One entry that a writer was writing when it stopped, `bytes` long from `end`: its length field, which
+        /// `SymbolFileWriter.append` stores last, is 0, no valid entry follows, and its bytes fit one entry. Its id
+        /// was never returned, so no record refers to it.
+        case torn(bytes: Int)
+        /// Anything else: ids from the first unreadable one on may be referred to by stored records.
+        case damaged(SymbolDamage)
+    }
+
+    /// Reads every entry of a whole file (header included) and classifies what follows the readable ones.
+    static func examine(_ bytes: UnsafeRawBufferPointer) -> Contents {
+        var symbols: [Symbol] = []
+        var malformed = false
+        // (An entry's padding may reach past the end of a file whose size is not a multiple of 8.)
+        let scanned = scan(bytes, from: min(headerSize, bytes.count)) { payload in
+            guard let symbol = Symbol.decode(payload, limit: UInt32(symbols.count)) else {
+                malformed = true
+                return false
+            }
+            symbols.append(symbol)
+            return true
+        }
+        let end = min(scanned, bytes.count)
+        guard let last = bytes[end...].lastIndex(where: { $0 != 0 }) else {
+            return Contents(symbols: symbols, end: end, tail: .clean)
+        }
+        let extent = last + 1 - end
+        let length =
+            end + entryHeaderSize <= bytes.count
+            ? Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: end, as: UInt32.self))) : 0
+        // A slot whose checksum holds is skipped whole (a malformed entry); any other slot by its header only.
+        let next = malformed ? end + ((entryHeaderSize + length + 7) & ~7) : end + entryHeaderSize
+        let entriesAfter = validEntries(bytes, from: next, to: last + 1)
+        if !malformed, length == 0, entriesAfter == 0, extent <= entryHeaderSize + maxEntry {
+            return Contents(symbols: symbols, end: end, tail: .torn(bytes: extent))
+        }
+        let reason: String
+        if malformed {
+            reason = "the entry's checksum holds but it does not decode (an unknown kind, or an id not before it)"
+        } else if length == 0 {
+            reason = "an entry length of 0 with stored bytes after it"
+        } else if length > maxEntry || length > bytes.count - end - entryHeaderSize {
+            reason = "entry length \(length) is out of range"
+        } else {
+            reason = "entry checksum mismatch"
+        }
+        let damage = SymbolDamage(
+            offset: end,
+            firstUnreadableID: UInt32(symbols.count + 1),
+            reason: reason,
+            entriesAfter: entriesAfter,
+            bytesAfter: extent
+        )
+        return Contents(symbols: symbols, end: end, tail: .damaged(damage))
+    }
+
+    /// Entries whose length is in range and whose checksum holds, at multiples of 8 from `start` to `limit`,
+    /// stepping over each one found (what a damaged region hides).
+    static func validEntries(_ bytes: UnsafeRawBufferPointer, from start: Int, to limit: Int) -> Int {
+        var count = 0
+        var offset = start
+        while offset + entryHeaderSize <= min(limit, bytes.count) {
+            let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            if length > 0, length <= maxEntry, length <= bytes.count - offset - entryHeaderSize {
+                let crc = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[offset + 8..<offset + 8 + length])
+                if CRC32C.checksum(payload) == crc {
+                    count += 1
+                    offset += (entryHeaderSize + length + 7) & ~7
+                    continue
+                }
+            }
+            offset += 8
+        }
+        return count
+    }
+}
+
+/// Damage in `metrics.symbols`: an unreadable entry that is not a torn last entry. Ids are positions, and readers
+/// stop at the first unreadable entry, so no id from `firstUnreadableID` on resolves: records that refer to one do
+/// not decode (they are counted as undecodable, never read as other strings), and a writer refuses to open the log
+/// rather than give those ids to new strings.
+public struct SymbolDamage: Sendable, Equatable, Encodable {
+    /// The byte offset of the first unreadable entry in `metrics.symbols`.
+    public var offset: Int
+    /// The id of that entry: ids from it on cannot be resolved.
+    public var firstUnreadableID: UInt32
+    public var reason: String
+    /// Entries after it whose checksums hold (hidden by it).
+    public var entriesAfter: Int
+    /// Bytes from the unreadable entry to the last non-zero byte.
+    public var bytesAfter: Int
+
+    enum CodingKeys: String, CodingKey {
+        case offset, reason
+        case firstUnreadableID = "first_unreadable_id"
+        case entriesAfter = "entries_after"
+        case bytesAfter = "bytes_after"
+    }
+
+    public var description: String {
+        "\(SymbolFileFormat.fileName) is damaged at byte \(offset) (symbol id \(firstUnreadableID)): \(reason); "
+            + "\(entriesAfter) stored entries after it cannot be read"
+    }
+
+    func refusal(path: String, directory: String) -> String {
+        "\(description). Records that refer to symbol \(firstUnreadableID) or later cannot be decoded; a writer "
+            + "would give those ids to other strings, so the log is not opened for writing. Its records stay "
+            + "readable: see walctl verify \(directory). Restore \(path) from a copy, or write to another directory"
+    }
+}
+
 /// The writing side: owned by the collector, used under its symbol lock.
 final class SymbolFileWriter {
     let path: String
@@ -87,7 +212,9 @@ final class SymbolFileWriter {
     private var size: Int
     private(set) var end: Int
 
-    /// Opens or creates the file; returns the writer and the entries already in it, in id order.
+    /// Opens or creates the file; returns the writer and the entries already in it, in id order. A torn last entry
+    /// (the previous writer was killed while writing it) is cut; any other damage is refused with `.corrupt`, the
+    /// file left as it is (`SymbolFileFormat.examine`, wal-format.md section 13.1).
     ///
     /// The source service is a property of the log, recorded in the header when the file is created (so that
     /// every reader renders the envelopes the shippers rendered); opening an existing log with another one is
@@ -135,23 +262,27 @@ final class SymbolFileWriter {
                         + "(METRICS_SOURCE_SERVICE): it is fixed when a log is created; use another directory"
                 )
             }
-            var symbols: [Symbol] = []
-            var malformed = false
-            let end = SymbolFileFormat.scan(bytes, from: SymbolFileFormat.headerSize) { payload in
-                guard let symbol = Symbol.decode(payload, limit: UInt32(symbols.count)) else {
-                    malformed = true
-                    return false
-                }
-                symbols.append(symbol)
-                return true
+            let contents = SymbolFileFormat.examine(bytes)
+            switch contents.tail {
+            case .clean:
+                break
+            case .torn(let count):
+                // The entry the last writer was writing when it stopped: its length (stored last) is 0, so append
+                // never returned its id and no record refers to it. Cut, as recovery cuts a torn log tail.
+                (UnsafeMutableRawPointer(pointer) + contents.end).initializeMemory(
+                    as: UInt8.self,
+                    repeating: 0,
+                    count: count
+                )
+            case .damaged(let damage):
+                // Entries from the damaged one on may be referred to by stored records: cutting there would give
+                // their ids to other strings, and those records would decode as other names and tags. Refuse.
+                munmap(pointer, size)
+                throw MetricsError(.corrupt, damage.refusal(path: path, directory: directory))
             }
-            // A torn entry (the writer died while writing it) is cut; nothing after it was ever used.
-            if end < size && !malformed {
-                let tail = UnsafeMutableRawPointer(pointer) + end
-                let nonZero = UnsafeRawBufferPointer(start: tail, count: size - end).lastIndex { $0 != 0 }
-                if let nonZero { tail.initializeMemory(as: UInt8.self, repeating: 0, count: nonZero + 1) }
-            }
-            return (SymbolFileWriter(path: path, fd: fd, base: pointer, size: size, end: end), symbols)
+            return (
+                SymbolFileWriter(path: path, fd: fd, base: pointer, size: size, end: contents.end), contents.symbols
+            )
         } catch let error as MetricsError {
             try? fd.close()
             throw error

@@ -1,5 +1,6 @@
 import ArgumentParser
 import WALCore
+import WALMetrics
 
 /// `walctl verify`: checks every checksum and record layout; `--repair` salvages and quarantines.
 struct Verify: AsyncParsableCommand {
@@ -10,6 +11,15 @@ struct Verify: AsyncParsableCommand {
             layout of every frame. A torn tail at the end of the active segment (what a crash leaves) is reported \
             but is not damage: the next writer open cuts it. Each damaged region is listed with its file and byte \
             offset. Without --repair it is read-only and safe while a writer runs.
+
+            It also checks metrics.symbols, the table that turns the symbol ids in metric records into names, units, \
+            tags and agent ids. A torn last entry (a crash while interning a new string) is reported but is not \
+            damage: no record refers to it, and the next writer cuts it. Any other unreadable entry is damage: ids are \
+            positions in the table and readers stop at the first unreadable entry, so records that refer to it or to \
+            a later one do not decode (they are counted as undecodable, never read as other strings), and writers \
+            refuse to open the log rather than give those ids to other strings. verify lists how many records that \
+            hides. --repair cannot restore a symbol and leaves the file untouched: restore metrics.symbols from a \
+            copy, or write new metrics to another directory.
 
             --repair fixes the log in place and never deletes data. A torn tail is cut, its bytes first copied \
             to quarantine/SEGMENT.torn-at-OFFSET. A segment with damage is moved to quarantine/ after every intact \
@@ -45,11 +55,13 @@ struct Verify: AsyncParsableCommand {
         var tornTailBytes: Int64
         var damage: [LogSummary.Problem]
         var repairs: [RepairReport.Action]?
+        /// nil when the log has no symbols file.
+        var symbols: SymbolTableCheck?
 
         enum CodingKeys: String, CodingKey {
             case sound, segments, frames, records
             case tornTailBytes = "torn_tail_bytes"
-            case damage, repairs
+            case damage, repairs, symbols
         }
     }
 
@@ -82,7 +94,14 @@ struct Verify: AsyncParsableCommand {
             Output.error("walctl verify: \(error)")
             throw ExitCode(1)
         }
-        let sound = summary.damage.isEmpty
+        let symbols: SymbolTableCheck?
+        do {
+            symbols = try SymbolTableCheck.check(directory: dir)
+        } catch {
+            Output.error("walctl verify: \(error)")
+            throw ExitCode(1)
+        }
+        let sound = summary.damage.isEmpty && symbols?.damage == nil
         if json {
             Output.line(
                 Output.json(
@@ -93,7 +112,8 @@ struct Verify: AsyncParsableCommand {
                         records: summary.records,
                         tornTailBytes: summary.tornTailBytes,
                         damage: summary.damage,
-                        repairs: repairs
+                        repairs: repairs,
+                        symbols: symbols
                     )
                 )
             )
@@ -110,11 +130,12 @@ struct Verify: AsyncParsableCommand {
                     "DAMAGED \(problem.file) at byte \(problem.offset): \(problem.reason) (\(problem.length) bytes)"
                 )
             }
+            if let symbols { Self.print(symbols, directory: dir) }
             if sound {
                 Output.line("sound")
             } else {
-                Output.line("\(summary.damage.count) damaged regions")
-                if !repair {
+                Output.line("\(summary.damage.count + (symbols?.damage == nil ? 0 : 1)) damaged regions")
+                if !repair && !summary.damage.isEmpty {
                     Output.line(
                         "next: inspect one with walctl inspect \(dir) --frame FILE:OFFSET --hexdump; "
                             + "salvage with walctl verify \(dir) --repair (writer stopped)"
@@ -123,5 +144,26 @@ struct Verify: AsyncParsableCommand {
             }
         }
         if !sound { throw ExitCode(1) }
+    }
+
+    static func print(_ symbols: SymbolTableCheck, directory: String) {
+        if symbols.tornTailBytes > 0 {
+            Output.line(
+                "symbols: torn last entry, \(symbols.tornTailBytes) bytes at the end of metrics.symbols "
+                    + "(a crash while interning; no record refers to it; cut on the next writer open)"
+            )
+        }
+        guard let damage = symbols.damage else { return }
+        Output.line(
+            "DAMAGED metrics.symbols at byte \(damage.offset): \(damage.reason) (symbol id \(damage.firstUnreadableID); "
+                + "\(damage.entriesAfter) stored entries after it cannot be read; \(symbols.entries) entries readable)"
+        )
+        let records = symbols.recordsReferringToUnreadableSymbols.map { "\($0) records" } ?? "records"
+        Output.line(
+            "  \(records) refer to symbol \(damage.firstUnreadableID) or later and cannot be decoded (walctl stats "
+                + "counts them as undecodable); writers refuse this log so that those ids are never given to other "
+                + "strings; --repair cannot restore symbols: restore metrics.symbols from a copy, or write to another "
+                + "directory (see walctl verify --help)"
+        )
     }
 }
