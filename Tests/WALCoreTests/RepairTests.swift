@@ -148,6 +148,51 @@ import WALTestKit
         }
     }
 
+    /// Defect (found by a hostile tester): a deleted middle segment stayed damage for good: `verify` reported the
+    /// missing seqs, and `verify --repair` said "nothing to do" and exited 1. It now writes a segment holding one gap
+    /// marker for them, and the log is sound.
+    @Test func repairOfADeletedMiddleSegmentRecordsItsSeqsAsAGap() throws {
+        try withTemporaryDirectory { directory in
+            let (path, segments) = try tears.makeLog(directory)
+            try #require(segments.count >= 3)
+            let lost = segments[1].firstSeq...(segments[2].firstSeq - 1)
+            try FileManager.default.removeItem(atPath: segments[1].path)
+            #expect(try walctl(["verify", path]).status != 0)
+
+            let out = try repair(path)
+            #expect(out.contains("gap marker for sequence numbers \(lost.lowerBound)...\(lost.upperBound)"), "\(out)")
+            let contents = try LogContents.read(path)
+            #expect(contents.damage.isEmpty)
+            #expect(contents.seqs == Array(1..<lost.lowerBound) + Array(lost.upperBound + 1...30_000))
+            #expect(contents.gaps.map { $0.fromSeq...$0.toSeq } == [lost])
+            try tears.checkWriterContinues(path, expectedNext: 30_001)
+        }
+    }
+
+    /// Defect (found by a hostile tester): a frame repeating the seqs of an earlier one (checksums intact: a copied
+    /// frame) was reported by `verify` but `verify --repair` said "nothing to do". The rebuilt segment keeps the
+    /// first frame holding each seq.
+    @Test func repairDropsAFrameThatRepeatsEarlierSeqs() throws {
+        try withTemporaryDirectory { directory in
+            let (path, segments) = try tears.makeLog(directory)
+            let victim = segments[0]
+            let frameList = try tears.frames(victim.path)
+            let first = try #require(frameList.first)
+            let last = try #require(frameList.last)
+            let copy = Array(
+                try Data(contentsOf: URL(fileURLWithPath: victim.path))
+                    .dropFirst(Int(first.offset)).prefix(first.header.frameLength)
+            )
+            try Corruptor.overwrite(victim.path, at: last.offset + Int64(last.header.frameLength), with: copy)
+            #expect(try walctl(["verify", path]).status != 0)
+
+            let out = try repair(path)
+            #expect(out.contains("repeats sequence numbers"), "\(out)")
+            try checkRepaired(path, lost: nil, quarantined: victim.name)
+            try tears.checkWriterContinues(path, expectedNext: 30_001)
+        }
+    }
+
     @Test func repairOfACleanLogChangesNothing() throws {
         try withTemporaryDirectory { directory in
             let (path, _) = try tears.makeLog(directory)

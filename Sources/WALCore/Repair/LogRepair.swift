@@ -51,9 +51,50 @@ public enum LogRepair {
         let files = try directory.segments()
         for (index, file) in files.enumerated() {
             let nextFirstSeq = index + 1 < files.count ? files[index + 1].firstSeq : nil
-            try repairSegment(file, nextFirstSeq: nextFirstSeq, meta: meta, directory: directory, report: &report)
+            let end = try repairSegment(
+                file,
+                nextFirstSeq: nextFirstSeq,
+                meta: meta,
+                directory: directory,
+                report: &report
+            )
+            if let end, let nextFirstSeq, end + 1 < nextFirstSeq {
+                try writeGapSegment(from: end + 1, to: nextFirstSeq - 1, meta: meta, directory: directory, report: &report)
+            }
         }
         return report
+    }
+
+    /// The frames of a sealed segment end before the next segment begins (a segment after it was deleted, or it was
+    /// cut at a frame boundary): the seqs in between are in no segment. A new segment named for the first of them,
+    /// holding one gap marker, makes the loss durable and visible to every reader (it stayed damage for good).
+    private static func writeGapSegment(
+        from: UInt64,
+        to: UInt64,
+        meta: LogMeta,
+        directory: LogDirectory,
+        report: inout RepairReport
+    ) throws(WALError) {
+        let name = LogFormat.segmentFileName(firstSeq: from)
+        let path = directory.segmentPath(firstSeq: from)
+        let reason = "lost: no segment holds these seqs (a segment deleted?); walctl verify --repair recorded it"
+        let bytes =
+            SegmentHeader(logID: meta.logID, firstSeq: from, createdAtNanos: wallClockNanos()).encode()
+            + gapFrame(from: from, to: to, reason: reason)
+        let temporary = path + ".repair.tmp"
+        try? FileSystem.remove(temporary)
+        try writeNewFile(temporary, bytes: bytes)
+        try FileSystem.rename(temporary, path)
+        try FileSystem.syncDirectory(directory.path)
+        report.actions.append(
+            .init(
+                kind: "gap_written",
+                file: name,
+                fromSeq: from,
+                toSeq: to,
+                detail: "new segment \(name) with a gap marker for sequence numbers \(from)...\(to): \(reason)"
+            )
+        )
     }
 
     /// Where damaged bytes go: `quarantine/` in the log directory.
@@ -69,25 +110,27 @@ public enum LogRepair {
         return candidate
     }
 
+    /// Repairs one segment; returns the last seq its frames cover when it was left as it is (nil when it was rebuilt,
+    /// which covers up to the next segment, or skipped).
     private static func repairSegment(
         _ file: LogDirectory.SegmentFile,
         nextFirstSeq: UInt64?,
         meta: LogMeta,
         directory: LogDirectory,
         report: inout RepairReport
-    ) throws(WALError) {
+    ) throws(WALError) -> UInt64? {
         let isActive = nextFirstSeq == nil
         var headerProblem: String?
         let reader: SegmentFileReader
         do {
             reader = try SegmentFileReader(path: file.path)
         } catch  where error.code == .notFound {
-            return
+            return nil
         } catch {
             let size = FileSystem.size(file.path) ?? 0
             let head = (try? FileSystem.readAll(file.path, limit: LogFormat.segmentHeaderSize)) ?? []
             // A segment whose creation a crash interrupted holds nothing; the writer's open removes it.
-            if isActive && head.allSatisfy({ $0 == 0 }) && size <= Int64(LogFormat.segmentHeaderSize) { return }
+            if isActive && head.allSatisfy({ $0 == 0 }) && size <= Int64(LogFormat.segmentHeaderSize) { return nil }
             headerProblem = error.message
             reader = try SegmentFileReader(
                 path: file.path,
@@ -103,14 +146,19 @@ public enum LogRepair {
                 undecodable.insert(frame.offset)
             }
         }
+        // A frame whose seqs are not above every earlier frame's (checksums intact: a copied or replayed frame) is
+        // damage too; the rebuilt segment keeps the first frame holding each seq.
+        let overlapping = zip(scan.frames, scan.frames.dropFirst()).contains {
+            $1.header.firstSeq <= $0.header.lastSeq
+        }
         let damaged =
-            headerProblem != nil || !scan.damage.isEmpty || !undecodable.isEmpty
+            headerProblem != nil || !scan.damage.isEmpty || !undecodable.isEmpty || overlapping
             || (!isActive && scan.tornTailBytes > 0) || reader.header.logID != meta.logID
         if !damaged {
             if isActive, let torn = scan.tornTailOffset, scan.tornTailBytes > 0 {
                 try cutTornTail(reader, at: torn, bytes: scan.tornTailBytes, directory: directory, report: &report)
             }
-            return
+            return scan.frames.last.map(\.header.lastSeq) ?? reader.header.firstSeq - 1
         }
         try salvage(
             reader,
@@ -122,6 +170,7 @@ public enum LogRepair {
             directory: directory,
             report: &report
         )
+        return nil
     }
 
     /// Copies the torn bytes to quarantine, then zeroes them (as the writer's recovery would).
@@ -192,7 +241,9 @@ public enum LogRepair {
         var records: UInt64 = 0
         var gaps: [(UInt64, UInt64)] = []
         var frameBytes: [UInt8] = []
-        for frame in scan.frames where !undecodable.contains(frame.offset) && frame.header.lastSeq >= expected {
+        // Another log's segment: none of its frames are this log's records (they are kept in quarantine only).
+        let ownFrames = reader.header.logID == meta.logID ? scan.frames : []
+        for frame in ownFrames where !undecodable.contains(frame.offset) && frame.header.lastSeq >= expected {
             guard frame.header.firstSeq >= expected else { continue }  // Overlaps what was kept: not trusted.
             if frame.header.firstSeq > expected {
                 bytes += gapFrame(from: expected, to: frame.header.firstSeq - 1, reason: reason)
@@ -240,6 +291,9 @@ public enum LogRepair {
             )
         }
         if reader.header.logID != meta.logID { problems.append("segment header names another log") }
+        if zip(scan.frames, scan.frames.dropFirst()).contains(where: { $1.header.firstSeq <= $0.header.lastSeq }) {
+            problems.append("a frame repeats sequence numbers of an earlier one")
+        }
         report.actions.append(
             .init(
                 kind: "quarantined",
