@@ -5,7 +5,7 @@ import WALTestKit
 
 @Suite struct ValidationTests {
     @Test(arguments: [
-        ("routing_decision_time_ms", true), ("a_b", true), ("x1_y2_z3", true), ("custom_queue_depth", true),
+        ("custom_decision_time_ms", true), ("a_b", true), ("x1_y2_z3", true), ("custom_queue_depth", true),
         ("routing", false), ("Routing_time_ms", false), ("routing__time", false), ("_routing_time", false),
         ("routing_time_", false), ("routing-time-ms", false), ("routing time", false), ("1routing_time", false),
         ("routing_tíme_ms", false), ("", false), (String(repeating: "a_", count: 50) + "b", false),
@@ -15,6 +15,24 @@ import WALTestKit
             let result = collector.recordGauge(name, value: 1, unit: "count")
             #expect(result.isRecorded == valid, "\(name)")
             if !valid { #expect(result == .rejected(.invalidName)) }
+        }
+    }
+
+    /// Defect (found by a hostile tester): a catalog metric recorded first with another type or unit was accepted
+    /// (from Python: `record_gauge("routing_decision_time_ms", 7, "s")`), and from then on the log refused the
+    /// design's own calls under that name as conflicting, even after reopening. A catalog name now has its catalog
+    /// type and unit from the first call.
+    @Test func aCatalogMetricKeepsItsCatalogTypeAndUnitFromTheFirstCall() throws {
+        try withCollector { collector, path in
+            #expect(
+                collector.recordGauge("routing_decision_time_ms", value: 7, unit: "s")
+                    == .rejected(.conflictingDefinition)
+            )
+            #expect(collector.recordCounter("routing_decision_time_ms") == .rejected(.conflictingDefinition))
+            #expect(collector.recordTiming("routing_decision_time_ms", milliseconds: 12.5).isRecorded)
+            collector.flush()
+            let names = try readMetrics(path).map(\.name)
+            #expect(names == ["routing_decision_time_ms"])
         }
     }
 

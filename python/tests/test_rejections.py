@@ -143,3 +143,16 @@ def test_invalid_setting_names_the_variable(log_dir, monkeypatch):
     monkeypatch.delenv("METRICS_DURABILITY")
     with pytest.raises(walctl.MetricsError, match="METRICS_DIR"):
         walctl.MetricsCollector()
+
+
+def test_a_catalog_metric_keeps_its_catalog_type_and_unit_from_the_first_call(log_dir):
+    """A catalog name recorded first with another type or unit used to be accepted, and from then on the design's own
+    record_timing under that name was refused as conflicting, even after reopening (found by a hostile tester)."""
+    collector = walctl.MetricsCollector(log_dir, agent_id="agent", use_environment=False)
+    assert collector.record_gauge("routing_decision_time_ms", 7, "s").reason == "conflicting_definition"
+    assert collector.record_counter("routing_decision_time_ms", 1).reason == "conflicting_definition"
+    assert collector.record_timing("routing_decision_time_ms", 12.5).recorded
+    collector.close()
+    reopened = walctl.MetricsCollector(log_dir, agent_id="agent", use_environment=False)
+    assert reopened.record_timing("routing_decision_time_ms", 3.0).recorded
+    reopened.close()

@@ -421,6 +421,11 @@ public final class MetricsCollector: @unchecked Sendable {
                     metric = known.id
                 } else {
                     guard Validation.isValidName(name) else { return .failure(.invalidName) }
+                    // A catalog name keeps its catalog type and unit: recorded first as anything else, the log would
+                    // refuse the design's own calls under that name for good.
+                    if let definition = MetricCatalog.byName[name], definition.type != type || definition.unit != unit {
+                        return .failure(.conflictingDefinition)
+                    }
                     if let reason = Validation.checkUnit(unit) { return .failure(reason) }
                     let nameID = try state.string(name)
                     let unitID = try state.string(unit)
