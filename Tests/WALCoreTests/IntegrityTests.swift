@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @_spi(Testing) import WALCore
 import WALTestKit
@@ -294,6 +295,28 @@ import WALTestKit
             reopened.runRetentionForTesting()
             try reopened.close()
             #expect(FileManager.default.fileExists(atPath: segments[0].path), "the first segment was deleted")
+        }
+    }
+
+    /// Found by a reviewer: in `periodic` mode the sealer wrote and fdatasynced frames without first flushing what
+    /// their records depend on (`metrics.symbols`), so a power failure could keep a record and lose its symbol. The
+    /// sealer now flushes the dependency before it writes a block's frames.
+    @Test func inPeriodicModeTheSealerFlushesTheDependencyBeforeAnyFrame() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            var configuration = smallConfiguration()
+            configuration.durability = .periodic(milliseconds: 3_600_000)  // the periodic flush never comes
+            let wal = try WAL.open(path: path, configuration: configuration)
+            let sealedAtCalls = Mutex<[UInt64]>([])
+            wal.setSyncDependency {
+                let sealed = (try? LogInspector.lastSealedSeqCheap(path: path)) ?? 0
+                sealedAtCalls.withLock { $0.append(sealed) }
+            }
+            try appendRecords(wal, 0..<10)
+            #expect(wal.waitUntilSealed())
+            let calls = sealedAtCalls.withLock { $0 }
+            #expect(calls.first == 0, "the first flush came before any frame was written (\(calls))")
+            try wal.close()
         }
     }
 

@@ -794,6 +794,13 @@ public final class WAL: @unchecked Sendable {
     /// Seals closed blocks in order; returns how many were fully sealed, and the I/O error that stopped it.
     private func sealBlocks(first: Int, lengths: ArraySlice<Int>) -> (Int, WALError?) {
         var sealed = 0
+        if configuration.durability != .processCrash {
+            // What these records depend on (the metrics symbols they refer to) reaches the disk before they can:
+            // a frame synced first would outlive its symbols in a power failure, and the next writer would give
+            // their ids to other strings. Free when nothing new was added since the last time.
+            let dependency = lock.withLock { syncDependency }
+            do { try dependency?() } catch { return (0, error) }
+        }
         for (index, length) in lengths.enumerated() {
             let blockIndex = (first + index) % blockCount
             let block = UnsafeRawBufferPointer(start: staging.block(blockIndex), count: blockSize)
