@@ -59,7 +59,13 @@ public enum LogRepair {
                 report: &report
             )
             if let end, let nextFirstSeq, end + 1 < nextFirstSeq {
-                try writeGapSegment(from: end + 1, to: nextFirstSeq - 1, meta: meta, directory: directory, report: &report)
+                try writeGapSegment(
+                    from: end + 1,
+                    to: nextFirstSeq - 1,
+                    meta: meta,
+                    directory: directory,
+                    report: &report
+                )
             }
         }
         return report
