@@ -106,9 +106,12 @@ public final class LogRetirer: Service, @unchecked Sendable {
             guard now - since >= graceNanos else { continue }
             let outcome: LogRetirement.Outcome
             do {
-                outcome = try LogRetirement.retire(path: directory) { last in
-                    engines.allSatisfy { ($0.committedSeq(directory: directory) ?? 0) >= last }
-                        && isConsumed(directory, last)
+                outcome = try LogRetirement.retire(path: directory) { last, logID in
+                    // Positions of this log, not of another one that was at this path when the engines looked.
+                    engines.allSatisfy { engine in
+                        engine.logs[directory]?.logID == logID.description
+                            && (engine.committedSeq(directory: directory) ?? 0) >= last
+                    } && isConsumed(directory, last)
                 }
             } catch {
                 logger.error("cannot retire the log", metadata: ["dir": "\(directory)", "error": "\(error)"])

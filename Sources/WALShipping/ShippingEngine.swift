@@ -284,6 +284,19 @@ public final class ShippingEngine: Service, @unchecked Sendable {
     private func scan(now: UInt64) throws {
         let found = selection.discover()
         let present = Set(found)
+        // A log replaced by another at the same path (its directory removed and made again by a restarted agent):
+        // the one there now is shipped from its own position, under its own id. (It was never shipped, and the
+        // retirer deleted it as the old log, finished.)
+        for directory in found {
+            guard let source = sources[directory], let meta = try? LogDirectory(path: directory).readMeta(),
+                meta.logID != source.logID
+            else { continue }
+            logger.warning(
+                "another log is now at this directory; shipping it from its own position",
+                metadata: ["dir": "\(directory)", "log_id": "\(meta.logID)", "was": "\(source.logID)"]
+            )
+            drop(directory)
+        }
         for directory in found where sources[directory] == nil {
             let meta: LogMeta
             do {
@@ -647,6 +660,8 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             source.committed = max(source.committed ?? 0, item.batch.throughSeq)
             source.knownCommitted = max(source.knownCommitted, item.batch.throughSeq)
             source.lastActivity = now
+            // A log dropped meanwhile (gone, or replaced by another at its path) has no status or cursor here.
+            guard sources[source.directory] === source else { continue }
             unstoredCursors.insert(source.directory)
             status.withLock {
                 $0[source.directory]?.statistics.committedSeq = item.batch.throughSeq

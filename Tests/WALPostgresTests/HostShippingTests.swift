@@ -273,5 +273,76 @@ extension PostgresTests {
             #expect(cursor >= acked, "cursor \(cursor) below the acknowledged seq \(acked)")
             #expect(UInt64(killedRows) + lost == cursor, "every seq is a row or a durable gap")
         }
+
+        /// Found by a hostile tester: retirement asked only the shippers of its own process, and deleted a log
+        /// whose records another consumer (a Kafka shipper, its cursor in cursors/) had not read. Every registered
+        /// cursor now holds it back, as it holds back retention.
+        @Test func aLogIsRetiredOnlyOnceEveryRegisteredCursorPassedIt() throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let database = try TestDatabase()
+            let root = directory.file("agents")
+            let log = try agentLog(root, "a", count: 2_000)
+            try CursorStore(path: log).store("kafka", seq: 1_000)
+            let running = RunningEngine(LogSelection(roots: [root]), database)
+            defer { running.stop() }
+            var retirement = LogRetirementConfiguration(retireAfterSeconds: 0.1)
+            retirement.checkMilliseconds = 50
+            let retirer = LogRetirer(engines: [running.engine], configuration: retirement, logger: Logger(label: "r"))
+            var now: UInt64 = 1
+            #expect(waitFor(seconds: 60) { (running.engine.committedSeq(directory: log) ?? 0) == 2_000 })
+            for _ in 0..<20 {
+                now += 1_000_000_000
+                retirer.checkOnce(now: now)
+            }
+            #expect(FileManager.default.fileExists(atPath: log + "/wal.meta"), "retired past the kafka cursor")
+            try CursorStore(path: log).store("kafka", seq: 2_000)
+            #expect(
+                waitFor(seconds: 30) {
+                    now += 1_000_000_000
+                    retirer.checkOnce(now: now)
+                    return !FileManager.default.fileExists(atPath: log)
+                }
+            )
+        }
+
+        /// Found by a hostile tester: a log replaced by another at the same path (an agent's directory removed and
+        /// made again) was never shipped: the engine kept the old log's id and position for that path, and the
+        /// retirer then deleted the new log as the old one, finished. Now the new log is shipped from its own
+        /// position, and retired only once its own records are committed.
+        @Test func aLogReplacedAtTheSamePathIsShippedAsItselfBeforeItIsRetired() throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let database = try TestDatabase()
+            let root = directory.file("agents")
+            let path = try agentLog(root, "x", count: 2_000)
+            let oldID = try LogDirectory(path: path).readMeta().logID.description
+            let replacement = try agentLog(directory.file("elsewhere"), "x", count: 1_500)
+            let newID = try LogDirectory(path: replacement).readMeta().logID.description
+            let running = RunningEngine(LogSelection(roots: [root]), database)
+            defer { running.stop() }
+            #expect(waitFor(seconds: 60) { (running.engine.committedSeq(directory: path) ?? 0) == 2_000 })
+            try FileManager.default.moveItem(atPath: path, toPath: directory.file("old"))
+            try FileManager.default.moveItem(atPath: replacement, toPath: path)
+
+            var retirement = LogRetirementConfiguration(retireAfterSeconds: 0.1)
+            retirement.checkMilliseconds = 50
+            let retirer = LogRetirer(engines: [running.engine], configuration: retirement, logger: Logger(label: "r"))
+            var now: UInt64 = 1
+            var rowsWhenRetired: Int?
+            #expect(
+                waitFor(seconds: 60) {
+                    now += 1_000_000_000
+                    retirer.checkOnce(now: now)
+                    guard !FileManager.default.fileExists(atPath: path) else { return false }
+                    rowsWhenRetired = (try? rowsPerLog(database))?[newID]?.rows ?? 0
+                    return true
+                }
+            )
+            #expect(rowsWhenRetired == 1_500, "the new log was retired with \(rowsWhenRetired ?? -1) of its rows")
+            let stored = try rowsPerLog(database)
+            #expect(stored[oldID]?.rows == 2_000 && stored[oldID]?.distinct == 2_000)
+            #expect(stored[newID]?.rows == 1_500 && stored[newID]?.distinct == 1_500)
+        }
     }
 }

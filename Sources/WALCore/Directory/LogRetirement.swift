@@ -29,7 +29,7 @@ public enum LogRetirement {
 
     public static func retire(
         path: String,
-        isDelivered: (_ lastSeq: UInt64) -> Bool
+        isDelivered: (_ lastSeq: UInt64, _ logID: LogID) -> Bool
     ) throws(WALError) -> Outcome {
         let directory = LogDirectory(path: path)
         if directory.isWriterActive() { return .writerAlive }
@@ -53,7 +53,13 @@ public enum LogRetirement {
         defer { try? lockFD?.close() }
         if let lockFD, (try? lockFD.tryLockExclusive()) != true { return .writerAlive }
         let last = try LogInspector.lastSealedSeqAcrossDamage(path: path)
-        guard last == before, isDelivered(last) else { return .undelivered(lastSeq: last) }
+        guard last == before, isDelivered(last, meta.logID) else { return .undelivered(lastSeq: last) }
+        // Every registered consumer must have passed it too, as for retention (wal-format.md section 6): a shipper
+        // to another sink, or another group, keeps its own cursor here. (Retirement consulted only the shippers
+        // of this process, and deleted 5,000 records a Kafka shipper had not read.)
+        guard let (cursors, damaged) = try? CursorStore(directory: directory).all(), damaged.isEmpty,
+            cursors.allSatisfy({ $0.seq >= last })
+        else { return .undelivered(lastSeq: last) }
 
         let (parent, name) = split(path)
         removeLeftovers(in: parent)

@@ -145,8 +145,11 @@ final class FrameWalker {
                     throw error
                 }
                 if let opened = segment, let logID, opened.header.logID != logID {
-                    // Another log's segment: its records are not this log's, whatever seqs they carry.
+                    // Another log's segment: its records are not this log's, whatever seqs they carry. A live
+                    // reader waits (the directory was replaced: its owner notices and reads the new log anew)
+                    // rather than passing over seqs of its log as damage.
                     segment = nil
+                    if live { return .end(tornTail: 0) }
                     finishedSegmentFirstSeq = file.firstSeq
                     return .damage(
                         SegmentScan.Damage(
