@@ -174,6 +174,7 @@ private struct Parser {
 
     mutating func file(_ root: Node?) throws(ThresholdError) -> [ThresholdRule] {
         guard let root, let top = root.mapping else { throw error(root, "expected a mapping with `metrics:`") }
+        try unique(top, in: nil)
         for (key, value) in top {
             switch key.string {
             case "version":
@@ -186,6 +187,7 @@ private struct Parser {
         }
         guard let metrics = top["metrics"] else { throw error(root, "missing `metrics:`") }
         guard let mapping = metrics.mapping else { throw error(metrics, "`metrics` must map metric names to rules") }
+        try unique(mapping, in: "metrics")
         var rules: [ThresholdRule] = []
         for (key, value) in mapping {
             guard let name = key.string else { throw error(key, "a metric name must be a string") }
@@ -200,6 +202,25 @@ private struct Parser {
         return rules
     }
 
+    /// Refuses a key given twice in one mapping. YAML requires unique keys, but Yams keeps every pair and each field
+    /// was read in turn, so the last one won silently: `direction: below` then `direction: above` flipped a rule.
+    /// Only the mappings the parser reads are checked (an alias repeated many times is not walked again).
+    func unique(_ mapping: Node.Mapping, in context: String?) throws(ThresholdError) {
+        var seen: [String: Node] = [:]
+        for key in mapping.keys {
+            guard let text = key.string else { continue }  // a non-string key is refused where it is read
+            if let earlier = seen[text] {
+                let place = context.map { " in \($0)" } ?? ""
+                throw error(
+                    key,
+                    "duplicate key \"\(text)\"\(place) (first at line \(earlier.mark?.line ?? 0)): "
+                        + "a key may appear once in a mapping"
+                )
+            }
+            seen[text] = key
+        }
+    }
+
     func checkName(_ name: String, _ node: Node) throws(ThresholdError) {
         guard MetricCatalog.isValidName(name) else {
             throw error(node, "\"\(name)\" is not a valid metric name ([a-z][a-z0-9]*(_[a-z0-9]+)+)")
@@ -211,6 +232,7 @@ private struct Parser {
 
     func rule(_ name: String, _ node: Node) throws(ThresholdError) -> ThresholdRule {
         guard let fields = node.mapping else { throw error(node, "\(name): expected a mapping of thresholds") }
+        try unique(fields, in: name)
         var rule = ThresholdRule(metric: name, levels: [:], line: node.mark?.line ?? 0)
         for (key, value) in fields {
             guard let field = key.string else { throw error(key, "\(name): keys must be strings") }
@@ -229,6 +251,7 @@ private struct Parser {
                 rule.window = try window(name, value)
             case "tags":
                 guard let tags = value.mapping else { throw error(value, "\(name).tags: expected key: value pairs") }
+                try unique(tags, in: "\(name).tags")
                 for (tagKey, tagValue) in tags {
                     guard let k = tagKey.string, let v = tagValue.string else {
                         throw error(tagKey, "\(name).tags: keys and values must be strings")
@@ -271,6 +294,7 @@ private struct Parser {
                 "\(name).window: expected last, or {aggregate: avg|p95|p99, duration: 60s, min_samples: N}"
             )
         }
+        try unique(fields, in: "\(name).window")
         var aggregate: Window.Aggregate?
         var duration: Int64?
         var minSamples = 1

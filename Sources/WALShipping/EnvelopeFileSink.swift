@@ -32,10 +32,26 @@ public final class EnvelopeFileSink: MetricSink, @unchecked Sendable {
         self.ownsDescriptor = true
     }
 
-    /// Creates (or truncates) `path`, mode 0600 like the log: the records are no less private in a copy.
-    public static func create(path: String) throws -> EnvelopeFileSink {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    /// Creates (or truncates) `path`, mode 0600 like the log: the records are no less private in a copy. A path
+    /// inside one of `outside`'s log directories, or naming one of their files through a link, is refused before
+    /// anything is written (the file opened is checked again before it is truncated).
+    public static func create(
+        path: String,
+        outside logs: OutsideLogs = OutsideLogs(logDirectories: [])
+    ) throws -> EnvelopeFileSink {
+        try logs.check(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FatalSinkError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        do {
+            try logs.check(opened: fd, path: path)
+            var info = stat()
+            if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, ftruncate(fd, 0) != 0 {
+                throw FatalSinkError("cannot truncate \(path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
         return EnvelopeFileSink(name: "file:\(path)", ownedFD: fd)
     }
 
@@ -60,7 +76,10 @@ public final class EnvelopeFileSink: MetricSink, @unchecked Sendable {
     public func finish() throws {
         guard ownsDescriptor, fd >= 0 else { return }
         defer { close(fd) }
-        if fsync(fd) != 0 { throw FatalSinkError("fsync failed: \(String(cString: strerror(errno)))") }
+        // EINVAL: a file that cannot be synced (/dev/null, a pipe); there is nothing to make durable.
+        if fsync(fd) != 0 && errno != EINVAL {
+            throw FatalSinkError("fsync failed: \(String(cString: strerror(errno)))")
+        }
     }
 
     // MARK: - MetricSink

@@ -139,6 +139,9 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var pendingSizes: [UInt32] = []
         var pendingHead = 0
         var pendingSkipped: [SkippedEntry] = []
+        /// The last damage read whose lost sequence numbers were not known, and where it was met (see
+        /// `readAvailable`).
+        var unplacedDamage: (reason: String, through: UInt64)?
         var pendingThrough: UInt64 = 0
         var firstPendingAt: UInt64?
         var nextPollAt: UInt64 = 0
@@ -181,6 +184,7 @@ public final class ShippingEngine: Service, @unchecked Sendable {
             pendingSizes.removeAll()
             pendingHead = 0
             pendingSkipped.removeAll()
+            unplacedDamage = nil
             firstPendingAt = nil
         }
     }
@@ -485,14 +489,27 @@ public final class ShippingEngine: Service, @unchecked Sendable {
                         source.pendingSkipped.append(gap)
                         through = max(through, gap.toSeq)
                     case .damage(let damage):
-                        let from = damage.lostFromSeq ?? through + 1
-                        let to = damage.lostToSeq ?? from
-                        source.pendingSkipped.append(SkippedEntry(fromSeq: from, toSeq: to, reason: damage.description))
                         logger.error(
                             "damaged log region passed over",
                             metadata: ["dir": "\(directory)", "damage": "\(damage)"]
                         )
-                        through = max(through, to)
+                        // Damage whose sequence numbers are not known yet (unreadable bytes) is followed by one with
+                        // the range the frames after it show lost, or by the next record when it hid none: claiming
+                        // through + 1 for it counted that number twice (2646...2646 and 2646...6682). Its reason goes
+                        // with the range; ranges never reach back over what was passed already, so they are disjoint.
+                        guard let lostFrom = damage.lostFromSeq, let to = damage.lostToSeq else {
+                            source.unplacedDamage = (damage.description, through)
+                            break
+                        }
+                        var reason = damage.description
+                        if let unplaced = source.unplacedDamage, unplaced.through == through {
+                            reason = unplaced.reason + "; " + reason
+                        }
+                        source.unplacedDamage = nil
+                        let from = max(lostFrom, through + 1)
+                        guard from <= to else { break }
+                        source.pendingSkipped.append(SkippedEntry(fromSeq: from, toSeq: to, reason: reason))
+                        through = to
                     }
                 }
                 source.readErrorLogged = false

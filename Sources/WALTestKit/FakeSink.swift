@@ -13,6 +13,7 @@ public final class FakeSink: MetricSink, @unchecked Sendable {
     struct State {
         var rows: [LogID: [UInt64: MetricRecord]] = [:]
         var committed: [LogID: UInt64] = [:]
+        var skipped: [LogID: [SkippedEntry]] = [:]
         var failures = 0
         var unreachable = false
         var replayCalls = 0
@@ -33,6 +34,9 @@ public final class FakeSink: MetricSink, @unchecked Sendable {
 
     /// The records held for `logID`, by sequence number.
     public func rows(of logID: LogID) -> [UInt64: MetricRecord] { state.withLock { $0.rows[logID] ?? [:] } }
+
+    /// The skipped entries (gaps, damage, undecodable records) delivered for `logID`, in order.
+    public func skipped(of logID: LogID) -> [SkippedEntry] { state.withLock { $0.skipped[logID] ?? [] } }
 
     /// While true, every call that reaches the sink (positions, delivery) fails, as a server that is down.
     public func setUnreachable(_ unreachable: Bool) { state.withLock { $0.unreachable = unreachable } }
@@ -65,6 +69,7 @@ public final class FakeSink: MetricSink, @unchecked Sendable {
                 throw InjectedFailure()
             }
             for record in batch.records { state.rows[batch.logID, default: [:]][record.seq] = record }
+            state.skipped[batch.logID, default: []] += batch.skipped
             state.committed[batch.logID] = max(state.committed[batch.logID] ?? 0, batch.throughSeq)
         }
     }

@@ -97,3 +97,16 @@ public func agentLogPath(_ root: String, _ name: String) throws -> String {
     )
     return folder + "/metrics"
 }
+
+/// Every regular file under `path` (recursively; links are not followed), by relative path, with its bytes: a
+/// snapshot to compare before and after a command that must leave a log as it was.
+public func fileSnapshot(_ path: String) throws -> [String: Data] {
+    var files: [String: Data] = [:]
+    let enumerator = FileManager.default.enumerator(atPath: path)
+    while let name = enumerator?.nextObject() as? String {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path + "/" + name)
+        guard attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+        files[name] = try Data(contentsOf: URL(fileURLWithPath: path + "/" + name))
+    }
+    return files
+}

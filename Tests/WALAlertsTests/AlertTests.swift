@@ -221,6 +221,22 @@ let logID = LogID(bytes: Array(0..<16))
         ("version: 2\nmetrics: {}\n", 1, "unsupported version"),
         ("metrics:\n  state_get_time_ms: [\n", 3, "not valid YAML"),
         ("alerts: {}\n", 1, "unknown key \"alerts\""),
+        // A key given twice was read twice, the last value winning silently.
+        (
+            "metrics:\n  workflow_success_rate:\n    direction: below\n    critical: 80\n    direction: above\n", 5,
+            "duplicate key \"direction\" in workflow_success_rate (first at line 3)"
+        ),
+        (
+            "metrics:\n  state_get_time_ms:\n    warning: 1\n  state_get_time_ms:\n    critical: 5\n", 4,
+            "duplicate key \"state_get_time_ms\" in metrics"
+        ),
+        ("version: 1\nmetrics: {}\nversion: 1\n", 3, "duplicate key \"version\""),
+        ("metrics:\n  state_get_time_ms:\n    warning: 1\n    tags: {a: x, a: y}\n", 4, "duplicate key \"a\""),
+        (
+            "metrics:\n  state_get_time_ms:\n    warning: 1\n    window: {aggregate: p95, duration: 1m, duration: 2m}\n",
+            4, "duplicate key \"duration\" in state_get_time_ms.window"
+        ),
+        ("metrics:\n  state_get_time_ms:\n    - {warning: 1, warning: 2}\n", 3, "duplicate key \"warning\""),
     ])
     func aMalformedFileNamesTheLineAndTheReason(yaml: String, line: Int, reason: String) {
         do {
@@ -231,6 +247,25 @@ let logID = LogID(bytes: Array(0..<16))
             #expect(error.line == line, "\(error)")
             #expect(error.description.contains(reason), "\(error)")
         }
+    }
+
+    @Test func aDuplicateKeyIsRefusedWithFileLineAndColumnByAlertsCheck() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = directory.file("flipped.yaml")
+        let flipped = """
+            version: 1
+            metrics:
+              workflow_success_rate:
+                direction: below
+                critical: 80
+                direction: above
+
+            """
+        try flipped.write(toFile: file, atomically: true, encoding: .utf8)
+        let checked = try walctl(["alerts", "check", file])
+        #expect(checked.status == 1, "\(checked.out)")
+        #expect(checked.err.contains("\(file):6:5: duplicate key \"direction\""), "\(checked.err)")
     }
 
     @Test func customMetricsListsOfRulesAndDurationsParse() throws {

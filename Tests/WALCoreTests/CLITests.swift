@@ -60,6 +60,17 @@ import WALTestKit
         ["emit", "--dir", "/tmp/x", "--count", "10", "--durability", "fast"],
         ["nonsense"],
         ["ship", "--dir", "/tmp/x", "--alerts", "/tmp/x.yaml", "--alert-budget", "0"],
+        // Numbers the writer would overflow on (they trapped, exit 132), refused up front.
+        ["emit", "--dir", "/nonexistent/x", "--count", "10", "--durability", "periodic:19000000000000"],
+        [
+            "emit", "--dir", "/nonexistent/x", "--count", "10", "--segment-size", "4611686018427387904", "--max-bytes",
+            "200000000",
+        ],
+        ["emit", "--dir", "/nonexistent/x", "--count", "10", "--rate", "nan"],
+        ["emit", "--dir", "/nonexistent/x", "--count", "100", "--rate", "1e-300"],
+        ["demo", "--dir", "/nonexistent/x", "--rate", "1e300"],
+        ["ship", "--dir", "/tmp/x", "--postgres", "x", "--flush-interval-ms", "99999999999999"],
+        ["tail", "/nonexistent/x", "-n", "9223372036854775807"],
     ])
     func usageErrorsExitTwo(arguments: [String]) throws {
         let result = try walctl(arguments)

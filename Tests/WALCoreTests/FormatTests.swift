@@ -39,6 +39,41 @@ import WALTestKit
         #expect(Durability(parsing: "fast") == nil)
     }
 
+    /// Settings the writer turns into nanosecond deadlines or byte sums are refused when out of range: they used to
+    /// pass and trap (SIGILL) on an overflow in the sealer, at the size limit, or in `validate` itself.
+    @Test(arguments: [
+        "periodic", "block", "segment", "retention", "keep",
+    ])
+    func outOfRangeSettingsAreRefusedWithAClearError(setting: String) throws {
+        var configuration = WALConfiguration()
+        switch setting {
+        case "periodic": configuration.durability = .periodic(milliseconds: 19_000_000_000_000)
+        case "block":
+            configuration.whenFull = .block(timeoutMilliseconds: 99_999_999_999_999_999)
+            configuration.maxTotalBytes = 200_000_000
+        case "segment":
+            configuration.segmentSize = 4_611_686_018_427_387_904
+            configuration.maxTotalBytes = 200_000_000
+        case "retention": configuration.retentionIntervalMilliseconds = -1
+        default: configuration.keepForReplaySeconds = Int.max
+        }
+        try withTemporaryDirectory { directory in
+            #expect {
+                _ = try WAL.open(path: directory.file("log"), configuration: configuration)
+            } throws: { error in
+                (error as? WALError)?.code == .invalidArgument
+            }
+            #expect(!FileManager.default.fileExists(atPath: directory.file("log")), "refused before anything is made")
+        }
+        // The largest accepted values still open.
+        var largest = WALConfiguration()
+        largest.durability = .periodic(milliseconds: WALConfiguration.maxPeriodicMilliseconds)
+        largest.whenFull = .block(timeoutMilliseconds: WALConfiguration.maxBlockMilliseconds)
+        largest.segmentSize = WALConfiguration.maxSegmentSize
+        largest.keepForReplaySeconds = WALConfiguration.maxKeepForReplaySeconds
+        try largest.validate()
+    }
+
     /// The checked-in golden log (made by `tools/make-golden-fixture`) must read back exactly, forever: the format
     /// is a public contract.
     @Test func goldenFixtureReadsBackExactly() throws {

@@ -526,6 +526,60 @@ import WALTestKit
     }
 }
 
+/// A FIFO planted under a log file's name: opening one blocks until its other end opens, which hung every command
+/// and the writer forever. Every file is now opened without waiting and refused unless it is a regular file.
+@Suite struct PlantedFIFOTests {
+    /// `walctl` with a deadline; `hung` when it had to be killed.
+    func walctlWithin(
+        seconds: Int,
+        _ arguments: [String]
+    ) throws -> (status: Int32, out: String, err: String, hung: Bool) {
+        // SIGKILL: a walctl blocked in open(2) retries it after a handled SIGTERM. timeout(1) sends it to its process
+        // group, itself included: the status is then the signal (9), or 137 when timeout survives it.
+        let child = try ChildProcess("/usr/bin/timeout", ["-s", "KILL", "\(seconds)", walctlPath] + arguments)
+        let out = child.remainingOutput()
+        let status = child.wait()
+        let hung = child.process.terminationReason == .uncaughtSignal || status == 137
+        return (status, out, child.standardError(), hung)
+    }
+
+    @Test(arguments: ["SEGMENT", "staging.wal", "wal.meta", "wal.lock", "metrics.symbols", "cursors/x.cursor"])
+    func noCommandWaitsOnAFIFOAndTheWriterRefusesIt(name: String) throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.file("log")
+            let emitted = try walctl(["emit", "--dir", path, "--count", "3000"])
+            try #require(emitted.status == 0, "\(emitted.err)")
+            let segment = try #require(
+                try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasSuffix(".seg") }
+            )
+            let file = path + "/" + (name == "SEGMENT" ? segment : name)
+            try FileManager.default.createDirectory(
+                atPath: path + "/cursors",
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+            try? FileManager.default.removeItem(atPath: file)
+            try #require(mkfifo(file, 0o600) == 0)
+            for arguments in [
+                ["inspect", path], ["verify", path], ["verify", path, "--repair"], ["stats", path], ["tail", path],
+                ["replay", path, "--to", "stdout"], ["emit", "--dir", path, "--count", "10"],
+            ] {
+                let result = try walctlWithin(seconds: 20, arguments)
+                #expect(!result.hung, "\(arguments) hung on the FIFO \(name)")
+                if arguments[0] == "emit" && name != "cursors/x.cursor" {
+                    #expect(result.status == 1, "\(arguments): \(result.err)")
+                    #expect(result.err.contains("is a FIFO, not a regular file"), "\(result.err)")
+                }
+                if arguments == ["verify", path] && (name == "SEGMENT" || name.hasPrefix("cursors")) {
+                    #expect(result.status == 1 && result.out.contains("is a FIFO, not a regular file"), "\(result.out)")
+                }
+            }
+            var info = stat()
+            #expect(lstat(file, &info) == 0 && info.st_mode & S_IFMT == S_IFIFO, "the FIFO is left as it was")
+        }
+    }
+}
+
 /// The fuzz harness's seed corpus (and any input a fuzz run once found) replayed through every reader: what
 /// `tools/fuzz.sh` explores with libFuzzer stays a regression test of the normal build.
 @Suite struct FuzzCorpusTests {

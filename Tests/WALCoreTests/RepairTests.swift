@@ -11,16 +11,7 @@ import WALTestKit
     let tears = TearTests()
 
     /// Every file of the log directory (recursively) with its bytes.
-    func snapshot(_ path: String) throws -> [String: Data] {
-        var files: [String: Data] = [:]
-        let enumerator = FileManager.default.enumerator(atPath: path)
-        while let name = enumerator?.nextObject() as? String {
-            var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: path + "/" + name, isDirectory: &isDirectory)
-            if !isDirectory.boolValue { files[name] = try Data(contentsOf: URL(fileURLWithPath: path + "/" + name)) }
-        }
-        return files
-    }
+    func snapshot(_ path: String) throws -> [String: Data] { try fileSnapshot(path) }
 
     /// Runs `walctl verify --repair`, checks it ends sound, and that running it again changes nothing.
     func repair(_ path: String) throws -> String {

@@ -41,6 +41,10 @@ import WALMetrics
         ("METRICS_MAX_BYTES", "lots", "a positive byte count"),
         ("METRICS_MAX_BYTES", "-5", "a positive byte count"),
         ("METRICS_WHEN_FULL", "panic", "drop-newest, block:MS"),
+        // Values the writer would overflow on (a trap in the sealer, or when the log reaches its size limit).
+        ("METRICS_DURABILITY", "periodic:19000000000000", "MS from 1 to 3600000"),
+        ("METRICS_WHEN_FULL", "block:20000000000000", "MS from 0 to 86400000"),
+        ("METRICS_WHEN_FULL", "block:99999999999999999", "MS from 0 to 86400000"),
         ("METRICS_BATCH_SIZE", "0", "1 to 100000"),
         ("METRICS_FLUSH_INTERVAL_MS", "soon", "1 to 3600000"),
         ("METRICS_AGENT_ID", String(repeating: "a", count: 101), "1 to 100 bytes"),

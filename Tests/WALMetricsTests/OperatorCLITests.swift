@@ -363,6 +363,49 @@ import WALTestKit
         }
     }
 
+    @Test func replayRefusesToWriteIntoTheLogItReads() throws {
+        try withTemporaryDirectory { directory in
+            let path = try trafficLog(directory, count: 20_000)
+            let before = try fileSnapshot(path)
+            let segment = try #require(before.keys.filter { $0.hasSuffix(".seg") }.sorted().first)
+            try #require(before[segment].map { $0.count > 100_000 } == true)
+            // Other ways to name the log's files: links from outside, `..`, a folder linked to the log.
+            let segmentLink = directory.file("segment-link.jsonl")
+            let logLink = directory.file("log-link")
+            let hardLink = directory.file("hard-link.jsonl")
+            try #require(symlink(path + "/" + segment, segmentLink) == 0)
+            try #require(symlink(path, logLink) == 0)
+            try #require(link(path + "/" + segment, hardLink) == 0)
+            try FileManager.default.createDirectory(
+                atPath: directory.file("elsewhere"),
+                withIntermediateDirectories: true
+            )
+            for output in [
+                path + "/" + segment, path + "/" + LogFormat.stagingFileName, path + "/" + LogFormat.metaFileName,
+                path + "/new.jsonl", path + "/./out.jsonl", directory.file("elsewhere") + "/../log/out.jsonl",
+                segmentLink, logLink + "/out.jsonl", logLink + "/" + segment, hardLink,
+            ] {
+                let result = try walctl(["replay", path, "--to", "file:\(output)", "--to-seq", "2"])
+                #expect(result.status == 2, "file:\(output): \(result.err)")
+                #expect(result.err.contains("log directory") && result.err.contains("write the output elsewhere"))
+            }
+            let deadLetters = try walctl([
+                "replay", path, "--to", "kafka", "--kafka", "127.0.0.1:1", "--dead-letters", path + "/dead.jsonl",
+            ])
+            #expect(deadLetters.status == 2, "\(deadLetters.err)")
+            #expect(try fileSnapshot(path) == before, "no file of the log was written, none was added")
+
+            // Beside the log is fine, and so is /dev/null (a device: it cannot be one of the log's files).
+            let beside = try walctl(["replay", path, "--to", "file:\(directory.file("out.jsonl"))", "--to-seq", "2"])
+            #expect(beside.status == 0, "\(beside.err)")
+            #expect(
+                try String(contentsOfFile: directory.file("out.jsonl"), encoding: .utf8).split(separator: "\n").count
+                    == 2
+            )
+            #expect(try walctl(["replay", path, "--to", "file:/dev/null", "--to-seq", "2"]).status == 0)
+        }
+    }
+
     // MARK: - crashed, live and read-only logs
 
     @Test func everyCommandWorksOnACrashedLog() throws {

@@ -109,7 +109,7 @@ extension FileDescriptor {
 // MARK: - Paths and directories
 
 package enum FileSystem {
-    /// Opens a file, mapping the error into a `WALError` naming the path.
+    /// Opens a file, mapping the error into a `WALError` naming the path (see `openFile`; a fault-injection point).
     static func open(
         _ path: String,
         _ mode: FileDescriptor.AccessMode,
@@ -119,14 +119,35 @@ package enum FileSystem {
         if mode != .readOnly || options.contains(.create), let injected = FaultInjection.check(.open) {
             throw WALError.io("cannot open", path: path, injected)
         }
+        return try openFile(path, mode, options: options, permissions: permissions)
+    }
+
+    /// Opens a file of a log, mapping the error into a `WALError` naming the path.
+    ///
+    /// Anything but a regular file (a directory with `.directory`) is refused with `.invalidArgument`: a FIFO, a
+    /// socket or a device planted under a log file's name. The open itself never waits (`O_NONBLOCK`, which does
+    /// nothing to a regular file): opening a FIFO without it blocks until the other end opens, which hung every
+    /// command and the writer. For the log's own files use `open`; this one is for the files other modules keep in
+    /// the log directory (`metrics.symbols`).
+    package static func openFile(
+        _ path: String,
+        _ mode: FileDescriptor.AccessMode,
+        options: FileDescriptor.OpenOptions = [],
+        permissions: FilePermissions? = nil
+    ) throws(WALError) -> FileDescriptor {
+        let fd: FileDescriptor
         do {
-            return try FileDescriptor.open(
+            fd = try FileDescriptor.open(
                 FilePath(path),
                 mode,
-                options: options.union(.closeOnExec),
+                options: options.union([.closeOnExec, .nonBlocking]),
                 permissions: permissions
             )
         } catch let error as Errno {
+            if error == .noSuchAddressOrDevice, let kind = fileKind(path) {
+                // O_WRONLY | O_NONBLOCK on a FIFO without a reader, or a socket.
+                throw WALError(.invalidArgument, "is \(kind), not a regular file (planted?)", path: path, cause: error)
+            }
             if error == .noSuchFileOrDirectory {
                 throw WALError(.notFound, "no such file", path: path, cause: error)
             }
@@ -139,6 +160,36 @@ package enum FileSystem {
             throw WALError.io("cannot open", path: path, error)
         } catch {
             throw WALError(.io, "cannot open: \(error)", path: path)
+        }
+        if !options.contains(.directory), let kind = fileKind(fd) {
+            try? fd.close()
+            throw WALError(.invalidArgument, "is \(kind), not a regular file (planted?)", path: path)
+        }
+        return fd
+    }
+
+    /// What an open file is when it is not a regular file ("a FIFO", "a directory", ...); nil for a regular file.
+    private static func fileKind(_ fd: FileDescriptor) -> String? {
+        var info = stat()
+        guard fstat(fd.rawValue, &info) == 0 else { return nil }
+        return kindName(info.st_mode)
+    }
+
+    /// As `fileKind(_:)`, for a path (following a symbolic link).
+    private static func fileKind(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return kindName(info.st_mode)
+    }
+
+    private static func kindName(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        case S_IFDIR: return "a directory"
+        default: return "a special file"
         }
     }
 

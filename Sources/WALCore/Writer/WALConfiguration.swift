@@ -81,8 +81,8 @@ public struct WALConfiguration: Sendable {
         guard blockCount >= 2, blockCount <= 1024 else {
             throw WALError(.invalidArgument, "blockCount must be between 2 and 1024")
         }
-        guard segmentSize >= 1 << 20, segmentSize >= 4 * blockSize else {
-            throw WALError(.invalidArgument, "segmentSize must be at least 1 MiB and 4 blocks")
+        guard segmentSize >= 1 << 20, segmentSize >= 4 * blockSize, segmentSize <= Self.maxSegmentSize else {
+            throw WALError(.invalidArgument, "segmentSize must be at least 1 MiB and 4 blocks, and at most 4 GiB")
         }
         if let maxTotalBytes {
             let floor = Int64(LogFormat.stagingHeaderSize + blockSize * blockCount) + 2 * Int64(segmentSize)
@@ -90,16 +90,44 @@ public struct WALConfiguration: Sendable {
                 throw WALError(.invalidArgument, "maxTotalBytes must be at least staging + 2 segments (\(floor) bytes)")
             }
         }
-        if case .periodic(let ms) = durability, ms <= 0 {
-            throw WALError(.invalidArgument, "the periodic sync interval must be positive")
+        // The writer turns these into nanosecond deadlines (UInt64): the bounds keep every sum and product in range.
+        if case .periodic(let ms) = durability, ms <= 0 || ms > Self.maxPeriodicMilliseconds {
+            throw WALError(
+                .invalidArgument,
+                "the periodic sync interval must be between 1 and \(Self.maxPeriodicMilliseconds) ms (1 hour), not \(ms)"
+            )
         }
-        if case .block(let ms) = whenFull, ms < 0 {
-            throw WALError(.invalidArgument, "the whenFull block timeout must not be negative")
+        if case .block(let ms) = whenFull, ms < 0 || ms > Self.maxBlockMilliseconds {
+            throw WALError(
+                .invalidArgument,
+                "the whenFull block timeout must be between 0 and \(Self.maxBlockMilliseconds) ms (1 day), not \(ms)"
+            )
         }
         guard sealDelayMilliseconds >= 1, sealDelayMilliseconds <= 10_000 else {
             throw WALError(.invalidArgument, "sealDelayMilliseconds must be between 1 and 10000")
         }
+        guard retentionIntervalMilliseconds >= 1, retentionIntervalMilliseconds <= Self.maxPeriodicMilliseconds else {
+            throw WALError(.invalidArgument, "retentionIntervalMilliseconds must be between 1 and 3600000 (1 hour)")
+        }
+        if let keepForReplaySeconds, keepForReplaySeconds < 0 || keepForReplaySeconds > Self.maxKeepForReplaySeconds {
+            throw WALError(
+                .invalidArgument,
+                "keepForReplaySeconds must be between 0 and \(Self.maxKeepForReplaySeconds) (10 years)"
+            )
+        }
+        if let keepForReplayBytes, keepForReplayBytes < 0 {
+            throw WALError(.invalidArgument, "keepForReplayBytes must not be negative")
+        }
     }
+
+    /// Largest `segmentSize`: 4 GiB (wal-format.md sets no limit; this one keeps every offset and sum in range).
+    public static let maxSegmentSize = 1 << 32
+    /// Longest `.periodic` sync interval: 1 hour.
+    public static let maxPeriodicMilliseconds = 3_600_000
+    /// Longest `.block` wait for space: 1 day.
+    public static let maxBlockMilliseconds = 86_400_000
+    /// Longest `keepForReplaySeconds`: 10 years.
+    public static let maxKeepForReplaySeconds = 315_360_000
 }
 
 /// Counters of a running writer. Read with `WAL.statistics`.

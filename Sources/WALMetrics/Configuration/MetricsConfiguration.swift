@@ -71,9 +71,12 @@ public struct MetricsConfiguration: Sendable {
             configuration.sourceService = service
         }
         if let text = value("METRICS_DURABILITY") {
+            let longest = WALConfiguration.maxPeriodicMilliseconds
+            let accepted = "process, periodic:MS (MS from 1 to \(longest)), sync"
             guard let durability = Durability(parsing: text) else {
-                throw invalid("METRICS_DURABILITY", text, "process, periodic:MS (MS > 0), sync")
+                throw invalid("METRICS_DURABILITY", text, accepted)
             }
+            if case .periodic(let ms) = durability, ms > longest { throw invalid("METRICS_DURABILITY", text, accepted) }
             configuration.log.durability = durability
         }
         if let text = value("METRICS_MAX_BYTES") {
@@ -90,8 +93,10 @@ public struct MetricsConfiguration: Sendable {
             switch text.lowercased() {
             case "drop", "drop-newest", "dropnewest", "drop_newest": configuration.log.whenFull = .dropNewest
             default:
-                guard text.lowercased().hasPrefix("block:"), let ms = Int(text.dropFirst(6)), ms >= 0 else {
-                    throw invalid("METRICS_WHEN_FULL", text, "drop-newest, block:MS (MS >= 0)")
+                let longest = WALConfiguration.maxBlockMilliseconds
+                guard text.lowercased().hasPrefix("block:"), let ms = Int(text.dropFirst(6)), ms >= 0, ms <= longest
+                else {
+                    throw invalid("METRICS_WHEN_FULL", text, "drop-newest, block:MS (MS from 0 to \(longest))")
                 }
                 configuration.log.whenFull = .block(timeoutMilliseconds: ms)
             }

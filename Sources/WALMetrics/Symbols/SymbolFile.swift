@@ -227,10 +227,10 @@ final class SymbolFileWriter {
         let path = directory + "/" + SymbolFileFormat.fileName
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(
-                FilePath(path),
+            fd = try FileSystem.openFile(
+                path,
                 .readWrite,
-                options: [.create, .closeOnExec, .noFollow],
+                options: [.create, .noFollow],
                 permissions: [.ownerReadWrite]
             )
         } catch {
@@ -375,7 +375,7 @@ final class SymbolFileReader: @unchecked Sendable {
     /// Reads entries appended since the last call (only the new bytes). Returns false when the file cannot be read.
     @discardableResult
     func refresh() -> Bool {
-        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+        guard let fd = try? FileSystem.openFile(path, .readOnly) else {
             return false
         }
         defer { try? fd.close() }
@@ -421,7 +421,7 @@ extension Envelope {
     /// symbols file yet. Reads the file's 64-byte header only.
     public static func sourceService(directory: String) -> String {
         let path = directory + "/" + SymbolFileFormat.fileName
-        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+        guard let fd = try? FileSystem.openFile(path, .readOnly) else {
             return defaultSourceService
         }
         defer { try? fd.close() }

@@ -34,7 +34,9 @@ struct Demo: ParsableCommand {
     func validate() throws {
         guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") }
         guard agents >= 1, agents <= 64 else { throw ValidationError("--agents must be between 1 and 64") }
-        guard rate > 0 else { throw ValidationError("--rate must be positive") }
+        guard rate >= 0.001, rate <= 1e9 else {
+            throw ValidationError("--rate must be between 0.001 and 1000000000 records per second")
+        }
     }
 
     func run() throws {

@@ -88,9 +88,16 @@ struct Emit: ParsableCommand {
         guard size >= SyntheticRecord.minimumSize, size <= 65536 else {
             throw ValidationError("--size must be between \(SyntheticRecord.minimumSize) and 65536")
         }
-        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        // Paced records are due at index / rate seconds, in UInt64 nanoseconds: NaN or a vanishing rate would trap.
+        if let rate, !(rate >= 0.001 && rate <= 1e9) {
+            throw ValidationError("--rate must be between 0.001 and 1000000000 records per second")
+        }
         guard Durability(parsing: durability) != nil else {
             throw ValidationError("--durability must be process, periodic:MS or sync")
+        }
+        // The log's own ranges (periodic interval, segment size, size limit), before anything is opened.
+        do throws(WALError) { try logConfiguration.validate() } catch {
+            throw ValidationError("--durability, --segment-size or --max-bytes: \(error.message)")
         }
         if metric != nil {
             guard value != nil else { throw ValidationError("--metric needs --value") }

@@ -22,7 +22,8 @@ struct Replay: AsyncParsableCommand {
             (derived from the log id and sequence number), so consumers drop what they already have.
 
             --to stdout: one OnexEnvelopeV1 JSON object per line. --to file:PATH: the same into PATH (created or \
-            truncated, fsynced at the end).
+            truncated, fsynced at the end); a PATH inside the log directory, or linked to one of its files, is \
+            refused.
 
             Works on a live log and on a copy taken off a dead machine, read-only filesystem included: nothing is \
             written into the log directory. --advance-cursor then moves the sink's committed cursor forward to the \
@@ -131,6 +132,14 @@ struct Replay: AsyncParsableCommand {
         }
         if target == .kafka && bootstrap == nil && !dryRun {
             throw ValidationError("--to kafka needs --kafka BOOTSTRAP (or KAFKA_BOOTSTRAP_SERVERS)")
+        }
+        // Nothing is written into the log being read: an output path there would truncate its segments.
+        let logs = OutsideLogs(logDirectories: [dir])
+        var outputs: [(option: String, path: String)] = []
+        if case .file(let path) = target { outputs.append(("--to file:", path)) }
+        if target == .kafka && !dryRun { outputs.append(("--dead-letters", deadLetters)) }
+        for output in outputs {
+            do { try logs.check(output.path) } catch { throw ValidationError("\(output.option) \(error.message)") }
         }
         if let rateLimit, rateLimit < 1 { throw ValidationError("--rate-limit must be positive") }
         if batchSize < 1 { throw ValidationError("--batch-size must be positive") }
@@ -276,7 +285,7 @@ struct Replay: AsyncParsableCommand {
         case .stdout:
             return EnvelopeFileSink(name: "stdout", fd: 1)
         case .file(let path):
-            return try EnvelopeFileSink.create(path: path)
+            return try EnvelopeFileSink.create(path: path, outside: OutsideLogs(logDirectories: [dir]))
         case .postgres:
             return PostgresSink(
                 configuration: PostgresSinkConfiguration(conninfo: conninfo ?? ""),

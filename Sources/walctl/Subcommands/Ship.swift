@@ -266,9 +266,23 @@ struct Ship: AsyncParsableCommand {
         if let kafkaCompression, !["lz4", "snappy", "zstd", "gzip", "none"].contains(kafkaCompression) {
             throw ValidationError("--kafka-compression takes lz4, snappy, zstd, gzip or none")
         }
-        if let maxBatchSize, maxBatchSize < 1 { throw ValidationError("--max-batch-size must be positive") }
-        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be positive") }
-        if let flushIntervalMs, flushIntervalMs < 1 { throw ValidationError("--flush-interval-ms must be positive") }
+        // The same ranges as the collector's METRICS_BATCH_SIZE and METRICS_FLUSH_INTERVAL_MS (the interval becomes
+        // a nanosecond deadline: a huge one trapped on overflow), for the options and for those variables.
+        let environment = ProcessInfo.processInfo.environment
+        for (name, option, variable, range) in [
+            ("--max-batch-size", maxBatchSize, nil, 1...1_000_000),
+            ("--batch-size", batchSize, "METRICS_BATCH_SIZE", 1...100_000),
+            ("--flush-interval-ms", flushIntervalMs, "METRICS_FLUSH_INTERVAL_MS", 1...3_600_000),
+        ] as [(String, Int?, String?, ClosedRange<Int>)] {
+            if let option, !range.contains(option) {
+                throw ValidationError("\(name) must be between \(range.lowerBound) and \(range.upperBound)")
+            }
+            if option == nil, let variable, let text = environment[variable], !range.contains(Int(text) ?? 0) {
+                throw ValidationError(
+                    "\(variable)=\(text): give an integer from \(range.lowerBound) to \(range.upperBound) (or \(name))"
+                )
+            }
+        }
         if let http, ListenAddress(http) == nil {
             throw ValidationError("--http takes host:port, [ipv6]:port or :port (127.0.0.1:9464)")
         }

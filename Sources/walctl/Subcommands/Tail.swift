@@ -41,8 +41,9 @@ struct Tail: AsyncParsableCommand {
     var pollMs = 100
 
     func validate() throws {
-        if lines < 0 { throw ValidationError("-n must not be negative") }
-        if pollMs < 1 { throw ValidationError("--poll-ms must be positive") }
+        // The last -n records are kept in memory (and a huge count overflowed: exit 132); replay prints whole logs.
+        if lines < 0 || lines > 10_000_000 { throw ValidationError("-n must be between 0 and 10000000") }
+        if pollMs < 1 || pollMs > 60_000 { throw ValidationError("--poll-ms must be between 1 and 60000") }
     }
 
     func run() async throws {
