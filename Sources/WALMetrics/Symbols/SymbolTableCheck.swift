@@ -30,11 +30,12 @@ public struct SymbolTableCheck: Sendable, Encodable {
         let path = directory + "/" + SymbolFileFormat.fileName
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
-        } catch Errno.noSuchFileOrDirectory {
+            // The log's checked open: never waits on a FIFO planted there, refuses anything but a regular file.
+            fd = try FileSystem.openFile(path, .readOnly)
+        } catch where error.code == .notFound {
             return nil
         } catch {
-            throw MetricsError(.io, "cannot open \(path): \(error)")
+            throw MetricsError(.io, "cannot open \(path): \(error.message)")
         }
         defer { try? fd.close() }
         var check = try classify(read(fd, path: path))
