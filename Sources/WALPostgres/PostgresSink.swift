@@ -174,6 +174,14 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
                     sqlState: error.sqlState,
                     fatal: true
                 )
+            } catch  where !error.isTransient {
+                // A table of the same name but another shape, say: retrying cannot fix it (it was retried forever).
+                throw PGError(
+                    message: "the database schema is at version \(version) and cannot be brought to "
+                        + "\(PostgresSchema.version): \(error.message) (walctl pg init says the same)",
+                    sqlState: error.sqlState,
+                    fatal: true
+                )
             }
         }
         let differences = try PostgresSchema.differences(connection)
@@ -401,6 +409,9 @@ public final class PostgresSink: MetricSink, @unchecked Sendable {
 
     static func isSchemaError(_ error: PGError) -> Bool {
         guard let state = error.sqlState else { return false }
+        // A row with no partition to go to: a partition (or the default one) detached or dropped by hand, not a bad
+        // record (every timestamp has a partition, the default catches the rest). It dead-lettered good records.
+        if state == "23514" && error.message.contains("no partition of relation") { return true }
         return state.hasPrefix("42") || state == "22P03" || state == "0A000"
     }
 

@@ -236,6 +236,50 @@ extension PostgresTests {
             #expect(try database.scalar("SELECT wal_seq FROM walctl_cursors") == "1000")
         }
 
+        /// Found by a hostile tester: with the partitions detached by hand, every row failed with "no partition of
+        /// relation" (SQLSTATE 23514) and was dead-lettered as a bad record, the cursor moving past them (exit 0).
+        /// It is a schema fault: the shipper stops with nothing dead-lettered and the cursor where it was.
+        @Test func aMissingPartitionStopsTheShipperInsteadOfDeadLetteringRecords() throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let database = try TestDatabase()
+            let path = try walctlLog(directory, count: 3000)
+            let records = try logRecords(path)
+            let logID = try LogDirectory(path: path).readMeta().logID
+            let sink = PostgresSink(configuration: PostgresSinkConfiguration(conninfo: database.conninfo))
+            try sink.deliver(ShipBatch(logID: logID, records: Array(records[..<1000]), throughSeq: 1000, skipped: []))
+            let admin = try database.connect()
+            let partitions = """
+                SELECT i.inhparent::regclass::text, i.inhrelid::regclass::text FROM pg_inherits AS i
+                JOIN pg_class AS c ON c.oid = i.inhparent WHERE c.relkind = 'p'
+                """
+            for row in try database.query(partitions) {
+                try admin.execute("ALTER TABLE \(row[0] ?? "") DETACH PARTITION \(row[1] ?? "")")
+            }
+            #expect(throws: FatalSinkError.self) {
+                let rest = Array(records[1000...])
+                try sink.deliver(ShipBatch(logID: logID, records: rest, throughSeq: 3000, skipped: []))
+            }
+            #expect(try database.count("SELECT count(*) FROM walctl_dead_letters") == 0)
+            #expect(try database.scalar("SELECT wal_seq FROM walctl_cursors") == "1000")
+        }
+
+        /// Found by a hostile tester: a migration that cannot succeed (a table of walctl's name but another shape,
+        /// SQLSTATE 42P17) was retried forever by `ship`, while `pg init` said why and exited 1. It now stops the
+        /// shipper with the reason.
+        @Test func aMigrationThatCannotSucceedStopsTheShipper() throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let database = try TestDatabase()
+            let path = try walctlLog(directory, count: 100)
+            try database.connect().execute("CREATE TABLE agent_routing_metrics (id int, foo text)")
+            let ship = try walctlBounded(
+                ["ship", "--dir", path, "--postgres", database.conninfo, "--drain", "--timeout", "30s"]
+            )
+            #expect(ship.status == 1, "\(ship.err)")
+            #expect(ship.err.contains("cannot be brought to"), "\(ship.err)")
+        }
+
         @Test func replayBeforeTheShipperCaughtUpAddsNoDeadLetters() throws {
             let directory = try TemporaryDirectory()
             defer { directory.remove() }

@@ -32,7 +32,7 @@ public struct SymbolTableCheck: Sendable, Encodable {
         do {
             // The log's checked open: never waits on a FIFO planted there, refuses anything but a regular file.
             fd = try FileSystem.openFile(path, .readOnly)
-        } catch where error.code == .notFound {
+        } catch  where error.code == .notFound {
             return nil
         } catch {
             throw MetricsError(.io, "cannot open \(path): \(error.message)")
