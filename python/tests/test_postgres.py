@@ -59,8 +59,8 @@ def test_rows_in_postgresql_equal_what_python_passed(log_dir, database):
                 row = ("state_snapshot_size_kb", "gauge", "KB", {}, "py-agent")
             else:
                 tags = {"model_count": "3", "unicode": "naïve ☃"}
-                result = collector.record_counter("quorum_model_count", value, tags, correlation)
-                row = ("quorum_model_count", "counter", "count", tags, "py-agent")
+                result = collector.record_gauge("quorum_model_count", value, "count", tags, correlation)
+                row = ("quorum_model_count", "gauge", "count", tags, "py-agent")
             assert result.recorded
             sent.append((correlation, value, *row))
 

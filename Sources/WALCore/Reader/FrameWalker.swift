@@ -41,6 +41,11 @@ final class FrameWalker {
         self.live = live
     }
 
+    /// A whole segment file reported as damage (its header unreadable, or another log's).
+    static func wholeFile(_ file: LogDirectory.SegmentFile, reason: String) -> SegmentScan.Damage {
+        SegmentScan.Damage(path: file.path, offset: 0, length: FileSystem.size(file.path) ?? 0, reason: reason)
+    }
+
     var storedPayload: UnsafeRawBufferPointer {
         payload.withUnsafeBytes { UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count) }
     }
@@ -131,14 +136,7 @@ final class FrameWalker {
                     if index + 1 < files.count {
                         // An unreadable segment header: report the whole file, move on.
                         finishedSegmentFirstSeq = file.firstSeq
-                        return .damage(
-                            SegmentScan.Damage(
-                                path: file.path,
-                                offset: 0,
-                                length: FileSystem.size(file.path) ?? 0,
-                                reason: error.message
-                            )
-                        )
+                        return .damage(Self.wholeFile(file, reason: error.message))
                     }
                     // The last segment, never written (a crash while creating it): nothing in it yet.
                     if live || SegmentFileReader.isUnwritten(path: file.path) { return .end(tornTail: 0) }
@@ -151,14 +149,8 @@ final class FrameWalker {
                     segment = nil
                     if live { return .end(tornTail: 0) }
                     finishedSegmentFirstSeq = file.firstSeq
-                    return .damage(
-                        SegmentScan.Damage(
-                            path: file.path,
-                            offset: 0,
-                            length: FileSystem.size(file.path) ?? 0,
-                            reason: "segment belongs to another log (log id \(opened.header.logID))"
-                        )
-                    )
+                    let reason = "segment belongs to another log (log id \(opened.header.logID))"
+                    return .damage(Self.wholeFile(file, reason: reason))
                 }
                 finishedSegmentFirstSeq = nil
                 offset = Int64(LogFormat.segmentHeaderSize)
