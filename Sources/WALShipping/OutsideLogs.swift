@@ -57,6 +57,9 @@ public struct OutsideLogs: Sendable {
     private func refuseIdentity(of info: stat, path: String) throws(FatalSinkError) {
         // Only a regular file can be a log's file; /dev/null or a pipe is fine to write to.
         guard info.st_mode & S_IFMT == S_IFREG else { return }
+        // A file with one name is a log's file only under that name, which the real-path checks already refused:
+        // the log directories are walked only for a file with several names.
+        guard info.st_nlink > 1 else { return }
         for log in realDirectories {
             if let file = Self.file(in: log.real, device: info.st_dev, inode: info.st_ino, depth: 3) {
                 throw FatalSinkError(

@@ -161,6 +161,10 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         var localCursor: UInt64?
         var waitingAnnounced = false
 
+        /// When `wal.meta` was last seen with this log id (its modification time), so a scan reads it only when it
+        /// changed.
+        var metaStamp: UInt64?
+
         init(directory: String, logID: LogID, now: UInt64, probe: UInt64) {
             self.directory = directory
             self.logID = logID
@@ -292,9 +296,15 @@ public final class ShippingEngine: Service, @unchecked Sendable {
         // the one there now is shipped from its own position, under its own id. (It was never shipped, and the
         // retirer deleted it as the old log, finished.)
         for directory in found {
-            guard let source = sources[directory], let meta = try? LogDirectory(path: directory).readMeta(),
-                meta.logID != source.logID
-            else { continue }
+            // wal.meta is read again only when it changed (a stat per log and scan, not a read).
+            guard let source = sources[directory] else { continue }
+            let log = LogDirectory(path: directory)
+            let stamp = FileSystem.modificationNanos(log.metaPath)
+            guard stamp != source.metaStamp, let meta = try? log.readMeta() else { continue }
+            guard meta.logID != source.logID else {
+                source.metaStamp = stamp
+                continue
+            }
             logger.warning(
                 "another log is now at this directory; shipping it from its own position",
                 metadata: ["dir": "\(directory)", "log_id": "\(meta.logID)", "was": "\(source.logID)"]

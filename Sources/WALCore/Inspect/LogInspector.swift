@@ -141,7 +141,7 @@ public enum LogInspector {
                 summary.damage.append(.init(file: file.path, offset: 0, length: size, reason: error.message))
                 continue
             }
-            if let problem = identityProblem(of: reader, named: file, in: meta) {
+            if let problem = identityProblem(of: reader, named: file, logID: meta.logID) {
                 // Its records are not this log's, or retention and readers would take them for other seqs.
                 summary.corruptFrames += 1
                 let size = FileSystem.size(file.path) ?? 0
@@ -356,10 +356,10 @@ extension LogInspector {
     public static func identityProblem(
         of reader: SegmentFileReader,
         named file: LogDirectory.SegmentFile,
-        in meta: LogMeta
+        logID: LogID
     ) -> String? {
-        if reader.header.logID != meta.logID {
-            return "segment belongs to another log (log id \(reader.header.logID), this log is \(meta.logID)); "
+        if reader.header.logID != logID {
+            return "segment belongs to another log (log id \(reader.header.logID), this log is \(logID)); "
                 + "its records are not this log's"
         }
         if reader.header.firstSeq != file.firstSeq {

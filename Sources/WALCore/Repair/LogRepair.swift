@@ -16,6 +16,18 @@ public struct RepairReport: Sendable, Codable, Equatable {
         public var toSeq: UInt64?
         public var detail: String
 
+        /// A gap marker written for `from...to`: "[`lead` ]gap marker for sequence numbers from...to: `reason`".
+        static func gapWritten(file: String, from: UInt64, to: UInt64, lead: String = "", _ reason: String) -> Self {
+            let marker = "gap marker for sequence numbers \(from)...\(to): \(reason)"
+            return Action(
+                kind: "gap_written",
+                file: file,
+                fromSeq: from,
+                toSeq: to,
+                detail: lead.isEmpty ? marker : lead + " " + marker
+            )
+        }
+
         enum CodingKeys: String, CodingKey {
             case kind, file
             case keptAt = "kept_at"
@@ -92,15 +104,7 @@ public enum LogRepair {
         try writeNewFile(temporary, bytes: bytes)
         try FileSystem.rename(temporary, path)
         try FileSystem.syncDirectory(directory.path)
-        report.actions.append(
-            .init(
-                kind: "gap_written",
-                file: name,
-                fromSeq: from,
-                toSeq: to,
-                detail: "new segment \(name) with a gap marker for sequence numbers \(from)...\(to): \(reason)"
-            )
-        )
+        report.actions.append(.gapWritten(file: name, from: from, to: to, lead: "new segment \(name) with a", reason))
     }
 
     /// Where damaged bytes go: `quarantine/` in the log directory.
@@ -320,15 +324,7 @@ public enum LogRepair {
             )
         )
         for (from, to) in gaps {
-            report.actions.append(
-                .init(
-                    kind: "gap_written",
-                    file: name,
-                    fromSeq: from,
-                    toSeq: to,
-                    detail: "gap marker for sequence numbers \(from)...\(to): \(reason)"
-                )
-            )
+            report.actions.append(.gapWritten(file: name, from: from, to: to, reason))
         }
     }
 

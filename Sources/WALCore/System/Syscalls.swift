@@ -291,7 +291,7 @@ package enum FileSystem {
     }
 
     /// Last modification time in nanoseconds since the epoch, or nil when the file is gone.
-    static func modificationNanos(_ path: String) -> UInt64? {
+    package static func modificationNanos(_ path: String) -> UInt64? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         return UInt64(info.st_mtim.tv_sec) * 1_000_000_000 + UInt64(info.st_mtim.tv_nsec)

@@ -866,16 +866,15 @@ public final class WAL: @unchecked Sendable {
         let sealedFiles = Array(files.dropLast())
         var remainingSealedBytes = sealedFiles.reduce(Int64(0)) { $0 + (FileSystem.size($1.path) ?? 0) }
         let now = wallClockNanos()
-        let meta = try? directory.readMeta()
         for (index, file) in sealedFiles.enumerated() {
             let lastSeq = files[index + 1].firstSeq - 1
             guard lastSeq <= minimum else { break }
             // Where a segment ends is told by the next one's name: both must be what their names say (a renamed
             // segment made retention delete records no consumer had read). In doubt, nothing is deleted.
-            guard let meta,
+            guard
                 [file, files[index + 1]].allSatisfy({ candidate in
                     guard let reader = try? SegmentFileReader(path: candidate.path) else { return false }
-                    return LogInspector.identityProblem(of: reader, named: candidate, in: meta) == nil
+                    return LogInspector.identityProblem(of: reader, named: candidate, logID: logID) == nil
                 })
             else { break }
             let size = FileSystem.size(file.path) ?? 0
